@@ -1,0 +1,211 @@
+//! Command-line interface (everything except init mode).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::pack::{self, Compression, PackOptions};
+
+/// Deploy a whole machine from code.
+///
+/// anemos packs a machine's description (disk layout, OS build, bootloader) into an initramfs
+/// *payload*, boots into it, and rebuilds the disks from RAM. The same binary is the image's
+/// init (PID 1).
+#[derive(Debug, Parser)]
+#[command(name = "anemos", version = env!("CARGO_PKG_VERSION"), long_version = LONG_VERSION)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("ANEMOS_GIT"), ", ", env!("ANEMOS_TARGET"), ")");
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build a base initramfs image: /init (this binary), init-config, tools, modules.
+    ///
+    /// The image is a reproducible newc cpio: entries sorted, owners 0, mtimes from
+    /// SOURCE_DATE_EPOCH (else 0). It is written to a temp file and renamed, so a failed
+    /// pack never leaves a partial IMAGE.
+    Pack(PackArgs),
+    /// Pack a deploy description (DIR or TAR) as a payload segment under /payload.
+    ///
+    /// The segment carries a sha256 manifest that the init verifies before touching any disk.
+    /// Append it to a base image with `cat BASE PAYLOAD > IMAGE` or `anemos pack --payload`.
+    PackPayload {
+        /// Directory or tar archive (.tar, .tar.gz, .tar.zst, .tar.xz) holding anemos.toml.
+        src: PathBuf,
+        /// Output payload file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Compression of the segment.
+        #[arg(long, value_enum, default_value = "zstd")]
+        compress: Compression,
+    },
+    /// List every segment and entry of an initramfs (ours or another tool's).
+    ///
+    /// Shows offset, compression, entry count and uncompressed size per segment, then each
+    /// entry's mode, owner, size, path and link target.
+    Inspect {
+        image: PathBuf,
+        /// Extract all segments into DIR (entries escaping DIR are refused).
+        #[arg(long, value_name = "DIR")]
+        extract: Option<PathBuf>,
+        /// Print one file's contents to stdout.
+        #[arg(long, value_name = "PATH")]
+        cat: Option<String>,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print version and build information.
+    Version,
+}
+
+#[derive(Debug, clap::Args)]
+struct PackArgs {
+    /// Output image path.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Tools root for the recovery console and install step: a directory or a tar archive
+    /// (.tar, .tar.gz, .tar.zst, .tar.xz), e.g. busybox-static or an Alpine/Debian root.
+    #[arg(long, value_name = "DIR|TAR")]
+    rootfs: Option<PathBuf>,
+    /// Add a host file or directory at DEST in the image (repeatable).
+    #[arg(long, value_name = "SRC:DEST")]
+    add: Vec<String>,
+    /// Add host executables with their whole shared-library closure (repeatable).
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    binary: Vec<PathBuf>,
+    /// A /lib/modules/<release> tree to take kernel modules from.
+    #[arg(long, value_name = "DIR")]
+    kernel_modules: Option<PathBuf>,
+    /// Modules to include with their dependencies: names, aliases or sets
+    /// (virtio, nvme, ahci, usb-storage, storage, net, fs). Repeatable.
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    module: Vec<String>,
+    /// Take modules from the build host: /lib/modules/$(uname -r) and every module listed
+    /// in /proc/modules. Never done unless asked.
+    #[arg(long)]
+    host_modules: bool,
+    /// Store .ko.xz/.ko.zst/.ko.gz as they are instead of decompressing them (only for
+    /// kernels built with CONFIG_MODULE_DECOMPRESS).
+    #[arg(long)]
+    keep_compressed_modules: bool,
+    /// Firmware directory (repeatable). Default: <modules dir>/../../firmware if it exists.
+    #[arg(long, value_name = "DIR")]
+    firmware_dir: Vec<PathBuf>,
+    /// Compression of the image.
+    #[arg(long, value_enum, default_value = "zstd")]
+    compress: Compression,
+    /// Compression level (codec-specific; defaults: zstd 15, gzip 9, xz 6).
+    #[arg(long)]
+    level: Option<i32>,
+    /// Keep file owners from the sources instead of root:root.
+    #[arg(long)]
+    keep_owner: bool,
+    /// Append a payload: a directory, tar, or a file made by `anemos pack-payload`.
+    #[arg(long, value_name = "DIR|TAR|PAYLOAD")]
+    payload: Option<PathBuf>,
+    /// Binary to install as /init (default: this anemos binary).
+    #[arg(long, value_name = "PATH")]
+    init: Option<PathBuf>,
+}
+
+/// Runs the CLI and maps errors to a one-line message and exit status 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("anemos: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Pack(a) => run_pack(a),
+        Cmd::PackPayload { src, output, compress } => {
+            let (n, size) = pack::pack_payload(&src, &output, compress, None, pack::mtime_from_env()?)?;
+            eprintln!("anemos: wrote payload {} ({n} files, {size} bytes)", output.display());
+            Ok(())
+        }
+        Cmd::Inspect { image, extract, cat } => run_inspect(image, extract, cat),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "anemos", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Version => {
+            println!("{}", crate::version::banner());
+            Ok(())
+        }
+    }
+}
+
+fn run_pack(a: PackArgs) -> Result<()> {
+    let mut add = Vec::new();
+    for s in &a.add {
+        add.push(pack::parse_add(s)?);
+    }
+    let mut kernel_modules = a.kernel_modules.clone();
+    let mut modules = a.module.clone();
+    if a.host_modules {
+        let release = rustix::system::uname().release().to_string_lossy().into_owned();
+        kernel_modules.get_or_insert_with(|| PathBuf::from(format!("/lib/modules/{release}")));
+        let loaded = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+        modules.extend(loaded.lines().filter_map(|l| l.split_whitespace().next()).map(String::from));
+    }
+    let o = PackOptions {
+        output: a.output.clone(),
+        rootfs: a.rootfs,
+        add,
+        binaries: a.binary,
+        kernel_modules,
+        modules,
+        keep_compressed_modules: a.keep_compressed_modules,
+        firmware_dirs: a.firmware_dir,
+        compression: Some(a.compress),
+        level: a.level,
+        keep_owner: a.keep_owner,
+        payload: a.payload,
+        init: a.init,
+        mtime: pack::mtime_from_env()?,
+    };
+    let t = std::time::Instant::now();
+    let r = pack::pack(&o)?;
+    eprintln!(
+        "anemos: wrote {} ({} entries, {} modules, {} bytes uncompressed, {} bytes {:?}{}) in {} ms",
+        a.output.display(),
+        r.entries,
+        r.modules,
+        r.uncompressed,
+        r.image_size,
+        a.compress,
+        r.payload_files.map(|n| format!(", payload {n} files")).unwrap_or_default(),
+        t.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+fn run_inspect(image: PathBuf, extract: Option<PathBuf>, cat: Option<String>) -> Result<()> {
+    use pack::inspect;
+    if let Some(p) = cat {
+        let data = inspect::cat(&image, &p)?;
+        std::io::stdout().write_all(&data)?;
+        return Ok(());
+    }
+    if let Some(dir) = extract {
+        let s = inspect::extract(&image, &dir)?;
+        eprintln!("anemos: extracted {} into {}: {:?}", image.display(), dir.display(), s);
+        return Ok(());
+    }
+    let segs = inspect::read_segments(&image)?;
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (e.g. `| head`) is not an error worth reporting.
+    let _ = out.write_all(inspect::format_listing(&segs).as_bytes());
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! anemos: one static binary. As PID 1 (or invoked as `/init`) it is the deploy image's init;
+//! otherwise it is the command-line tool.
+#![deny(unsafe_code)]
+
+mod cli;
+mod init;
+mod pack;
+mod version;
+
+fn main() -> std::process::ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if init::should_run_as_init(std::process::id(), &argv0) {
+        init::run();
+    }
+    cli::main()
+}
