@@ -67,7 +67,10 @@ else
     mkdir -p "$kdir"
     tmp="$(mktemp -d "$kdir/.tmp.XXXXXX")"
     trap 'rm -rf "$tmp"' EXIT
-    (cd "$tmp" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+    sandbox=()
+    # As root, apt drops to _apt, which cannot write into our mktemp dir.
+    [[ $EUID -eq 0 ]] && sandbox=(-o APT::Sandbox::User=root)
+    (cd "$tmp" && apt-get download -q "${sandbox[@]}" "$pkg" >&2) || die "apt-get download $pkg failed"
     deb=("$tmp"/*.deb)
     [[ -f "${deb[0]}" ]] || die "apt-get download produced no .deb for $pkg"
     log "extracting ${deb[0]##*/}"

@@ -100,7 +100,7 @@ struct PackArgs {
     /// Compression of the image.
     #[arg(long, value_enum, default_value = "zstd")]
     compress: Compression,
-    /// Compression level (codec-specific; defaults: zstd 15, gzip 9, xz 6).
+    /// Compression level (codec-specific; defaults: zstd 9, gzip 9, xz 6; zstd 19 is smallest but ~8x slower).
     #[arg(long)]
     level: Option<i32>,
     /// Keep file owners from the sources instead of root:root.

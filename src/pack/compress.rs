@@ -21,7 +21,7 @@ impl Compression {
         match self {
             Compression::None => 0,
             Compression::Gzip => 9,
-            Compression::Zstd => 15,
+            Compression::Zstd => 9,
             Compression::Xz => 6,
         }
     }

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""QEMU scenario runner for anemos.
+
+Each scenario is a TOML file under qemu-tests/scenarios/ stating the image to pack, the disks,
+the kernel command line and the console lines expected (in order). The runner packs a fresh
+image with the real `anemos pack`, boots Debian's cloud kernel in QEMU (TCG) with it, and fails
+with the relevant console excerpt when a line is missing, a rejected line appears, or the
+timeout hits.
+
+Usage: qemu-tests/run.py [--binary PATH] [SCENARIO.toml | NAME ...]
+       (no scenarios = all of them)
+
+Scenario keys:
+  description = "..."
+  timeout = 90                      # seconds for the whole boot
+  cmdline = "anemos.debug"          # appended to "console=ttyS0 panic=-1 ..."
+  memory = "512M"
+  [pack]  compress = "zstd"; modules = ["virtio_blk"]; rootfs = "busybox"|PATH;
+          payload = "examples/x"|PATH; args = ["--add", "a:b"]
+  [[disk]] size = "64M"; serial = "sys0"; fill = "ext4-with-files" | "zeros"
+  expect = ["line", ...]            # substrings that must appear, in this order
+  reject = ["Kernel panic"]         # substrings that must never appear
+  exit = "poweroff" | "reboot" | "any"   # how QEMU must end (-no-reboot makes both exit)
+  [[send]] after = "substring"; text = "command\n"   # typed on the serial line
+  [[figure]] name = "..."; start = "substring"; end = "substring"  # ms between two lines
+"""
+import argparse
+import hashlib
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CACHE = Path(os.environ.get("ANEMOS_CACHE", HERE / "cache"))
+OUT = HERE / "out"
+BASE_CMDLINE = "console=ttyS0,115200 panic=-1 printk.devkmsg=on"
+
+
+def log(msg):
+    print(f"qemu-tests: {msg}", flush=True)
+
+
+def ensure_kernel():
+    subprocess.run([str(HERE / "fetch-kernel.sh")], check=True, stdout=subprocess.DEVNULL)
+    return CACHE / "kernel" / "vmlinuz", CACHE / "kernel" / "modules"
+
+
+def build_binary():
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
+    return REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "anemos"
+
+
+def busybox_root():
+    """A tools root holding busybox-static and its applet links (cached)."""
+    root = OUT / "busybox-root"
+    if (root / "bin" / "sh").exists():
+        return root
+    bb = shutil.which("busybox") or "/bin/busybox"
+    if not Path(bb).exists():
+        raise SystemExit("qemu-tests: busybox-static is not installed (apt-get install busybox-static)")
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(bb, root / "bin" / "busybox")
+    applets = subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for a in applets:
+        link = root / "bin" / a
+        if not link.exists():
+            link.symlink_to("busybox")
+    return root
+
+
+def pack_image(anemos, sc, name, modules_dir):
+    p = sc.get("pack", {})
+    img = OUT / f"{name}.img"
+    args = [str(anemos), "pack", "-o", str(img), "--compress", p.get("compress", "zstd")]
+    mods = p.get("modules", [])
+    if mods:
+        args += ["--kernel-modules", str(modules_dir), "--module", *mods]
+    rootfs = p.get("rootfs")
+    if rootfs == "busybox":
+        args += ["--rootfs", str(busybox_root())]
+    elif rootfs:
+        args += ["--rootfs", str(REPO / rootfs)]
+    if p.get("payload"):
+        args += ["--payload", str(REPO / p["payload"])]
+    args += [a.replace("{repo}", str(REPO)).replace("{out}", str(OUT)) for a in p.get("args", [])]
+    t = time.monotonic()
+    subprocess.run(args, check=True, cwd=REPO)
+    return img, (time.monotonic() - t) * 1000
+
+
+def make_disk(path, d):
+    size = d.get("size", "64M")
+    if path.exists():
+        path.unlink()
+    subprocess.run(["truncate", "-s", size, str(path)], check=True)
+    fill = d.get("fill", "zeros")
+    if fill == "ext4-with-files":
+        src = OUT / "ext4-src"
+        shutil.rmtree(src, ignore_errors=True)
+        (src / "docs").mkdir(parents=True)
+        (src / "docs" / "keep.txt").write_text("precious data\n")
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", d.get("label", "data"), "-d", str(src), str(path)], check=True)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Failure(Exception):
+    pass
+
+
+def run_qemu(sc, name, kernel, image, disks):
+    cmdline = f"{BASE_CMDLINE} {sc.get('cmdline', '')}".strip()
+    qemu = [
+        "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-m", sc.get("memory", "512M"),
+        "-smp", "1", "-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
+        "-kernel", str(kernel), "-initrd", str(image), "-append", cmdline,
+        "-nic", "none",
+    ]
+    for i, (path, d) in enumerate(disks):
+        qemu += ["-drive", f"file={path},if=none,id=d{i},format=raw",
+                 "-device", f"virtio-blk-pci,drive=d{i}" + (f",serial={d['serial']}" if d.get("serial") else "")]
+    qemu += sc.get("qemu_args", [])
+    log(f"{name}: booting: {' '.join(qemu)}")
+    proc = subprocess.Popen(qemu, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    timeout = sc.get("timeout", 90)
+    start = time.monotonic()
+    buf = b""
+    lines = []  # (t_ms, text)
+    sends = list(sc.get("send", []))
+    reject = sc.get("reject", ["Kernel panic", "Attempted to kill init"])
+    partial = b""
+    os.set_blocking(proc.stdout.fileno(), False)
+    try:
+        while True:
+            if time.monotonic() - start > timeout:
+                raise Failure(f"timeout after {timeout}s")
+            r, _, _ = select.select([proc.stdout], [], [], 0.2)
+            if r:
+                chunk = proc.stdout.read() or b""
+                if not chunk and proc.poll() is not None:
+                    break
+                buf += chunk
+                partial += chunk
+                while b"\n" in partial:
+                    line, partial = partial.split(b"\n", 1)
+                    text = line.decode("utf-8", "replace").rstrip("\r")
+                    lines.append(((time.monotonic() - start) * 1000, text))
+                text_all = buf.decode("utf-8", "replace")
+                for rj in reject:
+                    if rj in text_all:
+                        raise Failure(f"rejected console text appeared: {rj!r}")
+                if sends and sends[0]["after"] in text_all:
+                    s = sends.pop(0)
+                    time.sleep(s.get("delay", 0.5))
+                    proc.stdin.write(s["text"].encode())
+                    proc.stdin.flush()
+            elif proc.poll() is not None:
+                rest = proc.stdout.read() or b""
+                buf += rest
+                partial += rest
+                if not rest:
+                    break
+        if partial:
+            lines.append(((time.monotonic() - start) * 1000, partial.decode("utf-8", "replace")))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        (OUT / f"{name}.console.log").write_bytes(buf)
+    text = buf.decode("utf-8", "replace")
+    return proc.returncode, text, lines, time.monotonic() - start
+
+
+def check_order(text, expect):
+    pos = 0
+    for e in expect:
+        i = text.find(e, pos)
+        if i < 0:
+            return e
+        pos = i + len(e)
+    return None
+
+
+def excerpt(text, n=40):
+    return "\n".join("    | " + l for l in text.splitlines()[-n:])
+
+
+def run_scenario(path, anemos, kernel, modules_dir):
+    sc = tomllib.loads(path.read_text())
+    name = path.stem
+    log(f"{name}: {sc.get('description', '')}")
+    image, pack_ms = pack_image(anemos, sc, name, modules_dir)
+    disks = []
+    for i, d in enumerate(sc.get("disk", [])):
+        p = OUT / f"{name}.disk{i}.img"
+        make_disk(p, d)
+        disks.append((p, d))
+    before = {p: sha256(p) for p, _ in disks}
+    try:
+        rc, text, lines, secs = run_qemu(sc, name, kernel, image, disks)
+    except Failure as f:
+        text = (OUT / f"{name}.console.log").read_text(errors="replace")
+        raise Failure(f"{name}: {f}\n{excerpt(text)}")
+    missing = check_order(text, sc.get("expect", []))
+    if missing is not None:
+        raise Failure(f"{name}: expected console line not seen (in order): {missing!r}\n{excerpt(text)}")
+    exit_kind = sc.get("exit", "poweroff")
+    if exit_kind == "poweroff" and "reboot: Power down" not in text:
+        raise Failure(f"{name}: VM did not power off cleanly\n{excerpt(text)}")
+    if exit_kind == "reboot" and "reboot: Restarting system" not in text:
+        raise Failure(f"{name}: VM did not reboot\n{excerpt(text)}")
+    for p, d in disks:
+        if d.get("unchanged") and sha256(p) != before[p]:
+            raise Failure(f"{name}: disk {p.name} changed but must not")
+    figures = {"pack_ms": round(pack_ms), "boot_s": round(secs, 1), "image_bytes": image.stat().st_size}
+    for f in sc.get("figure", []):
+        t0 = next((t for t, l in lines if f["start"] in l), None)
+        t1 = next((t for t, l in lines if f["end"] in l), None)
+        if t0 is not None and t1 is not None:
+            figures[f["name"]] = round(t1 - t0)
+    for f in sc.get("report_lines", []):
+        for _, l in lines:
+            m = re.search(f, l)
+            if m:
+                figures.update(m.groupdict())
+    log(f"{name}: PASS {figures}")
+    return figures
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenarios", nargs="*")
+    ap.add_argument("--binary")
+    a = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    kernel, modules_dir = ensure_kernel()
+    anemos = Path(a.binary) if a.binary else build_binary()
+    log(f"binary {anemos}: {anemos.stat().st_size} bytes")
+    all_sc = sorted((HERE / "scenarios").glob("*.toml"))
+    chosen = []
+    for s in a.scenarios or [str(p) for p in all_sc]:
+        p = Path(s)
+        if not p.exists():
+            p = HERE / "scenarios" / f"{s}.toml"
+        if not p.exists():
+            raise SystemExit(f"qemu-tests: no scenario {s!r} (have: {', '.join(x.stem for x in all_sc)})")
+        chosen.append(p)
+    failures = []
+    results = {}
+    for p in chosen:
+        try:
+            results[p.stem] = run_scenario(p, anemos, kernel, modules_dir)
+        except (Failure, subprocess.CalledProcessError) as e:
+            log(f"FAIL {e}")
+            failures.append(p.stem)
+    log(f"figures: binary_bytes={anemos.stat().st_size}")
+    for k, v in results.items():
+        log(f"figures: {k}: {v}")
+    if failures:
+        log(f"{len(failures)} of {len(chosen)} scenarios failed: {', '.join(failures)}")
+        sys.exit(1)
+    log(f"all {len(chosen)} scenarios passed")
+
+
+if __name__ == "__main__":
+    main()
