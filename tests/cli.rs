@@ -1,0 +1,263 @@
+//! Tests of the built `anemos` binary on temp files: no root, no VM.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn anemos() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_anemos"));
+    c.env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().expect("spawn anemos")
+}
+
+fn ok(c: Command) -> Output {
+    let o = run(c);
+    assert!(o.status.success(), "anemos failed: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// Runs a failing command and returns its single stderr line.
+fn err_line(c: Command) -> String {
+    let o = run(c);
+    assert!(!o.status.success(), "expected failure, got success");
+    let e = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert_eq!(e.lines().count(), 1, "error should be one line: {e}");
+    e
+}
+
+fn sha256(p: &Path) -> String {
+    let o = Command::new("sha256sum").arg(p).output().expect("sha256sum");
+    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
+
+fn sample_tree(dir: &Path) -> PathBuf {
+    let t = dir.join("tree");
+    fs::create_dir_all(t.join("etc/conf.d")).unwrap();
+    fs::write(t.join("etc/motd"), "hello\n").unwrap();
+    fs::write(t.join("etc/conf.d/a"), "a\n").unwrap();
+    fs::hard_link(t.join("etc/conf.d/a"), t.join("etc/conf.d/b")).unwrap();
+    std::os::unix::fs::symlink("motd", t.join("etc/motd.link")).unwrap();
+    t
+}
+
+fn pack_cmd(out: &Path, extra: &[&str]) -> Command {
+    let mut c = anemos();
+    c.args(["pack", "-o"]).arg(out).args(extra);
+    c
+}
+
+#[test]
+fn pack_is_reproducible_and_honours_source_date_epoch() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = sample_tree(d.path());
+    let add = format!("{}:/srv/tree", tree.display());
+    // A small stand-in for /init keeps this test fast (the debug binary is ~15 MB).
+    let fake_init = d.path().join("fake-init");
+    fs::write(&fake_init, vec![7u8; 100_000]).unwrap();
+    let pack_cmd = |out: &Path, extra: &[&str]| {
+        let mut c = pack_cmd(out, extra);
+        c.arg("--init").arg(&fake_init);
+        c
+    };
+    for comp in ["none", "gzip", "zstd", "xz"] {
+        let a = d.path().join(format!("a-{comp}.img"));
+        let b = d.path().join(format!("b-{comp}.img"));
+        ok(pack_cmd(&a, &["--compress", comp, "--add", &add]));
+        // Touch the sources between the two packs: mtimes must not leak into the image.
+        fs::write(tree.join("etc/motd"), "hello\n").unwrap();
+        ok(pack_cmd(&b, &["--compress", comp, "--add", &add]));
+        assert_eq!(sha256(&a), sha256(&b), "{comp}: two packs differ");
+    }
+    let c = d.path().join("c.img");
+    let mut cmd = pack_cmd(&c, &["--compress", "none", "--add", &add]);
+    cmd.env("SOURCE_DATE_EPOCH", "1700000000");
+    ok(cmd);
+    assert_ne!(sha256(&c), sha256(&d.path().join("a-none.img")), "SOURCE_DATE_EPOCH must change mtimes");
+    let listing = Command::new("cpio").args(["-itv", "--quiet"]).stdin(fs::File::open(&c).unwrap()).output().unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(text.contains("Nov 14  2023"), "mtime 1700000000 not shown by cpio -tv:\n{text}");
+}
+
+#[test]
+fn gnu_cpio_reads_our_archive() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = sample_tree(d.path());
+    let img = d.path().join("x.img");
+    ok(pack_cmd(&img, &["--compress", "none", "--add", &format!("{}:/srv/tree", tree.display())]));
+    let list = Command::new("cpio").args(["-it", "--quiet"]).stdin(fs::File::open(&img).unwrap()).output().unwrap();
+    assert!(list.status.success());
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout).lines().map(String::from).collect();
+    for want in ["init", "dev/console", "etc/initrd-release", "srv/tree/etc/motd", "srv/tree/etc/motd.link"] {
+        assert!(names.iter().any(|n| n == want), "{want} missing from cpio -t: {names:?}");
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "entries must be sorted (parents first)");
+    let x = d.path().join("x");
+    fs::create_dir(&x).unwrap();
+    let st = Command::new("cpio")
+        .args(["-idm", "--quiet", "--no-absolute-filenames"])
+        .current_dir(&x)
+        .stdin(fs::File::open(&img).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(fs::read_to_string(x.join("srv/tree/etc/motd")).unwrap(), "hello\n");
+    assert_eq!(fs::read_link(x.join("srv/tree/etc/motd.link")).unwrap(), Path::new("motd"));
+    use std::os::unix::fs::MetadataExt;
+    let a = fs::metadata(x.join("srv/tree/etc/conf.d/a")).unwrap();
+    let b = fs::metadata(x.join("srv/tree/etc/conf.d/b")).unwrap();
+    assert_eq!(a.ino(), b.ino(), "hard link not preserved through GNU cpio");
+    assert_eq!(fs::read_to_string(x.join("srv/tree/etc/conf.d/a")).unwrap(), "a\n");
+    assert_eq!(fs::read(x.join("init")).unwrap(), fs::read(env!("CARGO_BIN_EXE_anemos")).unwrap(), "/init is this binary");
+}
+
+#[test]
+fn failed_pack_leaves_no_file() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("img");
+    let e = err_line(pack_cmd(&out, &["--add", "/nonexistent/file:/x"]));
+    assert_eq!(e, "anemos: error: --add /nonexistent/file: /nonexistent/file: no such file or directory");
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0, "partial output left behind");
+}
+
+#[test]
+fn error_missing_rootfs_and_payload() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("img");
+    let e = err_line(pack_cmd(&out, &["--rootfs", "/nonexistent/root"]));
+    assert!(e.contains("--rootfs /nonexistent/root: no such file or directory"), "{e}");
+    let e = err_line(pack_cmd(&out, &["--payload", "/nonexistent/p"]));
+    assert!(e.contains("--payload /nonexistent/p: no such file or directory"), "{e}");
+    let e = err_line(pack_cmd(&out, &["--add", "nocolon"]));
+    assert!(e.contains("expected SRC:DEST"), "{e}");
+}
+
+#[test]
+fn error_tar_entry_escaping_root() {
+    let d = tempfile::tempdir().unwrap();
+    // GNU tar keeps a leading "../" only with -P; build the archive that way.
+    fs::create_dir(d.path().join("a")).unwrap();
+    fs::write(d.path().join("evil"), "x").unwrap();
+    let tar = d.path().join("bad.tar");
+    let st = Command::new("tar")
+        .args(["-cPf"])
+        .arg(&tar)
+        .arg("a/../evil")
+        .current_dir(d.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = d.path().join("img");
+    let e = err_line(pack_cmd(&out, &["--rootfs", tar.to_str().unwrap()]));
+    assert!(e.contains("--rootfs: entry \"a/../evil\" escapes the archive root"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn error_file_over_4gib() {
+    let d = tempfile::tempdir().unwrap();
+    let big = d.path().join("big");
+    let f = fs::File::create(&big).unwrap();
+    f.set_len((4u64 << 30) + 1).unwrap(); // sparse: no disk used
+    let out = d.path().join("img");
+    let e = err_line(pack_cmd(&out, &["--add", &format!("{}:/big", big.display())]));
+    assert!(e.contains("big is 4294967297 bytes, over the newc format's 4 GiB per-file limit"), "{e}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn error_dest_escaping_root() {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("f");
+    fs::write(&f, "x").unwrap();
+    let e = err_line(pack_cmd(&d.path().join("img"), &["--add", &format!("{}:../../etc/x", f.display())]));
+    assert!(e.contains("escapes the image root"), "{e}");
+}
+
+#[test]
+fn payload_segment_appends_and_manifest_lists_files() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p");
+    fs::create_dir(&p).unwrap();
+    fs::write(p.join("anemos.toml"), "# example\n").unwrap();
+    fs::write(p.join("IMGBUILD"), "pkgname=x\n").unwrap();
+    let payload = d.path().join("payload.img");
+    let mut c = anemos();
+    c.args(["pack-payload"]).arg(&p).arg("-o").arg(&payload).args(["--compress", "none"]);
+    ok(c);
+    let list = Command::new("cpio").args(["-it", "--quiet"]).stdin(fs::File::open(&payload).unwrap()).output().unwrap();
+    let names = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(names.contains("payload/anemos.toml") && names.contains("payload.manifest"), "{names}");
+    let x = d.path().join("x");
+    fs::create_dir(&x).unwrap();
+    Command::new("cpio").args(["-id", "--quiet"]).current_dir(&x).stdin(fs::File::open(&payload).unwrap()).status().unwrap();
+    let manifest = fs::read_to_string(x.join("payload.manifest")).unwrap();
+    let sum = sha256(&p.join("anemos.toml"));
+    assert!(manifest.contains(&format!("{sum}  10  anemos.toml")), "{manifest}");
+
+    // Appending the payload to a base image gives a second segment.
+    let img = d.path().join("full.img");
+    ok(pack_cmd(&img, &["--compress", "zstd", "--payload", payload.to_str().unwrap()]));
+    let base = d.path().join("base.img");
+    ok(pack_cmd(&base, &["--compress", "zstd"]));
+    let full = fs::read(&img).unwrap();
+    let b = fs::read(&base).unwrap();
+    assert!(full.starts_with(&b), "base image must be a prefix");
+    let pad = (4 - b.len() % 4) % 4;
+    assert_eq!(&full[b.len() + pad..], &fs::read(&payload).unwrap()[..]);
+}
+
+#[test]
+fn payload_with_invalid_toml_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p");
+    fs::create_dir(&p).unwrap();
+    fs::write(p.join("anemos.toml"), "[disk\nname = 1\n").unwrap();
+    let mut c = anemos();
+    c.args(["pack-payload"]).arg(&p).arg("-o").arg(d.path().join("out"));
+    let e = err_line_multi(c);
+    assert!(e.starts_with("anemos: error: payload anemos.toml:"), "{e}");
+    assert!(!d.path().join("out").exists());
+}
+
+/// Like err_line but TOML errors span lines (they quote the offending line).
+fn err_line_multi(c: Command) -> String {
+    let o = run(c);
+    assert!(!o.status.success());
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn release_binary_is_static() {
+    let bin = env!("CARGO_BIN_EXE_anemos");
+    let o = Command::new("file").arg("-L").arg(bin).output().expect("file(1) installed");
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("statically linked") || s.contains("static-pie linked"), "{s}");
+    // No ELF interpreter means it runs without musl (or any libc) installed.
+    let o = Command::new("readelf").args(["-l", bin]).output().expect("readelf");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("Requesting program interpreter"));
+}
+
+#[test]
+fn help_and_completions() {
+    let o = ok({
+        let mut c = anemos();
+        c.arg("--help");
+        c
+    });
+    let h = String::from_utf8_lossy(&o.stdout);
+    for sub in ["pack", "pack-payload", "inspect", "completions"] {
+        assert!(h.contains(sub), "--help lacks {sub}");
+    }
+    let o = ok({
+        let mut c = anemos();
+        c.args(["completions", "bash"]);
+        c
+    });
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pack-payload"));
+}
