@@ -87,7 +87,18 @@ def pack_image(anemos, sc, name, modules_dir):
         args += ["--rootfs", str(busybox_root())]
     elif rootfs:
         args += ["--rootfs", str(REPO / rootfs)]
-    if p.get("payload"):
+    if p.get("corrupt_payload"):
+        # Pack the payload uncompressed, then flip bytes inside a file's data so the init's
+        # sha256 check must catch it.
+        pl = OUT / f"{name}.payload"
+        subprocess.run([str(anemos), "pack-payload", str(REPO / p["payload"]), "-o", str(pl), "--compress", "none"], check=True)
+        data = pl.read_bytes()
+        needle = p["corrupt_payload"].encode()
+        if needle not in data:
+            raise SystemExit(f"qemu-tests: {name}: corrupt_payload text {needle!r} not in payload")
+        pl.write_bytes(data.replace(needle, b"X" * len(needle), 1))
+        args += ["--payload", str(pl)]
+    elif p.get("payload"):
         args += ["--payload", str(REPO / p["payload"])]
     args += [a.replace("{repo}", str(REPO)).replace("{out}", str(OUT)) for a in p.get("args", [])]
     t = time.monotonic()
@@ -142,6 +153,7 @@ def run_qemu(sc, name, kernel, image, disks):
     sends = list(sc.get("send", []))
     reject = sc.get("reject", ["Kernel panic", "Attempted to kill init"])
     partial = b""
+    send_pos = 0
     os.set_blocking(proc.stdout.fileno(), False)
     try:
         while True:
@@ -162,7 +174,8 @@ def run_qemu(sc, name, kernel, image, disks):
                 for rj in reject:
                     if rj in text_all:
                         raise Failure(f"rejected console text appeared: {rj!r}")
-                if sends and sends[0]["after"] in text_all:
+                if sends and sends[0]["after"] in text_all[send_pos:]:
+                    send_pos = text_all.index(sends[0]["after"], send_pos) + len(sends[0]["after"])
                     s = sends.pop(0)
                     time.sleep(s.get("delay", 0.5))
                     proc.stdin.write(s["text"].encode())
@@ -201,6 +214,11 @@ def excerpt(text, n=40):
 def run_scenario(path, anemos, kernel, modules_dir):
     sc = tomllib.loads(path.read_text())
     name = path.stem
+    unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
+                         "qemu_args", "pack", "disk", "send", "figure"}
+    if unknown or not sc.get("expect"):
+        # Guards against TOML's rule that keys after [pack] belong to [pack].
+        raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
     log(f"{name}: {sc.get('description', '')}")
     image, pack_ms = pack_image(anemos, sc, name, modules_dir)
     disks = []

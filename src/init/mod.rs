@@ -1,16 +1,34 @@
 //! The PID-1 init of the deploy image.
 //!
 //! It never returns: every path ends in reboot(2), power-off or a recovery console, and a
-//! panic anywhere is caught and routed into the failure policy, so the kernel never sees
-//! init exit.
+//! panic anywhere in a stage is caught and routed into the failure policy, so the kernel never
+//! sees init exit. The boot sequence is the explicit list in [`STAGES`], one module each.
 #![allow(unsafe_code)]
 
-use std::ffi::OsStr;
-use std::io::Write;
-use std::path::Path;
+pub mod cmdline;
+pub mod devices;
+pub mod devnames;
+pub mod early;
+pub mod log;
+pub mod modules;
+pub mod payload;
+pub mod pid1;
+pub mod recovery;
+pub mod shell;
 
-/// Init mode when we are PID 1, or when invoked as `/init` / `init` (e.g. by a test harness
-/// or another init that execs us).
+use std::ffi::OsStr;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use cmdline::{OnFailure, Params};
+use pid1::PowerRequest;
+use recovery::Action;
+
+/// Init mode when we are PID 1, or when invoked as `/init` / `init`.
 pub fn should_run_as_init(pid: u32, argv0: &OsStr) -> bool {
     if pid == 1 {
         return true;
@@ -18,44 +36,219 @@ pub fn should_run_as_init(pid: u32, argv0: &OsStr) -> bool {
     Path::new(argv0).file_name().map(|n| n == "init").unwrap_or(false)
 }
 
-fn console(msg: &str) {
-    let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "{msg}");
+/// State shared by the stages.
+pub struct Ctx {
+    pub params: Params,
+    pub payload: Option<payload::Loaded>,
+    /// Set just before the first destructive write; flips the default failure policy.
+    pub destructive_started: bool,
+    pub modules_ms: u128,
+    pub devices_ms: u128,
 }
 
-fn mount_early() {
-    use rustix::mount::{mount, MountFlags};
-    for (src, dst, fs) in [("devtmpfs", "/dev", "devtmpfs"), ("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs")] {
-        let _ = std::fs::create_dir_all(dst);
-        if let Err(e) = mount(src, dst, fs, MountFlags::empty(), None) {
-            if e != rustix::io::Errno::BUSY {
-                console(&format!("anemos: warning: mounting {fs} on {dst}: {e}"));
+type StageFn = fn(&mut Ctx) -> Result<()>;
+
+/// The boot sequence, in order. `early` runs before this list (it sets up logging itself).
+pub const STAGES: &[(&str, StageFn)] = &[
+    ("modules", stage_modules),
+    ("payload", stage_payload),
+    ("devices", stage_devices),
+    ("finish", stage_finish),
+];
+
+fn stage_names() -> Vec<&'static str> {
+    STAGES.iter().map(|(n, _)| *n).collect()
+}
+
+static PANIC_MSG: Mutex<Option<String>> = Mutex::new(None);
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = match info.payload().downcast_ref::<&str>() {
+            Some(s) => s.to_string(),
+            None => info.payload().downcast_ref::<String>().cloned().unwrap_or_else(|| "(non-string panic)".into()),
+        };
+        let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let text = format!("panic: {msg}{loc}");
+        ::log::error!("{text}");
+        if let Ok(mut g) = PANIC_MSG.lock() {
+            *g = Some(text);
+        }
+    }));
+}
+
+/// Entry point of init mode.
+pub fn run() -> ! {
+    let start = Instant::now();
+    log::init(start);
+    install_panic_hook();
+    let early = std::panic::catch_unwind(early_stage);
+    let params = match early {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            fail_banner("early", &e, false, OnFailure::Reboot);
+            let _ = recovery::on_failure(OnFailure::Reboot, 10, &[]);
+            pid1::power(PowerRequest::Reboot)
+        }
+        Err(_) => {
+            let e = anyhow::anyhow!(panic_text());
+            fail_banner("early", &e, false, OnFailure::Reboot);
+            let _ = recovery::on_failure(OnFailure::Reboot, 10, &[]);
+            pid1::power(PowerRequest::Reboot)
+        }
+    };
+    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0 };
+    let mut from = 0;
+    let mut broke = false;
+    loop {
+        match run_stages(&mut ctx, from, &mut broke) {
+            Ok(()) => pid1::power(PowerRequest::Poweroff),
+            Err((idx, e)) => {
+                let policy = recovery::policy(ctx.params.on_failure, ctx.destructive_started);
+                fail_banner(STAGES[idx].0, &e, ctx.destructive_started, policy);
+                match recovery::on_failure(policy, ctx.params.countdown, &stage_names()) {
+                    Action::Retry(s) => from = s.and_then(|s| STAGES.iter().position(|(n, _)| *n == s)).unwrap_or(idx),
+                    Action::Continue => from = idx,
+                    Action::Power(p) => pid1::power(p),
+                }
             }
         }
     }
 }
 
-fn power_off() -> ! {
-    rustix::fs::sync();
-    let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
-    // reboot(2) only returns on error (e.g. not PID 1 in a test run): idle forever rather
-    // than exit, which would panic the kernel.
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
+fn panic_text() -> String {
+    PANIC_MSG.lock().ok().and_then(|g| g.clone()).unwrap_or_else(|| "panic".into())
 }
 
-/// Entry point of init mode.
-pub fn run() -> ! {
-    let r = std::panic::catch_unwind(|| {
-        console(&format!("{} init starting (pid {})", crate::version::banner(), std::process::id()));
-        console("STAGE early-mounts begin");
-        mount_early();
-        console("STAGE early-mounts ok");
-    });
-    if r.is_err() {
-        console("anemos: init panicked; powering off");
+fn fail_banner(stage: &str, e: &anyhow::Error, destructive: bool, policy: OnFailure) {
+    ::log::error!("stage {stage} failed: {e:#}");
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    log::console(&recovery::banner(stage, &chain, &log::tail(20), destructive, policy));
+}
+
+/// Mounts, stdio, logging, environment, command line. Returns the parsed parameters.
+fn early_stage() -> Result<Params> {
+    log::console(&format!("{} init starting (pid {})", crate::version::banner(), std::process::id()));
+    ::log::info!("STAGE early begin");
+    let t = Instant::now();
+    early::mount_api_filesystems()?;
+    early::console_stdio();
+    log::attach_kmsg();
+    log::attach_file("/run/anemos/log");
+    early::environment();
+    early::set_hostname("anemos");
+    pid1::start_reaper();
+    pid1::start_signal_thread();
+    let text = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
+    let params = cmdline::parse(&text);
+    log::set_debug(params.debug);
+    if !params.debug {
+        // Like `quiet`: our records still go to /dev/kmsg, but the kernel stops echoing
+        // info-level lines to the (slow, serial) console, where we print them ourselves.
+        let _ = std::fs::write("/proc/sys/kernel/printk", "4");
     }
-    console("anemos: powering off");
-    power_off()
+    ::log::debug!("kernel command line: {}", text.trim());
+    for w in &params.warnings {
+        ::log::warn!("{w}");
+    }
+    ::log::info!("STAGE early ok ({} ms)", t.elapsed().as_millis());
+    Ok(params)
+}
+
+/// Runs stages from `from`; on failure returns the failed stage's index and error.
+fn run_stages(ctx: &mut Ctx, from: usize, broke: &mut bool) -> std::result::Result<(), (usize, anyhow::Error)> {
+    let mut i = from;
+    while i < STAGES.len() {
+        let (name, f) = STAGES[i];
+        if ctx.params.break_at.as_deref() == Some(name) && !*broke {
+            *broke = true;
+            ::log::info!("anemos.break={name}: pausing before stage {name}");
+            match recovery::console_loop(&stage_names(), false) {
+                Action::Continue => {}
+                Action::Retry(s) => {
+                    i = s.and_then(|s| STAGES.iter().position(|(n, _)| *n == s)).unwrap_or(i);
+                    continue;
+                }
+                Action::Power(p) => pid1::power(p),
+            }
+        }
+        ::log::info!("STAGE {name} begin");
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if ctx.params.test_panic.as_deref() == Some(name) {
+                panic!("test panic injected by anemos.test_panic={name}");
+            }
+            f(ctx)
+        }));
+        let r = match r {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(panic_text()).context(format!("stage {name} panicked"))),
+        };
+        match r {
+            Ok(()) => ::log::info!("STAGE {name} ok ({} ms)", t.elapsed().as_millis()),
+            Err(e) => {
+                ::log::info!("STAGE {name} fail ({} ms)", t.elapsed().as_millis());
+                return Err((i, e));
+            }
+        }
+        if name == "payload" {
+            let total = log::elapsed_ms();
+            ::log::info!(
+                "figures: init overhead {} ms from /init to payload ok excluding module loading ({} ms) and device waits ({} ms)",
+                total.saturating_sub(ctx.modules_ms + ctx.devices_ms),
+                ctx.modules_ms,
+                ctx.devices_ms
+            );
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn stage_modules(ctx: &mut Ctx) -> Result<()> {
+    let r = modules::load_all(&ctx.params.blacklist)?;
+    ctx.modules_ms = r.ms;
+    ::log::info!(
+        "modules: {} loaded, {} already present, {} blacklisted, {} failed in {} ms",
+        r.loaded,
+        r.already,
+        r.blacklisted,
+        r.failed.len(),
+        r.ms
+    );
+    for (m, why) in &r.failed {
+        ::log::warn!("module {m} failed to load: {why}");
+    }
+    modules::report_missing_drivers();
+    Ok(())
+}
+
+fn stage_payload(ctx: &mut Ctx) -> Result<()> {
+    let p = payload::load(Path::new("/"))?;
+    ::log::info!("payload: {} files verified against the sha256 manifest; anemos.toml loaded", p.files);
+    if let Some(h) = p.config.get("hostname").and_then(|v| v.as_str()) {
+        early::set_hostname(h);
+    }
+    ctx.payload = Some(p);
+    Ok(())
+}
+
+fn stage_devices(ctx: &mut Ctx) -> Result<()> {
+    let (waited, missing) = devices::wait_for(&[], ctx.params.timeout);
+    ctx.devices_ms = waited.as_millis();
+    for m in missing {
+        ::log::warn!("device {m} did not appear within {} s", ctx.params.timeout.as_secs());
+    }
+    let n = devices::create_disk_links();
+    ::log::info!("devices: settled after {} ms; {n} /dev/disk links created", waited.as_millis());
+    Ok(())
+}
+
+fn stage_finish(ctx: &mut Ctx) -> Result<()> {
+    if ctx.params.dry_run {
+        ::log::info!("dry run: nothing was written; powering off");
+    } else {
+        ::log::info!("nothing more to do (disk, install and bootloader stages are not built yet); powering off");
+    }
+    pid1::power(PowerRequest::Poweroff)
 }

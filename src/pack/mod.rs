@@ -122,6 +122,15 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
             let len = fs::metadata(&fw.src).with_context(|| format!("firmware {}", fw.src.display()))?.len();
             a.insert("firmware", &fw.dest.to_string_lossy(), Node::file(Data::Path { path: fw.src, len }, 0o644))?;
         }
+        // modules.alias lets the init name the module a driverless device needs;
+        // modules.builtin lets it tell built-ins from missing modules.
+        for f in ["modules.alias", "modules.builtin"] {
+            let src = kdir.join(f);
+            if let Ok(md) = fs::metadata(&src) {
+                let dest = format!("lib/modules/{}/{f}", plan.release);
+                a.insert("--kernel-modules", &dest, Node::file(Data::Path { path: src, len: md.len() }, 0o644))?;
+            }
+        }
         let mpath = format!("lib/modules/{}/anemos.modules", plan.release);
         a.insert("--module", &mpath, Node::file(Data::Bytes(plan.manifest.into_bytes()), 0o644))?;
         // The init finds the manifest without knowing the release.

@@ -1,0 +1,212 @@
+//! The kernel command line's `anemos.*` parameters (see docs/init.md for the reference).
+//!
+//! Parsing is pure: the caller reads /proc/cmdline and passes the string.
+
+use std::time::Duration;
+
+/// What to do when a stage fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    Shell,
+    Reboot,
+    Poweroff,
+}
+
+impl OnFailure {
+    pub fn parse(s: &str) -> Option<OnFailure> {
+        match s {
+            "shell" => Some(OnFailure::Shell),
+            "reboot" => Some(OnFailure::Reboot),
+            "poweroff" => Some(OnFailure::Poweroff),
+            _ => None,
+        }
+    }
+}
+
+/// Parsed `anemos.*` parameters plus the few kernel ones the init honours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params {
+    /// `anemos.debug`: debug-level logging on the console.
+    pub debug: bool,
+    /// `anemos.break=<stage>`: stop before that stage with a console; leaving it continues.
+    pub break_at: Option<String>,
+    /// `anemos.on_failure=shell|reboot|poweroff`: overrides the default policy.
+    pub on_failure: Option<OnFailure>,
+    /// `anemos.dry_run`: do everything non-destructive, print the plan, stop.
+    pub dry_run: bool,
+    /// `anemos.timeout=<s>`: bound for device waits (default 30).
+    pub timeout: Duration,
+    /// `anemos.countdown=<s>`: seconds before an automatic reboot/poweroff (default 10).
+    pub countdown: u64,
+    /// `anemos.keep_on_failure`: do not clear a half-written partition table (debugging).
+    pub keep_on_failure: bool,
+    /// `anemos.test_panic=<stage>`: TEST ONLY, panic at the start of that stage.
+    pub test_panic: Option<String>,
+    /// `modprobe.blacklist=a,b`: modules never loaded.
+    pub blacklist: Vec<String>,
+    /// Warnings to log once logging is up (unknown `anemos.*` keys, bad values).
+    pub warnings: Vec<String>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            debug: false,
+            break_at: None,
+            on_failure: None,
+            dry_run: false,
+            timeout: Duration::from_secs(30),
+            countdown: 10,
+            keep_on_failure: false,
+            test_panic: None,
+            blacklist: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Splits a command line into words the way the kernel does: whitespace separates, double
+/// quotes group (and are removed).
+pub fn split_words(cmdline: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    let mut has = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => {
+                in_quote = !in_quote;
+                has = true;
+            }
+            c if c.is_whitespace() && !in_quote => {
+                if has {
+                    out.push(std::mem::take(&mut cur));
+                    has = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                has = true;
+            }
+        }
+    }
+    if has {
+        out.push(cur);
+    }
+    out
+}
+
+fn flag(v: Option<&str>) -> Result<bool, String> {
+    match v {
+        None | Some("1") | Some("yes") | Some("true") | Some("on") => Ok(true),
+        Some("0") | Some("no") | Some("false") | Some("off") => Ok(false),
+        Some(o) => Err(format!("expected 1/0, yes/no, true/false or on/off, got {o:?}")),
+    }
+}
+
+/// Parses the `anemos.*` (and `modprobe.blacklist`) words of a kernel command line.
+pub fn parse(cmdline: &str) -> Params {
+    let mut p = Params::default();
+    for word in split_words(cmdline) {
+        let (key, val) = match word.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (word.clone(), None),
+        };
+        if key == "modprobe.blacklist" {
+            if let Some(v) = &val {
+                p.blacklist.extend(v.split(',').filter(|s| !s.is_empty()).map(|s| s.replace('-', "_")));
+            }
+            continue;
+        }
+        let Some(name) = key.strip_prefix("anemos.") else { continue };
+        let v = val.as_deref();
+        let r: Result<(), String> = match name {
+            "debug" => flag(v).map(|b| p.debug = b),
+            "dry_run" => flag(v).map(|b| p.dry_run = b),
+            "keep_on_failure" => flag(v).map(|b| p.keep_on_failure = b),
+            "break" => need(v).map(|s| p.break_at = Some(s.to_string())),
+            "test_panic" => need(v).map(|s| p.test_panic = Some(s.to_string())),
+            "on_failure" => need(v).and_then(|s| {
+                OnFailure::parse(s)
+                    .map(|f| p.on_failure = Some(f))
+                    .ok_or_else(|| format!("expected shell, reboot or poweroff, got {s:?}"))
+            }),
+            "timeout" => need(v).and_then(|s| {
+                s.parse::<u64>().map(|n| p.timeout = Duration::from_secs(n)).map_err(|_| format!("expected seconds, got {s:?}"))
+            }),
+            "countdown" => need(v).and_then(|s| {
+                s.parse::<u64>().map(|n| p.countdown = n).map_err(|_| format!("expected seconds, got {s:?}"))
+            }),
+            _ => {
+                p.warnings.push(format!("unknown kernel parameter {word:?} ignored (see docs/init.md for anemos.* parameters)"));
+                continue;
+            }
+        };
+        if let Err(e) = r {
+            p.warnings.push(format!("kernel parameter {word:?} ignored: {e}"));
+        }
+    }
+    p
+}
+
+fn need(v: Option<&str>) -> Result<&str, String> {
+    match v {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err("a value is required".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_respects_quotes() {
+        assert_eq!(split_words(r#"a  b="c d" e"#), ["a", "b=c d", "e"]);
+        assert_eq!(split_words("  "), Vec::<String>::new());
+        assert_eq!(split_words(r#"x="""#), ["x="]);
+    }
+
+    #[test]
+    fn parses_every_parameter() {
+        let p = parse(
+            "BOOT_IMAGE=/vmlinuz console=ttyS0 anemos.debug anemos.break=payload anemos.on_failure=poweroff \
+             anemos.dry_run=1 anemos.timeout=5 anemos.countdown=0 anemos.keep_on_failure anemos.test_panic=modules \
+             modprobe.blacklist=floppy,pcspkr-x",
+        );
+        assert!(p.debug && p.dry_run && p.keep_on_failure);
+        assert_eq!(p.break_at.as_deref(), Some("payload"));
+        assert_eq!(p.on_failure, Some(OnFailure::Poweroff));
+        assert_eq!(p.timeout, Duration::from_secs(5));
+        assert_eq!(p.countdown, 0);
+        assert_eq!(p.test_panic.as_deref(), Some("modules"));
+        assert_eq!(p.blacklist, ["floppy", "pcspkr_x"]);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn defaults_without_parameters() {
+        let p = parse("quiet root=/dev/vda1");
+        assert_eq!(p, Params::default());
+    }
+
+    #[test]
+    fn unknown_and_bad_values_become_warnings() {
+        let p = parse("anemos.colour=blue anemos.timeout=soon anemos.on_failure=explode anemos.break anemos.debug=maybe");
+        assert_eq!(p.warnings.len(), 5, "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("unknown kernel parameter \"anemos.colour=blue\""));
+        assert!(p.warnings[1].contains("expected seconds, got \"soon\""));
+        assert!(p.warnings[2].contains("expected shell, reboot or poweroff"));
+        assert!(p.warnings[3].contains("a value is required"));
+        assert!(p.warnings[4].contains("expected 1/0"));
+        assert_eq!(p.timeout, Duration::from_secs(30), "bad value keeps the default");
+        assert!(!p.debug);
+    }
+
+    #[test]
+    fn last_value_wins_and_flags_can_be_turned_off() {
+        let p = parse("anemos.debug anemos.debug=0 anemos.break=a anemos.break=b");
+        assert!(!p.debug);
+        assert_eq!(p.break_at.as_deref(), Some("b"));
+    }
+}

@@ -1,0 +1,32 @@
+//! Payload stage: find /payload, verify its sha256 manifest, load anemos.toml.
+//! A missing or corrupt payload fails here, before anything destructive.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::pack::payload;
+
+/// The verified payload as the later stages see it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub files: usize,
+    pub config: toml::Table,
+}
+
+/// Verifies the payload unpacked at `root` (normally "/") and parses its anemos.toml.
+pub fn load(root: &Path) -> Result<Loaded> {
+    let dir = root.join(payload::PAYLOAD_DIR);
+    if !dir.is_dir() {
+        bail!(
+            "no payload in this image ({} is missing): append one with `anemos pack --payload DIR` or `cat base.img payload.img`",
+            dir.display()
+        );
+    }
+    let files = payload::verify(root).context("verifying the payload's sha256 manifest")?;
+    let cfg_path = dir.join("anemos.toml");
+    let text = fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
+    let config: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
+    Ok(Loaded { files, config })
+}

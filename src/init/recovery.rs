@@ -1,0 +1,166 @@
+//! The failure policy and the recovery console.
+//!
+//! On failure: a banner (stage, error chain, last log lines, whether disks were written), then
+//! - `shell`: `/bin/sh` from the tools root when present, then the built-in console (which is
+//!   also used alone when there is no tools root), so an image without tools is debuggable;
+//! - `reboot` / `poweroff`: after a visible countdown that Enter interrupts into the console.
+//!
+//! Before the first destructive write the default is `reboot`: the old system is untouched,
+//! so rebooting brings the server back. After it, the default is `shell`.
+
+use std::io::{BufRead, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::cmdline::OnFailure;
+use super::log::console;
+use super::pid1::{self, PowerRequest};
+
+/// What the operator chose in the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Leave the console and go on (after a break) or retry from a stage.
+    Continue,
+    Retry(Option<String>),
+    Power(PowerRequest),
+}
+
+/// The policy that applies: the cmdline override, else reboot before destruction, shell after.
+pub fn policy(over: Option<OnFailure>, destructive_started: bool) -> OnFailure {
+    over.unwrap_or(if destructive_started { OnFailure::Shell } else { OnFailure::Reboot })
+}
+
+/// Renders the failure banner (pure, for tests).
+pub fn banner(stage: &str, chain: &[String], tail: &[String], destructive_started: bool, policy: OnFailure) -> String {
+    let mut s = String::new();
+    s.push_str("\n================ anemos: deploy FAILED ================\n");
+    s.push_str(&format!("stage:  {stage}\n"));
+    for (i, e) in chain.iter().enumerate() {
+        s.push_str(&format!("{}{e}\n", if i == 0 { "error:  " } else { "cause:  " }));
+    }
+    s.push_str(if destructive_started {
+        "disks:  writing HAD STARTED; the machine may not boot its old system\n"
+    } else {
+        "disks:  nothing was written; the old system is intact\n"
+    });
+    s.push_str(&format!("policy: {}\n", match policy {
+        OnFailure::Shell => "recovery console",
+        OnFailure::Reboot => "reboot",
+        OnFailure::Poweroff => "power off",
+    }));
+    s.push_str(&format!("last {} log lines:\n", tail.len()));
+    for l in tail {
+        s.push_str(&format!("  | {l}\n"));
+    }
+    s.push_str("=======================================================");
+    s
+}
+
+/// Counts down, returning true if Enter was pressed (then the console opens instead).
+fn countdown(what: &str, secs: u64) -> bool {
+    for left in (1..=secs).rev() {
+        console(&format!("anemos: {what} in {left} s (press Enter for the recovery console)"));
+        let stdin = std::io::stdin();
+        let fd = stdin.as_fd();
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let timeout = rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 };
+        if let Ok(n) = rustix::event::poll(&mut fds, Some(&timeout)) {
+            if n > 0 {
+                let mut line = String::new();
+                let _ = stdin.lock().read_line(&mut line);
+                return true;
+            }
+        } else {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    false
+}
+
+/// Applies the policy after a failure. Returns only when the operator asks to retry.
+pub fn on_failure(policy: OnFailure, countdown_secs: u64, stages: &[&str]) -> Action {
+    let req = match policy {
+        OnFailure::Shell => return console_loop(stages, true),
+        OnFailure::Reboot => PowerRequest::Reboot,
+        OnFailure::Poweroff => PowerRequest::Poweroff,
+    };
+    let what = if req == PowerRequest::Reboot { "rebooting" } else { "powering off" };
+    if countdown(what, countdown_secs) {
+        return console_loop(stages, true);
+    }
+    log::info!("{what}");
+    pid1::power(req)
+}
+
+/// Runs `/bin/sh` on the console if the image has one. Returns false when there is none.
+pub fn run_tools_shell() -> bool {
+    if !Path::new("/bin/sh").exists() {
+        return false;
+    }
+    console("anemos: starting /bin/sh; `exit` returns to the anemos console (retry, reboot, poweroff, continue)");
+    let mut cmd = Command::new("/bin/sh");
+    cmd.env("PS1", "anemos-recovery# ").env("ENV", "");
+    match pid1::spawn(&mut cmd) {
+        Ok(mut c) => {
+            let _ = pid1::wait(&mut c);
+        }
+        Err(e) => log::error!("starting /bin/sh: {e}"),
+    }
+    true
+}
+
+/// The console used for breaks and failures: tools shell first (if any), then built-in.
+pub fn console_loop(stages: &[&str], failed: bool) -> Action {
+    run_tools_shell();
+    console(&format!(
+        "anemos console: {}; type `help` for commands",
+        if failed { "the deploy failed" } else { "boot is paused" }
+    ));
+    let stdin = std::io::stdin();
+    loop {
+        let mut e = std::io::stderr();
+        let _ = write!(e, "anemos> ");
+        let _ = e.flush();
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) => {
+                // No console input at all (EOF): do not spin; wait and retry.
+                std::thread::sleep(Duration::from_secs(5));
+                continue;
+            }
+            Err(_) => continue,
+            Ok(_) => {}
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match super::shell::run_builtin(&words, stages, failed) {
+            Some(a) => return a,
+            None => continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_depends_on_destruction() {
+        assert_eq!(policy(None, false), OnFailure::Reboot);
+        assert_eq!(policy(None, true), OnFailure::Shell);
+        assert_eq!(policy(Some(OnFailure::Poweroff), true), OnFailure::Poweroff);
+    }
+
+    #[test]
+    fn banner_names_stage_chain_and_disk_state() {
+        let b = banner("payload", &["verifying the payload".into(), "sha256 mismatch".into()], &["l1".into(), "l2".into()], false, OnFailure::Reboot);
+        assert!(b.contains("stage:  payload"));
+        assert!(b.contains("error:  verifying the payload\ncause:  sha256 mismatch"));
+        assert!(b.contains("nothing was written"));
+        assert!(b.contains("policy: reboot"));
+        assert!(b.contains("last 2 log lines:\n  | l1\n  | l2"));
+        let b = banner("disks", &["x".into()], &[], true, OnFailure::Shell);
+        assert!(b.contains("writing HAD STARTED") && b.contains("recovery console"));
+    }
+}
