@@ -14,6 +14,7 @@
 # Environment:
 #   ANEMOS=PATH     anemos binary to benchmark (implies --no-build)
 #   ANEMOS_CACHE    kernel cache dir, as for qemu-tests/fetch-kernel.sh
+#   BENCH_NO_HYPERFINE=1  time with the built-in median-of-N loop even if hyperfine exists
 #
 # What it does, in order:
 #   1. builds anemos (release, static musl) and fetches Debian 12's cloud kernel with
@@ -130,7 +131,10 @@ else
     fi
     [[ -x "$ANEMOS" ]] || die "$ANEMOS not found (build it, or set ANEMOS=PATH)"
 fi
-note "anemos: $("$ANEMOS" --version 2>/dev/null | head -n 1) ($ANEMOS, $(stat -c %s "$ANEMOS") bytes)"
+# Benchmark a private copy: a rebuild of target/ during the run must not change what is timed.
+cp "$ANEMOS" "$WORK/anemos"
+note "anemos: $("$WORK/anemos" --version 2>/dev/null | head -n 1) ($ANEMOS, $(stat -c %s "$ANEMOS") bytes; timed from a copy)"
+ANEMOS="$WORK/anemos"
 
 "$REPO/qemu-tests/fetch-kernel.sh" >"$WORK/fetch.out" 2>"$WORK/fetch.err" \
     || { cat "$WORK/fetch.err" >&2; die "qemu-tests/fetch-kernel.sh failed"; }
@@ -142,9 +146,18 @@ KCONFIG="$MODDIR/../../../boot/config-$RELEASE"
 note "kernel: $RELEASE (modules: $MODDIR)"
 
 HAVE_HYPERFINE=0
-command -v hyperfine >/dev/null && HAVE_HYPERFINE=1
+command -v hyperfine >/dev/null && [[ -z "${BENCH_NO_HYPERFINE:-}" ]] && HAVE_HYPERFINE=1
 note "timing with: $( ((HAVE_HYPERFINE)) && hyperfine --version || echo "median of N runs (hyperfine not installed)")"
 note "host: $(nproc) cores, $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
+load_report() {   # other work on the machine skews every number: say how much there was
+    local top
+    top="$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 20 {printf "%s %s%%, ", $2, $1}' | sed 's/, $//')"
+    note "load average $1: $(cut -d' ' -f1-3 /proc/loadavg)${top:+; busy now: $top}"
+    if awk -v n="$(nproc)" '{exit !($1 > 0.5)}' /proc/loadavg; then
+        note "WARNING: the machine was not idle; rerun on a quiet machine for stable numbers"
+    fi
+}
+load_report "before"
 note "runs: $FAST_RUNS for anemos and the inspect tools, $SLOW_RUNS for dracut and mkinitramfs"
 
 # busybox tools root (cached): bin/busybox + one symlink per applet.
@@ -422,7 +435,7 @@ EOF
         note "content: $(content "$WORK/mki.img")"
         if (( INSPECT_OK )); then
             note "mke2fs in image: $("$ANEMOS" inspect "$WORK/mki.img" | awk '$5 ~ /sbin\/mke2fs$/ {print $4 " bytes"}') (host's: $(stat -c %s /sbin/mke2fs) bytes)"
-            note "extra modules from system hooks: $("$ANEMOS" inspect "$WORK/mki.img" | awk '$5 ~ /\.ko$/ {n = split($5, p, "/"); printf "%s ", p[n]}' | sed 's/\.ko//g')"
+            note "modules in image (the system hooks add dm/md/raid ones): $("$ANEMOS" inspect "$WORK/mki.img" | awk '$5 ~ /\.ko$/ {n = split($5, p, "/"); printf "%s ", p[n]}' | sed 's/\.ko//g')"
         fi
         grep -h '^W:\|^E:' "$WORK/mkinitramfs-zstd.err" | sort -u | sed 's/^/  mkinitramfs said: /' || true
     else
@@ -433,9 +446,9 @@ fi
 # Table ---------------------------------------------------------------------------------
 say ""
 hr
-say "== pack results (time = median wall clock; ratios against dracut zstd)"
+say "== pack results (time = median wall clock; vs dracut = dracut's time / this time; size/drac = this image / dracut's)"
 hr
-printf '%-34s %9s %12s %12s %10s %10s\n' "tool" "time ms" "image B" "cpio B" "speedup" "size/drac"
+printf '%-34s %9s %12s %12s %10s %10s\n' "tool" "time ms" "image B" "cpio B" "vs dracut" "size/drac"
 for r in "${ROWS[@]}"; do
     IFS='|' read -r label ms size cpio <<<"$r"
     sp="-"; sr="-"
@@ -460,6 +473,19 @@ if [[ -n "$ANEMOS_MS" && -n "$DRACUT_MS" ]]; then
 else
     say "  >= 10x faster than dracut                    skipped: no dracut measurement"
     say "  image no larger than dracut's                skipped: no dracut measurement"
+fi
+row_ms() {   # row_ms LABEL-PREFIX: the time column of the first matching row
+    local r l m
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r l m _ <<<"$r"
+        if [[ "$l" == "$1"* ]]; then echo "$m"; return 0; fi
+    done
+    return 0
+}
+NONE_MS="$(row_ms "anemos none")"
+DRAW_MS="$(row_ms "dracut --no-compress")"
+if [[ "$NONE_MS" =~ ^[0-9]+$ && "$DRAW_MS" =~ ^[0-9]+$ && "$NONE_MS" -gt 0 ]]; then
+    say "  info: without compression: anemos $NONE_MS ms vs dracut $DRAW_MS ms ($(awk -v d="$DRAW_MS" -v a="$NONE_MS" 'BEGIN {printf "%.0fx", d / a}')); compression is the rest of each tool's time"
 fi
 [[ "$ANEMOS_BINARY_MODE" == "(ldd)" ]] && say "  note: anemos --binary was unavailable; mke2fs's closure was added with --add from ldd"
 
@@ -514,4 +540,5 @@ else
 fi
 
 say ""
+load_report "after"
 say "done."

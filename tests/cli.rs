@@ -261,3 +261,80 @@ fn help_and_completions() {
     });
     assert!(String::from_utf8_lossy(&o.stdout).contains("pack-payload"));
 }
+
+fn kernel_modules() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/cache/kernel/modules");
+    if p.join("modules.dep").exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: no kernel modules cache (run qemu-tests/fetch-kernel.sh)");
+        None
+    }
+}
+
+#[test]
+fn error_unknown_module_names_closest() {
+    let Some(k) = kernel_modules() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let e = err_line(pack_cmd(&d.path().join("img"), &["--kernel-modules", k.to_str().unwrap(), "--module", "virtio_blkk"]));
+    assert!(e.contains("unknown module \"virtio_blkk\"") && e.contains("closest: virtio_blk"), "{e}");
+}
+
+#[test]
+fn error_binary_library_not_found_and_not_elf() {
+    let d = tempfile::tempdir().unwrap();
+    let e = err_line(pack_cmd(&d.path().join("img"), &["--binary", "/etc/passwd"]));
+    assert!(e.contains("--binary /etc/passwd: not an ELF file"), "{e}");
+    let e = err_line(pack_cmd(&d.path().join("img"), &["--binary", "/nonexistent/tool"]));
+    assert!(e.contains("--binary /nonexistent/tool: no such file"), "{e}");
+}
+
+#[test]
+fn binary_closure_and_modules_land_in_the_image() {
+    let Some(k) = kernel_modules() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("img");
+    ok(pack_cmd(&img, &["--compress", "gzip", "--binary", "/sbin/mke2fs", "--kernel-modules", k.to_str().unwrap(), "--module", "virtio_blk", "vfat"]));
+    let o = ok({
+        let mut c = anemos();
+        c.arg("inspect").arg(&img);
+        c
+    });
+    let listing = String::from_utf8_lossy(&o.stdout);
+    for want in ["sbin/mke2fs", "libext2fs.so.2", "ld-linux-x86-64.so.2", "virtio_blk.ko", "virtio_ring.ko", "vfat.ko", "fat.ko", "anemos.modules", "etc/anemos/modules ->"] {
+        assert!(listing.contains(want), "{want} missing from inspect output");
+    }
+    let o = ok({
+        let mut c = anemos();
+        c.arg("inspect").arg(&img).args(["--cat", "/etc/anemos/modules"]);
+        c
+    });
+    let manifest = String::from_utf8_lossy(&o.stdout);
+    let pos = |m: &str| manifest.lines().position(|l| l.starts_with(&format!("{m} "))).unwrap_or_else(|| panic!("{m} not in manifest:\n{manifest}"));
+    assert!(pos("virtio_ring") < pos("virtio") || pos("virtio") < pos("virtio_blk"));
+    assert!(pos("virtio") < pos("virtio_blk") && pos("fat") < pos("vfat"), "load order:\n{manifest}");
+}
+
+#[test]
+fn inspect_shows_base_and_payload_segments() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p");
+    fs::create_dir(&p).unwrap();
+    fs::write(p.join("anemos.toml"), "hostname = \"x\"\n").unwrap();
+    let img = d.path().join("img");
+    ok(pack_cmd(&img, &["--compress", "xz", "--payload", p.to_str().unwrap()]));
+    let o = ok({
+        let mut c = anemos();
+        c.arg("inspect").arg(&img);
+        c
+    });
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("segment 0: offset 0x0, xz"), "{s}");
+    assert!(s.contains("segment 1: offset 0x"), "{s}");
+    let o = ok({
+        let mut c = anemos();
+        c.arg("inspect").arg(&img).args(["--cat", "payload/anemos.toml"]);
+        c
+    });
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hostname = \"x\"\n");
+}

@@ -18,12 +18,11 @@
 //!
 //! The compressed length of a segment is exact. The decoders consume their input through a
 //! `BufRead` and stop at the end of their gzip member, zstd frame or xz stream, so the image
-//! offset right after it is known without guessing. Members, frames or streams of the same
-//! kind that follow immediately, with no padding between them, are read as one continuous
-//! stream, as `MultiGzDecoder` and `zstd -d` do. A cpio archive may therefore span several of
-//! them. Anything else after a compressed stream (zero padding, another segment, or junk) is
-//! handled by the segment loop. The kernel does the same: it resumes after the bytes the
-//! decompressor consumed.
+//! offset right after it is known without guessing. Each member, frame or stream is its own
+//! segment, even when another of the same kind follows with no padding (as when a payload is
+//! appended to a base image of the same compression). Anything after a compressed stream (zero
+//! padding, another segment, or junk) is handled by the segment loop. The kernel does the same:
+//! it resumes after the bytes the decompressor consumed.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -774,11 +773,11 @@ impl Read for Members<'_, '_> {
             let Some(finished) = self.active.take() else {
                 return Ok(0);
             };
-            let source = finished.into_inner();
-            let head = source.peek(6)?;
-            if detect(&head) == Detected::Compressed(self.compression) {
-                self.active = Some(Decoder::new(self.compression, source)?);
-            }
+            // One gzip member / zstd frame / xz stream is one segment, as in the kernel's
+            // unpack_to_rootfs(), which resumes its segment loop after each decompressor
+            // returns. A following member is reported as the next segment.
+            let _ = finished.into_inner();
+            return Ok(0);
         }
     }
 }
@@ -2348,10 +2347,12 @@ mod tests {
     }
 
     #[test]
-    fn concatenated_members_and_trailing_plain_segment() {
+    fn concatenated_members_are_separate_segments() {
+        // A base image and a payload of the same compression, back to back with no padding:
+        // each member/frame/stream is its own segment, as the kernel unpacks them.
         let tmp = tempfile::tempdir().unwrap();
-        let whole = archive(&[dir("d"), file("d/one", &[7u8; 3000]), file("d/two", b"two")]);
-        let (left, right) = whole.split_at(1234);
+        let first = archive(&[dir("d"), file("d/one", &[7u8; 3000])]);
+        let second = archive(&[file("d/two", b"two")]);
         let tail = archive(&[file("tail", b"plain after compressed")]);
         type Codec = fn(&[u8]) -> Vec<u8>;
         let codecs: [(Compression, Codec); 3] = [
@@ -2360,26 +2361,23 @@ mod tests {
             (Compression::Xz, xz_of),
         ];
         for (kind, codec) in codecs {
-            let mut bytes = codec(left);
-            bytes.extend_from_slice(&codec(right));
-            let compressed_len = bytes.len() as u64;
+            let a = codec(&first);
+            let b = codec(&second);
+            let mut bytes = a.clone();
+            bytes.extend_from_slice(&b);
             bytes.extend_from_slice(&[0; 4]);
             let tail_at = bytes.len() as u64;
             bytes.extend_from_slice(&tail);
             let image = write_image(&tmp, "members.img", &bytes);
             let segments = read_segments(&image).unwrap();
-            assert_eq!(segments.len(), 2, "{kind}");
-            assert_eq!(
-                (segments[0].compression, segments[0].compressed_len),
-                (kind, compressed_len)
-            );
-            assert_eq!(segments[0].uncompressed_size, whole.len() as u64);
-            assert_eq!(segments[0].entries.len(), 3);
-            assert_eq!(
-                (segments[1].offset, segments[1].compression),
-                (tail_at, Compression::None)
-            );
+            assert_eq!(segments.len(), 3, "{kind}");
+            assert_eq!((segments[0].compression, segments[0].compressed_len), (kind, a.len() as u64));
+            assert_eq!((segments[1].offset, segments[1].compressed_len), (a.len() as u64, b.len() as u64), "{kind}");
+            assert_eq!(segments[0].uncompressed_size, first.len() as u64);
+            assert_eq!((segments[0].entries.len(), segments[1].entries.len()), (2, 1));
+            assert_eq!((segments[2].offset, segments[2].compression), (tail_at, Compression::None));
             assert_eq!(cat(&image, "d/one").unwrap(), vec![7u8; 3000]);
+            assert_eq!(cat(&image, "d/two").unwrap(), b"two");
             assert_eq!(cat(&image, "tail").unwrap(), b"plain after compressed");
         }
     }
