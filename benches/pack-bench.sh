@@ -147,7 +147,7 @@ note "kernel: $RELEASE (modules: $MODDIR)"
 
 HAVE_HYPERFINE=0
 command -v hyperfine >/dev/null && [[ -z "${BENCH_NO_HYPERFINE:-}" ]] && HAVE_HYPERFINE=1
-note "timing with: $( ((HAVE_HYPERFINE)) && hyperfine --version || echo "median of N runs (hyperfine not installed)")"
+note "timing with: $( ((HAVE_HYPERFINE)) && hyperfine --version || echo "median of N runs (hyperfine not installed or BENCH_NO_HYPERFINE set)")"
 note "host: $(nproc) cores, $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
 load_report() {   # other work on the machine skews every number: say how much there was
     local top

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod disk;
 mod init;
 mod pack;
 mod version;

@@ -1,0 +1,513 @@
+//! The planner: layout + the disks present → an exact partition plan. Pure: no I/O.
+//!
+//! The same code runs on the host (`anemos plan`, disk image files standing in for disks) and
+//! in the init (disks from sysfs), so both print the same table.
+//!
+//! GPT geometry (UEFI 2.10 §5.3): LBA 0 protective MBR, LBA 1 header, then 128 entries × 128
+//! bytes (32 sectors at 512 B, 4 at 4096 B); the backup array and header mirror that at the end.
+//! Partitions start and end on 1 MiB boundaries; `rest` ends at the last whole MiB that fits.
+
+use sha2::{Digest, Sha256};
+
+use super::spec::{DiskSpec, FsKind, Layout, Matcher, SizeSpec};
+
+pub const MIB: u64 = 1 << 20;
+const GPT_ENTRIES_BYTES: u64 = 128 * 128;
+
+/// What the planner knows about one disk.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DiskInfo {
+    /// /dev/vda, or an image file path on the host.
+    pub path: String,
+    pub size_bytes: u64,
+    /// Logical sector size: 512 or 4096.
+    pub sector_size: u64,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub model: Option<String>,
+    /// /dev/disk/by-id names (without the directory).
+    pub by_id: Vec<String>,
+    /// Other paths that name this disk (by-path links).
+    pub aliases: Vec<String>,
+    pub removable: bool,
+    pub usb: bool,
+}
+
+impl DiskInfo {
+    pub fn sectors(&self) -> u64 {
+        self.size_bytes / self.sector_size.max(1)
+    }
+    fn describe(&self) -> String {
+        format!(
+            "{} (by-id {}, serial {}, model {}, {})",
+            self.path,
+            if self.by_id.is_empty() { "-".into() } else { self.by_id.join(",") },
+            self.serial.as_deref().unwrap_or("-"),
+            self.model.as_deref().unwrap_or("-"),
+            human(self.size_bytes)
+        )
+    }
+}
+
+/// Planning failures; each names the disk entry and, where relevant, the candidates.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("disk \"{name}\": match {rule} found no disk; candidates:\n{candidates}")]
+    NoMatch { name: String, rule: String, candidates: String },
+    #[error("disk \"{name}\": match {rule} is ambiguous, it matches {count} disks:\n{candidates}")]
+    Ambiguous { name: String, rule: String, count: usize, candidates: String },
+    #[error("disks \"{first}\" and \"{second}\" both match {path}; a disk may be claimed by one entry only")]
+    Claimed { first: String, second: String, path: String },
+    #[error("disk \"{name}\" ({path}): partitions need {need} but the disk has {have} usable")]
+    DoesNotFit { name: String, path: String, need: String, have: String },
+    #[error("disk \"{name}\" ({path}): sector size {sector} is not supported (512 or 4096)")]
+    SectorSize { name: String, path: String, sector: u64 },
+}
+
+/// One partition in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedPart {
+    pub number: u32,
+    pub label: String,
+    pub type_name: String,
+    pub type_guid: [u8; 16],
+    pub part_uuid: [u8; 16],
+    pub first_lba: u64,
+    pub last_lba: u64,
+    pub fs: Option<FsKind>,
+    pub fs_uuid: Option<[u8; 16]>,
+    pub fs_label: Option<String>,
+    pub mount: Option<String>,
+    pub mount_options: Option<String>,
+    pub fat32: bool,
+}
+
+impl PlannedPart {
+    pub fn sectors(&self) -> u64 {
+        self.last_lba - self.first_lba + 1
+    }
+}
+
+/// What happens to one disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskAction {
+    /// Wipe and write a new GPT with these partitions.
+    Repartition { disk_guid: [u8; 16], parts: Vec<PlannedPart>, first_usable: u64, last_usable: u64 },
+    /// Never opened for writing.
+    Preserve,
+}
+
+/// The plan for one `[[disk]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskPlan {
+    pub name: String,
+    pub disk: DiskInfo,
+    pub action: DiskAction,
+    pub spec: DiskSpec,
+}
+
+/// The whole plan, in config order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub disks: Vec<DiskPlan>,
+}
+
+/// `n` bytes as a short human string (binary units).
+pub fn human(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0} {}", U[i])
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// Derives a stable UUID (RFC 9562 v8-style bits set as v4 for compatibility) from the seed,
+/// like systemd-repart: the same config gives the same identifiers on every deploy.
+pub fn derive_uuid(purpose: &str, seed: &str, disk: &str, label: &str) -> [u8; 16] {
+    let h = Sha256::digest(format!("anemos\0{purpose}\0{seed}\0{disk}\0{label}").as_bytes());
+    let mut u = [0u8; 16];
+    u.copy_from_slice(&h[..16]);
+    u[6] = (u[6] & 0x0f) | 0x40;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    u
+}
+
+/// Formats 16 bytes (canonical order) as a lowercase UUID string.
+pub fn uuid_string(u: &[u8; 16]) -> String {
+    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+fn rule_text(m: &Matcher) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = &m.by_id {
+        parts.push(format!("by_id = {v:?}"));
+    }
+    if let Some(v) = &m.serial {
+        parts.push(format!("serial = {v:?}"));
+    }
+    if let Some(v) = &m.wwn {
+        parts.push(format!("wwn = {v:?}"));
+    }
+    if let Some(v) = &m.model {
+        parts.push(format!("model = {v:?}"));
+    }
+    if let Some(v) = &m.path {
+        parts.push(format!("path = {v:?}"));
+    }
+    if m.size_min.is_some() || m.size_max.is_some() {
+        parts.push(format!(
+            "size = \"{}..{}\"",
+            m.size_min.map(human).unwrap_or_default(),
+            m.size_max.map(human).unwrap_or_default()
+        ));
+    }
+    format!("{{ {} }}", parts.join(", "))
+}
+
+/// True when every set field of `m` matches `d`.
+pub fn disk_matches(m: &Matcher, d: &DiskInfo) -> bool {
+    let opt_eq = |want: &Option<String>, have: &Option<String>| match want {
+        None => true,
+        Some(w) => have.as_deref().map(|h| h.trim() == w).unwrap_or(false),
+    };
+    let by_id = match &m.by_id {
+        None => true,
+        Some(w) => d.by_id.iter().any(|b| b == w),
+    };
+    let model = match &m.model {
+        None => true,
+        Some(w) => d.model.as_deref().map(|h| h.contains(w.as_str())).unwrap_or(false),
+    };
+    let path = match &m.path {
+        None => true,
+        Some(w) => d.path == *w || d.aliases.iter().any(|a| a == w),
+    };
+    let size = m.size_min.map(|min| d.size_bytes >= min).unwrap_or(true) && m.size_max.map(|max| d.size_bytes <= max).unwrap_or(true);
+    by_id && model && path && size && opt_eq(&m.serial, &d.serial) && opt_eq(&m.wwn, &d.wwn)
+}
+
+fn candidates(disks: &[&DiskInfo]) -> String {
+    if disks.is_empty() {
+        return "  (no disks found)".into();
+    }
+    disks.iter().map(|d| format!("  {}", d.describe())).collect::<Vec<_>>().join("\n")
+}
+
+/// Resolves every disk entry to exactly one disk. Removable and USB disks are only
+/// candidates for entries with `removable = true`.
+pub fn match_disks<'a>(layout: &Layout, disks: &'a [DiskInfo]) -> Result<Vec<&'a DiskInfo>, PlanError> {
+    let mut out: Vec<&DiskInfo> = Vec::new();
+    for spec in &layout.disks {
+        let pool: Vec<&DiskInfo> = disks.iter().filter(|d| spec.removable || !(d.removable || d.usb)).collect();
+        let hits: Vec<&DiskInfo> = pool.iter().copied().filter(|d| disk_matches(&spec.matcher, d)).collect();
+        match hits.len() {
+            0 => {
+                return Err(PlanError::NoMatch { name: spec.name.clone(), rule: rule_text(&spec.matcher), candidates: candidates(&disks.iter().collect::<Vec<_>>()) })
+            }
+            1 => {}
+            n => {
+                return Err(PlanError::Ambiguous { name: spec.name.clone(), rule: rule_text(&spec.matcher), count: n, candidates: candidates(&hits) })
+            }
+        }
+        let d = hits[0];
+        if let Some(i) = out.iter().position(|o| o.path == d.path) {
+            return Err(PlanError::Claimed { first: layout.disks[i].name.clone(), second: spec.name.clone(), path: d.path.clone() });
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+/// Computes partition positions for one disk. Pure sector math.
+pub fn layout_disk(seed: &str, spec: &DiskSpec, disk: &DiskInfo) -> Result<DiskAction, PlanError> {
+    if spec.preserve || spec.partitions.is_empty() {
+        return Ok(DiskAction::Preserve);
+    }
+    let ss = disk.sector_size;
+    if ss != 512 && ss != 4096 {
+        return Err(PlanError::SectorSize { name: spec.name.clone(), path: disk.path.clone(), sector: ss });
+    }
+    let entry_sectors = GPT_ENTRIES_BYTES / ss;
+    let total = disk.sectors();
+    let first_usable = 2 + entry_sectors;
+    let last_usable = total.saturating_sub(2 + entry_sectors);
+    let align = MIB / ss;
+    let fixed: u64 = spec
+        .partitions
+        .iter()
+        .map(|p| match p.size {
+            SizeSpec::Bytes(b) => align_up(b, MIB),
+            SizeSpec::Rest => MIB,
+        })
+        .sum();
+    let start0 = align_up(first_usable, align);
+    // The usable area, trimmed to whole MiB.
+    let end_excl = if last_usable + 1 > start0 { start0 + (last_usable + 1 - start0) / align * align } else { start0 };
+    let have = (end_excl - start0) * ss;
+    if fixed > have {
+        return Err(PlanError::DoesNotFit { name: spec.name.clone(), path: disk.path.clone(), need: human(fixed), have: human(have) });
+    }
+    let rest_bytes = have - (fixed - spec.partitions.iter().filter(|p| p.size == SizeSpec::Rest).count() as u64 * MIB);
+    let mut cur = start0;
+    let mut parts = Vec::new();
+    for (i, p) in spec.partitions.iter().enumerate() {
+        let bytes = match p.size {
+            SizeSpec::Bytes(b) => align_up(b, MIB),
+            SizeSpec::Rest => rest_bytes,
+        };
+        let sectors = bytes / ss;
+        let number = i as u32 + 1;
+        parts.push(PlannedPart {
+            number,
+            label: p.label.clone(),
+            type_name: p.type_name.clone(),
+            type_guid: p.type_guid,
+            part_uuid: p.part_uuid.unwrap_or_else(|| derive_uuid("partuuid", seed, &spec.name, &p.label)),
+            first_lba: cur,
+            last_lba: cur + sectors - 1,
+            fs: p.format,
+            fs_uuid: p.format.map(|_| p.fs_uuid.unwrap_or_else(|| derive_uuid("fsuuid", seed, &spec.name, &p.label))),
+            fs_label: p.format.map(|_| p.fs_label.clone().unwrap_or_else(|| p.label.clone())),
+            mount: p.mount.clone(),
+            mount_options: p.mount_options.clone(),
+            fat32: p.fat32,
+        });
+        cur += sectors;
+    }
+    Ok(DiskAction::Repartition { disk_guid: derive_uuid("diskguid", seed, &spec.name, ""), parts, first_usable, last_usable })
+}
+
+/// Matches disks and lays out every entry.
+pub fn plan(layout: &Layout, disks: &[DiskInfo]) -> Result<Plan, PlanError> {
+    let matched = match_disks(layout, disks)?;
+    let mut out = Vec::new();
+    for (spec, d) in layout.disks.iter().zip(matched) {
+        out.push(DiskPlan { name: spec.name.clone(), disk: d.clone(), action: layout_disk(&layout.seed, spec, d)?, spec: spec.clone() });
+    }
+    Ok(Plan { disks: out })
+}
+
+/// Renders the plan table and, in words, what will be destroyed.
+pub fn render(plan: &Plan) -> String {
+    let mut s = String::new();
+    for d in &plan.disks {
+        s.push_str(&format!("disk \"{}\" = {}\n", d.name, d.disk.describe()));
+        match &d.action {
+            DiskAction::Preserve => {
+                s.push_str("  PRESERVED: never opened for writing\n");
+                for m in &d.spec.mounts {
+                    s.push_str(&format!("  fstab: {} on {}{}\n", m.label, m.mount, if m.mount_during_install { " (mounted read-only during install)" } else { "" }));
+                }
+            }
+            DiskAction::Repartition { parts, disk_guid, .. } => {
+                s.push_str(&format!(
+                    "  DESTROYED: every partition and all data on {} ({}) is erased; new GPT, disk GUID {}, {}-byte sectors\n",
+                    d.disk.path,
+                    human(d.disk.size_bytes),
+                    uuid_string(disk_guid),
+                    d.disk.sector_size
+                ));
+                s.push_str(&format!("  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {}\n", "#", "start", "end", "size", "type", "label", "fs", "mount", "partuuid"));
+                for p in parts {
+                    s.push_str(&format!(
+                        "  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {}\n",
+                        p.number,
+                        p.first_lba,
+                        p.last_lba,
+                        human(p.sectors() * d.disk.sector_size),
+                        p.type_name,
+                        p.label,
+                        p.fs.map(|f| f.name()).unwrap_or("-"),
+                        p.mount.as_deref().unwrap_or("-"),
+                        uuid_string(&p.part_uuid)
+                    ));
+                }
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::spec::PartSpec;
+
+    pub(crate) fn part(label: &str, size: SizeSpec, fs: Option<FsKind>, mount: Option<&str>) -> PartSpec {
+        PartSpec {
+            label: label.into(),
+            type_name: "linux".into(),
+            type_guid: [0x0f; 16],
+            size,
+            format: fs,
+            mount: mount.map(String::from),
+            mount_options: None,
+            fs_label: None,
+            part_uuid: None,
+            fs_uuid: None,
+            fat32: false,
+        }
+    }
+
+    pub(crate) fn spec(name: &str, m: Matcher, parts: Vec<PartSpec>) -> DiskSpec {
+        DiskSpec { name: name.into(), matcher: m, wipe: true, preserve: false, removable: false, partitions: parts, mounts: vec![] }
+    }
+
+    fn disk(path: &str, serial: &str, size: u64, ss: u64) -> DiskInfo {
+        DiskInfo { path: path.into(), size_bytes: size, sector_size: ss, serial: Some(serial.into()), by_id: vec![format!("virtio-{serial}")], ..Default::default() }
+    }
+
+    fn by_serial(s: &str) -> Matcher {
+        Matcher { serial: Some(s.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn standard_layout_512_and_4k() {
+        for ss in [512u64, 4096] {
+            let d = disk("/dev/vda", "sys0", 1 << 30, ss);
+            let s = spec(
+                "system",
+                by_serial("sys0"),
+                vec![
+                    part("esp", SizeSpec::Bytes(100 * MIB), Some(FsKind::Vfat), Some("/boot")),
+                    part("swap", SizeSpec::Bytes(64 * MIB), Some(FsKind::Swap), None),
+                    part("root", SizeSpec::Rest, Some(FsKind::Ext4), Some("/")),
+                ],
+            );
+            let DiskAction::Repartition { parts, first_usable, last_usable, .. } = layout_disk("h", &s, &d).unwrap() else { panic!() };
+            let align = MIB / ss;
+            assert_eq!(first_usable, 2 + 16384 / ss, "ss {ss}");
+            assert_eq!(last_usable, d.sectors() - 2 - 16384 / ss);
+            assert_eq!(parts[0].first_lba, align, "first partition at 1 MiB");
+            assert_eq!(parts[0].sectors() * ss, 100 * MIB);
+            assert_eq!(parts[1].first_lba, parts[0].last_lba + 1);
+            assert_eq!(parts[2].first_lba % align, 0);
+            assert_eq!((parts[2].last_lba + 1) % align, 0, "rest ends on a MiB boundary");
+            assert!(parts[2].last_lba <= last_usable);
+            assert!(parts[2].last_lba + align > last_usable, "rest uses the disk up to the last whole MiB");
+        }
+    }
+
+    #[test]
+    fn sizes_round_up_to_mib_and_too_small_disk_is_named() {
+        let d = disk("/dev/vdb", "s", 64 * MIB, 512);
+        let s = spec("small", by_serial("s"), vec![part("a", SizeSpec::Bytes(MIB + 1), None, None), part("b", SizeSpec::Bytes(70 * MIB), None, None)]);
+        let e = layout_disk("h", &s, &d).unwrap_err();
+        assert_eq!(e.to_string(), "disk \"small\" (/dev/vdb): partitions need 72 MiB but the disk has 62 MiB usable");
+        let s = spec("small", by_serial("s"), vec![part("a", SizeSpec::Bytes(MIB + 1), None, None)]);
+        let DiskAction::Repartition { parts, .. } = layout_disk("h", &s, &d).unwrap() else { panic!() };
+        assert_eq!(parts[0].sectors() * 512, 2 * MIB);
+    }
+
+    #[test]
+    fn identifiers_are_stable_and_distinct() {
+        let a = derive_uuid("partuuid", "host", "system", "root");
+        assert_eq!(a, derive_uuid("partuuid", "host", "system", "root"));
+        assert_ne!(a, derive_uuid("partuuid", "host2", "system", "root"));
+        assert_ne!(a, derive_uuid("fsuuid", "host", "system", "root"));
+        assert_eq!(a[6] >> 4, 4, "version nibble");
+        assert_eq!(a[8] >> 6, 2, "variant bits");
+        assert_eq!(uuid_string(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
+    }
+
+    #[test]
+    fn matching_rules() {
+        let disks = vec![disk("/dev/vda", "sys0", 10 << 30, 512), disk("/dev/vdb", "data0", 20 << 30, 512), {
+            let mut u = disk("/dev/sda", "usb0", 10 << 30, 512);
+            u.usb = true;
+            u
+        }];
+        let layout = |specs: Vec<DiskSpec>| Layout { seed: "h".into(), disks: specs };
+        let m = match_disks(&layout(vec![spec("s", by_serial("sys0"), vec![])]), &disks).unwrap();
+        assert_eq!(m[0].path, "/dev/vda");
+        let by_id = Matcher { by_id: Some("virtio-data0".into()), ..Default::default() };
+        assert_eq!(match_disks(&layout(vec![spec("d", by_id, vec![])]), &disks).unwrap()[0].path, "/dev/vdb");
+        // Size range matching two disks is ambiguous; the error lists both candidates.
+        let range = Matcher { size_min: Some(5 << 30), size_max: Some(30 << 30), ..Default::default() };
+        let e = match_disks(&layout(vec![spec("any", range.clone(), vec![])]), &disks).unwrap_err();
+        let t = e.to_string();
+        assert!(t.contains("ambiguous, it matches 2 disks") && t.contains("/dev/vda") && t.contains("/dev/vdb") && !t.contains("/dev/sda"), "{t}");
+        // USB disks only with removable = true.
+        let e = match_disks(&layout(vec![spec("u", by_serial("usb0"), vec![])]), &disks).unwrap_err();
+        assert!(matches!(e, PlanError::NoMatch { .. }));
+        let mut s = spec("u", by_serial("usb0"), vec![]);
+        s.removable = true;
+        assert_eq!(match_disks(&layout(vec![s]), &disks).unwrap()[0].path, "/dev/sda");
+        // Two entries claiming one disk.
+        let e = match_disks(&layout(vec![spec("a", by_serial("sys0"), vec![]), spec("b", Matcher { path: Some("/dev/vda".into()), ..Default::default() }, vec![])]), &disks).unwrap_err();
+        assert_eq!(e.to_string(), "disks \"a\" and \"b\" both match /dev/vda; a disk may be claimed by one entry only");
+        let e = match_disks(&layout(vec![spec("x", by_serial("nope"), vec![])]), &disks).unwrap_err();
+        assert!(e.to_string().starts_with("disk \"x\": match { serial = \"nope\" } found no disk; candidates:\n  /dev/vda (by-id virtio-sys0, serial sys0"), "{e}");
+    }
+
+    #[test]
+    fn render_says_what_is_destroyed() {
+        let disks = vec![disk("/dev/vda", "sys0", 1 << 30, 512), disk("/dev/vdb", "data0", 1 << 30, 512)];
+        let mut keep = spec("data", by_serial("data0"), vec![]);
+        keep.preserve = true;
+        let l = Layout { seed: "h".into(), disks: vec![spec("system", by_serial("sys0"), vec![part("root", SizeSpec::Rest, Some(FsKind::Ext4), Some("/"))]), keep] };
+        let r = render(&plan(&l, &disks).unwrap());
+        assert!(r.contains("DESTROYED: every partition and all data on /dev/vda (1 GiB) is erased"), "{r}");
+        assert!(r.contains("disk \"data\" = /dev/vdb") && r.contains("PRESERVED: never opened for writing"), "{r}");
+        assert!(r.contains("root") && r.contains("ext4"), "{r}");
+    }
+
+    /// Property test (hand-rolled, deterministic xorshift): random layouts on random disks
+    /// never overlap, stay aligned and inside the usable LBAs, or fail with DoesNotFit.
+    #[test]
+    fn random_layouts_never_overlap_and_stay_aligned() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut fitted = 0;
+        for _ in 0..5000 {
+            let ss = if rnd(2) == 0 { 512 } else { 4096 };
+            let size = (rnd(4096) + 3) * MIB + rnd(MIB / ss) * ss;
+            let n = rnd(8) + 1;
+            let rest_at = if rnd(2) == 0 { Some(rnd(n)) } else { None };
+            let parts: Vec<PartSpec> = (0..n)
+                .map(|i| {
+                    let sz = if Some(i) == rest_at { SizeSpec::Rest } else { SizeSpec::Bytes(rnd(600 * MIB) + 1) };
+                    part(&format!("p{i}"), sz, None, None)
+                })
+                .collect();
+            let d = disk("/dev/x", "s", size, ss);
+            let s = spec("d", by_serial("s"), parts);
+            match layout_disk("h", &s, &d) {
+                Ok(DiskAction::Repartition { parts, first_usable, last_usable, .. }) => {
+                    fitted += 1;
+                    let align = MIB / ss;
+                    for (i, p) in parts.iter().enumerate() {
+                        assert!(p.first_lba >= first_usable && p.last_lba <= last_usable, "inside usable: {p:?}");
+                        assert_eq!(p.first_lba % align, 0, "aligned start");
+                        assert_eq!((p.last_lba + 1) % align, 0, "aligned end");
+                        assert!(p.last_lba >= p.first_lba);
+                        if i > 0 {
+                            assert!(p.first_lba > parts[i - 1].last_lba, "no overlap");
+                        }
+                    }
+                }
+                Ok(DiskAction::Preserve) => panic!("partitions given"),
+                Err(PlanError::DoesNotFit { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(fitted > 1000, "the generator must produce fitting layouts too ({fitted})");
+    }
+}
