@@ -1,5 +1,10 @@
 //! Disks: the validated layout, the planner (pure), GPT writing, filesystems.
 
+pub mod blockdev;
+pub mod discover;
 pub mod gpt;
+pub mod guard;
+pub mod mkfs;
+pub mod vfat;
 pub mod plan;
 pub mod spec;

@@ -5,6 +5,7 @@
 //! sees init exit. The boot sequence is the explicit list in [`STAGES`], one module each.
 #![allow(unsafe_code)]
 
+pub mod cmd;
 pub mod cmdline;
 pub mod devices;
 pub mod devnames;
