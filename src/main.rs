@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod config;
 mod disk;
 mod init;
 mod pack;

@@ -22,7 +22,9 @@ const UNITS: &[(&str, u64)] = &[
 ];
 
 /// Decimal units, refused: "500MB" meaning 500 MiB would silently be 4.9% off (or 10% for TB).
-const DECIMAL_UNITS: &[(&str, &str)] = &[("kb", "KiB"), ("mb", "MiB"), ("gb", "GiB"), ("tb", "TiB")];
+/// (decimal unit, binary replacement, how much larger the binary unit is).
+const DECIMAL_UNITS: &[(&str, &str, &str)] =
+    &[("kb", "KiB", "2.4%"), ("mb", "MiB", "4.9%"), ("gb", "GiB", "7.4%"), ("tb", "TiB", "10%")];
 
 /// Parses a size such as "512MiB", "1G", "100 KiB". Zero is returned as zero (callers decide).
 /// The error is the full message, starting with the quoted input.
@@ -35,10 +37,10 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if number.is_empty() {
         return Err(format!("{text:?} is not a size ({SIZE_HINT})"));
     }
-    if let Some((_, binary)) = DECIMAL_UNITS.iter().find(|(d, _)| *d == unit_lower) {
+    if let Some((_, binary, more)) = DECIMAL_UNITS.iter().find(|(d, _, _)| *d == unit_lower) {
         return Err(format!(
-            "{text:?} uses a decimal unit, which anemos refuses (it would be a few percent off \
-             from what most tools mean); sizes are binary: write {binary}, e.g. \"{number}{binary}\""
+            "{text:?} uses a decimal unit, which anemos refuses: sizes are binary (1 {binary} is {more} \
+             more than 1 {unit}), so write {binary}, e.g. \"{number}{binary}\""
         ));
     }
     let Some((_, factor)) = UNITS.iter().find(|(u, _)| *u == unit_lower) else {
@@ -92,7 +94,7 @@ pub fn parse_size_range(text: &str) -> Result<(Option<u64>, Option<u64>), String
 /// Formats a byte count with the largest binary unit that divides it exactly.
 pub fn format_size(bytes: u64) -> String {
     for (unit, f) in [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-        if bytes >= f && bytes % f == 0 {
+        if bytes >= f && bytes.is_multiple_of(f) {
             return format!("{}{unit}", bytes / f);
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod blockdev;
 pub mod discover;
+pub mod fstab;
 pub mod gpt;
 pub mod guard;
 pub mod mkfs;

@@ -8,6 +8,7 @@
 pub mod cmd;
 pub mod cmdline;
 pub mod devices;
+pub mod disks;
 pub mod devnames;
 pub mod early;
 pub mod log;
@@ -45,6 +46,8 @@ pub struct Ctx {
     pub destructive_started: bool,
     pub modules_ms: u128,
     pub devices_ms: u128,
+    /// Time spent naming missing drivers (sysfs walk), reported separately.
+    pub scan_ms: u128,
 }
 
 type StageFn = fn(&mut Ctx) -> Result<()>;
@@ -98,7 +101,7 @@ pub fn run() -> ! {
             pid1::power(PowerRequest::Reboot)
         }
     };
-    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0 };
+    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0, scan_ms: 0 };
     let mut from = 0;
     let mut broke = false;
     loop {
@@ -195,10 +198,11 @@ fn run_stages(ctx: &mut Ctx, from: usize, broke: &mut bool) -> std::result::Resu
         if name == "payload" {
             let total = log::elapsed_ms();
             ::log::info!(
-                "figures: init overhead {} ms from /init to payload ok excluding module loading ({} ms) and device waits ({} ms)",
+                "figures: init overhead {} ms from /init to payload ok excluding module loading ({} ms) and device waits ({} ms); of it, missing-driver scan {} ms",
                 total.saturating_sub(ctx.modules_ms + ctx.devices_ms),
                 ctx.modules_ms,
-                ctx.devices_ms
+                ctx.devices_ms,
+                ctx.scan_ms
             );
         }
         i += 1;
@@ -220,7 +224,9 @@ fn stage_modules(ctx: &mut Ctx) -> Result<()> {
     for (m, why) in &r.failed {
         ::log::warn!("module {m} failed to load: {why}");
     }
-    modules::report_missing_drivers();
+    let t = Instant::now();
+    modules::report_missing_drivers(ctx.params.debug);
+    ctx.scan_ms = t.elapsed().as_millis();
     Ok(())
 }
 

@@ -1,0 +1,151 @@
+//! The serde shape of `anemos.toml`, exactly as written. Every table rejects unknown keys.
+//! Values are kept loose (strings, options) so that semantic checks happen in `validate`,
+//! which reports every problem with its key path; serde only rejects unknown keys and wrong
+//! TOML types. docs/config.md documents every key; keep it in step with this file.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Target hostname; also the seed for derived identifiers.
+    pub hostname: Option<String>,
+    /// `[[disk]]` entries. None at all means "touch no disk".
+    #[serde(default)]
+    pub disk: Vec<DiskConfig>,
+    pub install: Option<InstallConfig>,
+    pub bootloader: Option<BootloaderConfig>,
+    pub deploy: Option<DeployConfig>,
+    pub network: Option<NetworkConfig>,
+    /// File name used in error messages; set by `parse`.
+    #[serde(skip)]
+    pub(super) origin: String,
+    /// Line/column of every key path in the source; set by `parse`.
+    #[serde(skip)]
+    pub(super) positions: super::source::Positions,
+}
+
+/// One `[[disk]]` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: Option<MatchConfig>,
+    #[serde(default)]
+    pub wipe: bool,
+    #[serde(default)]
+    pub preserve: bool,
+    #[serde(default)]
+    pub removable: bool,
+    #[serde(default)]
+    pub partitions: Vec<PartitionConfig>,
+    #[serde(default)]
+    pub mounts: Vec<MountConfig>,
+}
+
+/// `disk.match`: every given field must match.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    pub by_id: Option<String>,
+    pub serial: Option<String>,
+    pub wwn: Option<String>,
+    pub model: Option<String>,
+    pub path: Option<String>,
+    pub size: Option<String>,
+}
+
+/// One entry of `disk.partitions`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionConfig {
+    pub label: Option<String>,
+    #[serde(rename = "type")]
+    pub type_name: Option<String>,
+    pub size: Option<String>,
+    pub format: Option<String>,
+    pub mount: Option<String>,
+    pub options: Option<String>,
+    pub fs_label: Option<String>,
+    pub guid: Option<String>,
+    pub fs_uuid: Option<String>,
+    pub fat32: Option<bool>,
+}
+
+/// One entry of `disk.mounts` (preserved disks only).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    pub label: Option<String>,
+    pub mount: Option<String>,
+    pub options: Option<String>,
+    #[serde(default)]
+    pub during_install: bool,
+}
+
+/// `[install]` (consumed by the install stage, issues #5 and #7).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallConfig {
+    pub kind: Option<String>,
+    pub command: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub path: Option<String>,
+    pub url: Option<String>,
+    pub sha256: Option<String>,
+    pub insecure: Option<bool>,
+    pub provision: Option<String>,
+}
+
+/// `[bootloader]` (consumed by the bootloader stage, issue #5).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootloaderConfig {
+    pub kind: Option<String>,
+    pub options: Option<String>,
+    pub kernel: Option<String>,
+    pub initrd: Option<Vec<String>>,
+    pub command: Option<String>,
+}
+
+/// `[deploy]` (consumed by the finish stage, issue #5).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    pub finish: Option<String>,
+}
+
+/// `[network]` (consumed by the network stage, issue #7).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    #[serde(default)]
+    pub interface: Vec<InterfaceConfig>,
+}
+
+/// One `[[network.interface]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    #[serde(rename = "match")]
+    pub matcher: Option<InterfaceMatchConfig>,
+    pub dhcp: Option<bool>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    pub mtu: Option<u32>,
+}
+
+/// `network.interface.match`: every given field must match.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceMatchConfig {
+    pub name: Option<String>,
+    pub mac: Option<String>,
+    pub driver: Option<String>,
+}

@@ -1,0 +1,279 @@
+//! `[install]`, `[bootloader]`, `[deploy]` and `[network]`: parsed and validated here, consumed
+//! by later stages (issues #5 and #7). Each section has a `kind` (or `finish`) that decides which
+//! other keys it takes; a key given for the wrong kind is an error, not silently ignored.
+
+use std::net::IpAddr;
+
+use super::schema::{BootloaderConfig, DeployConfig, InstallConfig, InterfaceConfig, NetworkConfig};
+use super::units::{check_absolute_path, check_plain, check_relative_path, parse_sha256};
+use super::validate::Problems;
+use super::{Bootloader, Deploy, Finish, Install, Interface, InterfaceMatch, Network, RootfsSource};
+
+/// Reports each given key that `kind` does not take.
+fn reject_unused(section: &str, kind: &str, given: &[(&str, bool)], allowed: &[&str], p: &mut Problems) {
+    for (field, present) in given {
+        if *present && !allowed.contains(field) {
+            let takes = if allowed.is_empty() { "no other keys".to_string() } else { allowed.join(", ") };
+            p.add(format!("{section}.{field}"), format!("not used with kind = {kind:?} (it takes: {takes})"));
+        }
+    }
+}
+
+/// The `kind` key, or a "missing"/"unknown" problem.
+fn kind<'a>(section: &str, value: Option<&'a str>, kinds: &[&str], p: &mut Problems) -> Option<&'a str> {
+    let key = format!("{section}.kind");
+    match value {
+        None => p.add(key, format!("missing: use one of {}", kinds.join(", "))),
+        Some(k) if kinds.contains(&k) => return Some(k),
+        Some(k) => p.add(key, format!("unknown kind {k:?} (use one of: {})", kinds.join(", "))),
+    }
+    None
+}
+
+pub fn install(c: &InstallConfig, p: &mut Problems) -> Install {
+    let placeholder = Install::Script { path: String::new(), args: Vec::new() };
+    let Some(k) = kind("install", c.kind.as_deref(), &["makeimg", "script", "rootfs"], p) else {
+        return placeholder;
+    };
+    let given = [
+        ("command", c.command.is_some()),
+        ("args", c.args.is_some()),
+        ("path", c.path.is_some()),
+        ("url", c.url.is_some()),
+        ("sha256", c.sha256.is_some()),
+        ("insecure", c.insecure.is_some()),
+        ("provision", c.provision.is_some()),
+    ];
+    let allowed: &[&str] = match k {
+        "makeimg" => &["command", "args"],
+        "script" => &["path", "args"],
+        _ => &["path", "url", "sha256", "insecure", "provision"],
+    };
+    reject_unused("install", k, &given, allowed, p);
+    let args = c.args.clone().unwrap_or_default();
+    for (i, a) in args.iter().enumerate() {
+        if a.contains('\0') {
+            p.add(format!("install.args[{i}]"), "contains a NUL character");
+        }
+    }
+    match k {
+        "makeimg" => {
+            let command = c.command.clone().unwrap_or_else(|| "makeimg".into());
+            if command.is_empty() || command.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                p.add(
+                    "install.command",
+                    format!("{command:?}: give a program name or absolute path; put its arguments in args"),
+                );
+            }
+            Install::Makeimg { command, args }
+        }
+        "script" => match c.path.as_deref() {
+            None => {
+                p.add("install.path", "missing: the executable to run, relative to the payload directory");
+                placeholder
+            }
+            Some(path) => {
+                p.check("install.path", check_relative_path(path));
+                Install::Script { path: path.to_string(), args }
+            }
+        },
+        _ => rootfs(c, p),
+    }
+}
+
+fn rootfs(c: &InstallConfig, p: &mut Problems) -> Install {
+    let source = match (c.path.as_deref(), c.url.as_deref()) {
+        (Some(_), Some(_)) => {
+            p.add("install.url", "give path (an archive in the payload) or url, not both");
+            RootfsSource::Path(String::new())
+        }
+        (None, None) => {
+            p.add("install.path", "missing: give path (an archive in the payload) or url");
+            RootfsSource::Path(String::new())
+        }
+        (Some(path), None) => {
+            p.check("install.path", check_relative_path(path));
+            RootfsSource::Path(path.to_string())
+        }
+        (None, Some(url)) => {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                p.add("install.url", format!("{url:?} is not an http:// or https:// URL"));
+            }
+            RootfsSource::Url(url.to_string())
+        }
+    };
+    let sha256 = c.sha256.as_deref().and_then(|s| parse_sha256(s).map_err(|e| p.add("install.sha256", e)).ok());
+    let insecure = c.insecure.unwrap_or(false);
+    match &source {
+        RootfsSource::Url(_) if c.sha256.is_none() && !insecure => p.add(
+            "install.sha256",
+            "required with url: the download is verified against it (insecure = true skips this; not recommended)",
+        ),
+        RootfsSource::Path(_) if c.insecure.is_some() => {
+            p.add("install.insecure", "applies only to url (a payload file is verified by the payload manifest)")
+        }
+        _ => {}
+    }
+    if let Some(s) = c.provision.as_deref() {
+        p.check("install.provision", check_relative_path(s));
+    }
+    Install::Rootfs { source, sha256, insecure, provision: c.provision.clone() }
+}
+
+pub fn bootloader(c: Option<&BootloaderConfig>, p: &mut Problems) -> Bootloader {
+    let Some(c) = c else {
+        return Bootloader::None;
+    };
+    let Some(k) = kind("bootloader", c.kind.as_deref(), &["systemd-boot", "command", "none"], p) else {
+        return Bootloader::None;
+    };
+    let given = [
+        ("options", c.options.is_some()),
+        ("kernel", c.kernel.is_some()),
+        ("initrd", c.initrd.is_some()),
+        ("command", c.command.is_some()),
+    ];
+    let allowed: &[&str] = match k {
+        "systemd-boot" => &["options", "kernel", "initrd"],
+        "command" => &["command"],
+        _ => &[],
+    };
+    reject_unused("bootloader", k, &given, allowed, p);
+    match k {
+        "systemd-boot" => {
+            if let Some(o) = c.options.as_deref() {
+                p.check("bootloader.options", check_plain(o));
+            }
+            if let Some(kernel) = c.kernel.as_deref() {
+                p.check("bootloader.kernel", check_absolute_path(kernel));
+            }
+            let initrd = c.initrd.clone().unwrap_or_default();
+            for (i, path) in initrd.iter().enumerate() {
+                p.check(&format!("bootloader.initrd[{i}]"), check_absolute_path(path));
+            }
+            Bootloader::SystemdBoot { options: c.options.clone(), kernel: c.kernel.clone(), initrd }
+        }
+        "command" => match c.command.as_deref() {
+            None => {
+                p.add("bootloader.command", "missing: the shell command to run chrooted in the target");
+                Bootloader::None
+            }
+            Some(cmd) => {
+                p.check("bootloader.command", check_plain(cmd));
+                Bootloader::Command { command: cmd.to_string() }
+            }
+        },
+        _ => Bootloader::None,
+    }
+}
+
+pub fn deploy(c: Option<&DeployConfig>, bootloader: &Bootloader, p: &mut Problems) -> Deploy {
+    let finish = match c.and_then(|c| c.finish.as_deref()) {
+        None | Some("reboot") => Finish::Reboot,
+        Some("kexec") => {
+            if !matches!(bootloader, Bootloader::SystemdBoot { .. }) {
+                p.add(
+                    "deploy.finish",
+                    "\"kexec\" boots the kernel of the entry anemos writes, so it needs [bootloader] kind = \"systemd-boot\"",
+                );
+            }
+            Finish::Kexec
+        }
+        Some("poweroff") => Finish::Poweroff,
+        Some(other) => {
+            p.add("deploy.finish", format!("unknown finish {other:?} (use one of: reboot, kexec, poweroff)"));
+            Finish::Reboot
+        }
+    };
+    Deploy { finish }
+}
+
+pub fn network(c: Option<&NetworkConfig>, p: &mut Problems) -> Network {
+    let Some(c) = c else {
+        return Network::default();
+    };
+    let interfaces =
+        c.interface.iter().enumerate().map(|(i, ic)| interface(ic, &format!("network.interface[{i}]"), p)).collect();
+    Network { interfaces }
+}
+
+fn interface(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> Interface {
+    let matcher = interface_match(c, ik, p);
+    let dhcp = c.dhcp.unwrap_or(false);
+    let addresses: Vec<(IpAddr, u8)> = c
+        .addresses
+        .iter()
+        .enumerate()
+        .filter_map(|(j, a)| parse_cidr(a).map_err(|e| p.add(format!("{ik}.addresses[{j}]"), e)).ok())
+        .collect();
+    if !dhcp && c.addresses.is_empty() {
+        p.add(format!("{ik}.dhcp"), "this interface gets no address: set dhcp = true or give addresses");
+    }
+    let ips = |field: &str, list: &[String], p: &mut Problems| -> Vec<IpAddr> {
+        let parsed = list.iter().enumerate().map(|(j, s)| {
+            s.parse::<IpAddr>().map_err(|_| p.add(format!("{ik}.{field}[{j}]"), format!("{s:?} is not an IP address")))
+        });
+        parsed.filter_map(Result::ok).collect()
+    };
+    let gateways = ips("gateways", &c.gateways, p);
+    let dns = ips("dns", &c.dns, p);
+    if let Some(mtu) = c.mtu {
+        let min = if addresses.iter().any(|(a, _)| a.is_ipv6()) { 1280 } else { 68 };
+        if !(min..=65535).contains(&mtu) {
+            p.add(format!("{ik}.mtu"), format!("{mtu} is out of range ({min}..=65535)"));
+        }
+    }
+    Interface { matcher, dhcp, addresses, gateways, dns, mtu: c.mtu }
+}
+
+fn interface_match(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> InterfaceMatch {
+    let mk = format!("{ik}.match");
+    let Some(m) = &c.matcher else {
+        p.add(mk, "missing: say which interface this is, e.g. match = { name = \"eth0\" } (name, mac, driver)");
+        return InterfaceMatch::default();
+    };
+    if m.name.is_none() && m.mac.is_none() && m.driver.is_none() {
+        p.add(&mk, "no matcher given: set at least one of name, mac, driver");
+    }
+    if let Some(n) = m.name.as_deref() {
+        let bad = n.is_empty() || n.chars().any(|ch| ch == '/' || ch == ':' || ch.is_whitespace() || ch.is_control());
+        if bad || (!n.contains('*') && n.len() > 15) {
+            p.add(format!("{mk}.name"), format!("{n:?} is not an interface name (at most 15 characters, no '/', ':' or spaces)"));
+        }
+    }
+    let mac = m.mac.as_deref().and_then(|s| parse_mac(s).map_err(|e| p.add(format!("{mk}.mac"), e)).ok());
+    if let Some(d) = m.driver.as_deref() {
+        if d.is_empty() || !d.bytes().all(|ch| ch.is_ascii_alphanumeric() || ch == b'_' || ch == b'-') {
+            p.add(format!("{mk}.driver"), format!("{d:?} is not a kernel driver name (e.g. \"virtio_net\")"));
+        }
+    }
+    InterfaceMatch { name: m.name.clone(), mac, driver: m.driver.clone() }
+}
+
+/// "192.0.2.10/24", "2001:db8::10/64".
+fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
+    let Some((addr, prefix)) = text.split_once('/') else {
+        return Err(format!("{text:?} needs a prefix length, e.g. \"192.0.2.10/24\""));
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| format!("{text:?}: {addr:?} is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(n) if n <= max => Ok((addr, n)),
+        _ => Err(format!("{text:?}: the prefix length must be 0..={max}")),
+    }
+}
+
+/// "52:54:00:12:34:56" (any case).
+fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("{text:?} is not a MAC address (e.g. \"52:54:00:12:34:56\")");
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 || parts.iter().any(|s| s.len() != 2) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 6];
+    for (o, s) in out.iter_mut().zip(parts) {
+        *o = u8::from_str_radix(s, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,462 @@
+//! Config tests: the shipped examples and the documentation's examples load; every rule of
+//! docs/config.md is broken once and the problem must name its key path.
+
+use super::units::{GIB, MIB};
+use super::*;
+use crate::disk::spec::{FsKind, SizeSpec};
+
+const TWO_DISKS: &str = include_str!("../../examples/two-disks/anemos.toml");
+const MINIMAL: &str = include_str!("../../examples/minimal/anemos.toml");
+const DOCS: &str = include_str!("../../docs/config.md");
+
+/// A wiped "system" disk holding `parts` (the inside of `partitions = [ ... ]`).
+fn sys(parts: &str) -> String {
+    format!("[[disk]]\nname = \"system\"\nmatch = {{ serial = \"s0\" }}\nwipe = true\npartitions = [\n{parts}\n]\n")
+}
+
+/// A preserved "data" disk with `mounts`.
+fn data(mounts: &str) -> String {
+    format!("[[disk]]\nname = \"data\"\nmatch = {{ serial = \"d0\" }}\npreserve = true\nmounts = [ {mounts} ]\n")
+}
+
+const ROOT: &str = r#"{ label = "root", type = "root", size = "rest", format = "ext4", mount = "/" },"#;
+const ESP: &str = r#"{ label = "esp", type = "esp", size = "512MiB", format = "vfat", mount = "/boot" },"#;
+
+fn load_err(text: &str) -> ConfigErrors {
+    match load(text, "anemos.toml") {
+        Ok(v) => panic!("expected problems, got {v:#?}\n--- config:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+/// Loading `text` must report exactly one problem, at `key`, whose message contains `want`.
+fn assert_one(case: &str, text: &str, key: &str, want: &str) {
+    let errs = load_err(text);
+    let shown = errs.to_string();
+    assert_eq!(errs.errors.len(), 1, "{case}: expected one problem, got:\n{shown}\n--- config:\n{text}");
+    let e = &errs.errors[0];
+    assert_eq!(e.key, key, "{case}: wrong key path in:\n{shown}");
+    assert!(e.message.contains(want), "{case}: message lacks {want:?}:\n{shown}");
+    assert!(shown.starts_with("anemos.toml:"), "{case}: not prefixed with the file name: {shown}");
+    assert!(shown.contains(&format!(": {key}: ")), "{case}: display lacks the key path: {shown}");
+}
+
+#[test]
+fn examples_load() {
+    let v = load(TWO_DISKS, "two-disks/anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.hostname.as_deref(), Some("web1"));
+    assert_eq!(v.layout.seed, "web1");
+    let [system, data] = &v.layout.disks[..] else { panic!("two disks expected: {:#?}", v.layout) };
+    assert_eq!((system.name.as_str(), system.wipe, system.preserve), ("system", true, false));
+    assert_eq!(system.matcher.serial.as_deref(), Some("sys0"));
+    assert_eq!((system.matcher.size_min, system.matcher.size_max), (Some(16 * GIB), Some(2048 * GIB)));
+    let labels: Vec<&str> = system.partitions.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(labels, ["esp", "swap", "root"]);
+    let esp = &system.partitions[0];
+    assert_eq!((esp.size, esp.format, esp.fat32), (SizeSpec::Bytes(512 * MIB), Some(FsKind::Vfat), true));
+    assert_eq!(esp.type_guid[..4], [0xc1, 0x2a, 0x73, 0x28]);
+    assert_eq!(esp.mount.as_deref(), Some("/boot"));
+    let root = &system.partitions[2];
+    assert_eq!((root.size, root.mount.as_deref(), root.mount_options.as_deref()), (SizeSpec::Rest, Some("/"), Some("noatime")));
+    assert!(!root.fat32 && root.part_uuid.is_none() && root.fs_uuid.is_none());
+    assert_eq!((data.preserve, data.wipe, data.partitions.len()), (true, false, 0));
+    assert_eq!(data.mounts[0].label, "home");
+    assert_eq!(data.mounts[0].mount_options.as_deref(), Some("nodev,nosuid"));
+    assert!(!data.mounts[0].mount_during_install);
+    assert!(matches!(&v.install, Some(Install::Rootfs { source: RootfsSource::Url(_), sha256: Some(_), .. })));
+    assert!(matches!(&v.bootloader, Bootloader::SystemdBoot { options: Some(_), .. }));
+    assert_eq!(v.deploy.finish, Finish::Kexec);
+    assert_eq!(v.network.interfaces.len(), 1);
+    assert!(v.network.interfaces[0].dhcp);
+
+    let v = load(MINIMAL, "minimal/anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.layout.seed, "anemos-example");
+    assert!(v.layout.disks.is_empty());
+    assert_eq!((v.install, v.bootloader, v.deploy.finish), (None, Bootloader::None, Finish::Reboot));
+}
+
+#[test]
+fn empty_file_touches_no_disk() {
+    let v = load("# nothing\n", "anemos.toml").unwrap();
+    assert_eq!(v.layout.seed, "anemos");
+    assert!(v.layout.disks.is_empty() && v.network.interfaces.is_empty());
+}
+
+/// Every ```toml block in docs/config.md must parse (syntax and keys); blocks starting with
+/// `# complete` must also validate. Error examples in the docs are fenced as ```text.
+#[test]
+fn docs_examples_parse() {
+    let mut blocks = 0;
+    let mut complete = 0;
+    let mut rest = DOCS;
+    while let Some(start) = rest.find("```toml\n") {
+        let body = &rest[start + 8..];
+        let end = body.find("```").expect("unterminated toml block in docs/config.md");
+        let block = &body[..end];
+        blocks += 1;
+        if block.starts_with("# complete") {
+            complete += 1;
+            load(block, "docs/config.md").unwrap_or_else(|e| panic!("docs block {blocks}:\n{e}\n---\n{block}"));
+        } else {
+            parse(block, "docs/config.md").unwrap_or_else(|e| panic!("docs block {blocks}:\n{e}\n---\n{block}"));
+        }
+        rest = &body[end + 3..];
+    }
+    assert!(blocks >= 8 && complete >= 2, "docs/config.md has {blocks} toml blocks, {complete} complete");
+    assert!(DOCS.contains(TWO_DISKS.trim()), "docs/config.md must embed examples/two-disks/anemos.toml verbatim");
+}
+
+#[test]
+fn disk_rules_name_their_key() {
+    let two_systems = format!("{}{}", sys(ROOT), sys(ESP).replace("\"s0\"", "\"s1\""));
+    let second_disk = |parts: &str| sys(parts).replace("\"system\"", "\"other\"").replace("\"s0\"", "\"s1\"");
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        ("duplicate disk name", two_systems, "disk[1].name", "duplicate disk name \"system\" (already used by disk[0].name)"),
+        (
+            "duplicate label across disks",
+            format!("{}{}", sys(ROOT), second_disk(r#"{ label = "root", type = "linux", size = "1GiB" },"#)),
+            "disk[1].partitions[0].label",
+            "duplicate label \"root\" (already used by disk[0].partitions[0].label)",
+        ),
+        (
+            "preserved label clashes with a partition label",
+            format!("{}{}", sys(ROOT), data(r#"{ label = "root", mount = "/srv" }"#)),
+            "disk[1].mounts[0].label",
+            "duplicate label",
+        ),
+        (
+            "duplicate mount point",
+            sys(&format!("{ROOT}\n{{ label = \"r2\", type = \"linux\", size = \"1GiB\", format = \"xfs\", mount = \"/\" }},")),
+            "disk[0].partitions[1].mount",
+            "duplicate mount point \"/\" (already used by disk[0].partitions[0].mount)",
+        ),
+        (
+            "preserved mount clashes with a partition mount",
+            format!("{}{}", sys(&format!("{ROOT}{ESP}")), data(r#"{ label = "home", mount = "/boot" }"#)),
+            "disk[1].mounts[0].mount",
+            "duplicate mount point \"/boot\"",
+        ),
+        (
+            "two rest",
+            sys(&format!("{ROOT}\n{{ label = \"var\", type = \"var\", size = \"rest\" }},")),
+            "disk[0].partitions[1].size",
+            "a second \"rest\" on this disk (disk[0].partitions[0].size already takes the rest)",
+        ),
+        ("neither wipe nor preserve", "[[disk]]\nname = \"x\"\nmatch = { serial = \"a\" }\n".into(), "disk[0].wipe", "set wipe = true"),
+        (
+            "partitions without wipe",
+            sys(ROOT).replace("wipe = true", "wipe = false"),
+            "disk[0].wipe",
+            "disk \"system\": partitions given but wipe = false: anemos only writes a new table when wipe = true",
+        ),
+        (
+            "preserved disk with partitions",
+            sys(ROOT).replace("wipe = true", "preserve = true"),
+            "disk[0].partitions",
+            "a preserved disk (preserve = true) cannot have partitions to create",
+        ),
+        ("preserve and wipe", data("").replace("preserve = true", "preserve = true\nwipe = true"), "disk[0].wipe", "contradicts"),
+        ("mounts on a wiped disk", sys(ROOT).replace("partitions = [", "mounts = [ { label = \"h\", mount = \"/home\" } ]\npartitions = ["), "disk[0].mounts", "preserved disk"),
+        ("mounts without preserve", data(r#"{ label = "h", mount = "/home" }"#).replace("preserve = true", ""), "disk[0].preserve", "mounts given but preserve = false"),
+        ("no match", sys(ROOT).replace("match = { serial = \"s0\" }", ""), "disk[0].match", "missing"),
+        ("empty match", sys(ROOT).replace("serial = \"s0\"", ""), "disk[0].match", "no matcher given"),
+        ("by_id with directory", sys(ROOT).replace("serial = \"s0\"", "by_id = \"/dev/disk/by-id/x\""), "disk[0].match.by_id", "without the directory"),
+        ("path outside /dev", sys(ROOT).replace("serial = \"s0\"", "path = \"vda\""), "disk[0].match.path", "not a device path"),
+        ("empty serial", sys(ROOT).replace("\"s0\"", "\"\""), "disk[0].match.serial", "must not be empty"),
+        ("size range without ..", sys(ROOT).replace("serial = \"s0\"", "size = \"100GiB\""), "disk[0].match.size", "not a size range"),
+        ("size range reversed", sys(ROOT).replace("serial = \"s0\"", "size = \"2TiB..1TiB\""), "disk[0].match.size", "lower bound is above"),
+        ("size range decimal", sys(ROOT).replace("serial = \"s0\"", "size = \"100GB..\""), "disk[0].match.size", "decimal"),
+        (
+            "cannot fit",
+            sys(&format!("{ESP}{ROOT}")).replace("serial = \"s0\"", "serial = \"s0\", size = \"..512MiB\""),
+            "disk[0].partitions",
+            "cannot fit: these partitions need at least 515MiB",
+        ),
+        (
+            "cannot fit by one MiB",
+            sys(r#"{ label = "a", type = "linux", size = "1GiB" },"#).replace("serial = \"s0\"", "serial = \"s0\", size = \"..1025MiB\""),
+            "disk[0].partitions",
+            "need at least 1026MiB",
+        ),
+        ("bad disk name", sys(ROOT).replace("\"system\"", "\"System Disk\""), "disk[0].name", "lowercase"),
+        ("missing disk name", sys(ROOT).replace("name = \"system\"", ""), "disk[0].name", "missing"),
+        ("bad hostname", format!("hostname = \"web_1\"\n{}", sys(ROOT)), "hostname", "only letters, digits"),
+        ("hostname label too long", format!("hostname = \"{}\"\n", "a".repeat(64)), "hostname", "longer than 63"),
+        ("hostname too long", format!("hostname = \"{}\"\n", vec!["a".repeat(30); 3].join(".")), "hostname", "at most 64"),
+    ];
+    for (case, text, key, want) in &cases {
+        assert_one(case, text, key, want);
+    }
+}
+
+#[test]
+fn partition_rules_name_their_key() {
+    let one = |p: &str| sys(p);
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "not a size",
+            one(r#"{ label = "a", type = "linux", size = "12Q" },"#),
+            "disk[0].partitions[0].size",
+            "\"12Q\" is not a size (use KiB, MiB, GiB, TiB, e.g. \"512MiB\", or \"rest\")",
+        ),
+        ("decimal size", one(r#"{ label = "a", type = "linux", size = "500MB" },"#), "disk[0].partitions[0].size", "write MiB, e.g. \"500MiB\""),
+        ("no unit", one(r#"{ label = "a", type = "linux", size = "512" },"#), "disk[0].partitions[0].size", "has no unit"),
+        ("zero size", one(r#"{ label = "a", type = "linux", size = "0GiB" },"#), "disk[0].partitions[0].size", "greater than zero"),
+        ("missing size", one(r#"{ label = "a", type = "linux" },"#), "disk[0].partitions[0].size", "missing"),
+        ("empty label", one(r#"{ label = "", type = "linux", size = "1G" },"#), "disk[0].partitions[0].label", "must not be empty"),
+        ("missing label", one(r#"{ type = "linux", size = "1G" },"#), "disk[0].partitions[0].label", "missing"),
+        (
+            "label too long",
+            one(&format!("{{ label = \"{}\", type = \"linux\", size = \"1G\" }},", "x".repeat(37))),
+            "disk[0].partitions[0].label",
+            "at most 36",
+        ),
+        ("label with control char", one(r#"{ label = "a\u0007b", type = "linux", size = "1G" },"#), "disk[0].partitions[0].label", "control character"),
+        (
+            "unknown type",
+            one(r#"{ label = "a", type = "roo", size = "1G" },"#),
+            "disk[0].partitions[0].type",
+            "unknown partition type \"roo\" (use one of: esp, xbootldr, root, usr, home, srv, var, tmp, swap, linux, or a type GUID)",
+        ),
+        ("bad type GUID", one(r#"{ label = "a", type = "0fc63daf-8483-4772-8e79-3d69d8477dzz", size = "1G" },"#), "disk[0].partitions[0].type", "not a GUID"),
+        ("missing type", one(r#"{ label = "a", size = "1G" },"#), "disk[0].partitions[0].type", "missing"),
+        ("unknown format", one(r#"{ label = "a", type = "linux", size = "1G", format = "ext3" },"#), "disk[0].partitions[0].format", "use one of: vfat, ext4, xfs, btrfs, swap"),
+        ("swap type, ext4 format", one(r#"{ label = "a", type = "swap", size = "1G", format = "ext4" },"#), "disk[0].partitions[0].format", "type \"swap\""),
+        ("swap with a mount", one(r#"{ label = "a", type = "linux", size = "1G", format = "swap", mount = "/swap" },"#), "disk[0].partitions[0].mount", "swap is not mounted"),
+        ("mount without format", one(r#"{ label = "a", type = "linux", size = "1G", mount = "/srv" },"#), "disk[0].partitions[0].mount", "a mount needs a format"),
+        ("relative mount", one(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", mount = "srv" },"#), "disk[0].partitions[0].mount", "not absolute"),
+        ("mount with ..", one(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", mount = "/srv/../etc" },"#), "disk[0].partitions[0].mount", "not normalized"),
+        ("mount with trailing slash", one(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", mount = "/srv/" },"#), "disk[0].partitions[0].mount", "not normalized"),
+        ("esp not vfat", one(r#"{ label = "a", type = "esp", size = "1G", format = "ext4" },"#), "disk[0].partitions[0].format", "UEFI firmware reads only FAT"),
+        (
+            "esp too small for FAT32",
+            one(r#"{ label = "a", type = "esp", size = "32MiB", format = "vfat" },"#),
+            "disk[0].partitions[0].size",
+            "32MiB is too small for FAT32: FAT32 needs at least 64MiB here",
+        ),
+        (
+            "explicit fat32 too small",
+            one(r#"{ label = "a", type = "linux", size = "63MiB", format = "vfat", fat32 = true },"#),
+            "disk[0].partitions[0].size",
+            "FAT32 needs at least 64MiB",
+        ),
+        ("fat32 on ext4", one(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", fat32 = true },"#), "disk[0].partitions[0].fat32", "only to format = \"vfat\""),
+        ("options without mount", one(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", options = "noatime" },"#), "disk[0].partitions[0].options", "no mount"),
+        ("options with spaces", one(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", mount = "/a", options = "a, b" },"#), "disk[0].partitions[0].options", "whitespace"),
+        ("fs_label too long for vfat", one(r#"{ label = "a", type = "linux", size = "1G", format = "vfat", fs_label = "ABCDEFGHIJKL" },"#), "disk[0].partitions[0].fs_label", "at most 11"),
+        ("fs_label too long for ext4", one(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", fs_label = "abcdefghijklmnopq" },"#), "disk[0].partitions[0].fs_label", "at most 16"),
+        ("fs_label without format", one(r#"{ label = "a", type = "linux", size = "1G", fs_label = "x" },"#), "disk[0].partitions[0].fs_label", "needs a format"),
+        ("bad guid", one(r#"{ label = "a", type = "linux", size = "1G", guid = "1234" },"#), "disk[0].partitions[0].guid", "not a GUID"),
+        ("zero guid", one(r#"{ label = "a", type = "linux", size = "1G", guid = "00000000-0000-0000-0000-000000000000" },"#), "disk[0].partitions[0].guid", "all-zero"),
+        (
+            "duplicate guid",
+            one(concat!(
+                r#"{ label = "a", type = "linux", size = "1G", guid = "11111111-2222-3333-4444-555555555555" },"#,
+                r#"{ label = "b", type = "linux", size = "1G", guid = "11111111-2222-3333-4444-555555555555" },"#
+            )),
+            "disk[0].partitions[1].guid",
+            "duplicate GUID",
+        ),
+        (
+            "duplicate fs_uuid",
+            one(concat!(
+                r#"{ label = "a", type = "linux", size = "1G", format = "ext4", fs_uuid = "11111111-2222-3333-4444-555555555555" },"#,
+                r#"{ label = "b", type = "linux", size = "1G", format = "xfs", fs_uuid = "11111111-2222-3333-4444-555555555555" },"#
+            )),
+            "disk[0].partitions[1].fs_uuid",
+            "duplicate GUID",
+        ),
+        ("fs_uuid on vfat", one(r#"{ label = "a", type = "linux", size = "1G", format = "vfat", fs_uuid = "11111111-2222-3333-4444-555555555555" },"#), "disk[0].partitions[0].fs_uuid", "volume ID"),
+    ];
+    for (case, text, key, want) in &cases {
+        assert_one(case, text, key, want);
+    }
+}
+
+#[test]
+fn partitions_accept_what_the_docs_promise() {
+    let text = sys(concat!(
+        r#"{ label = "esp", type = "esp", size = "64MiB", format = "vfat", mount = "/efi" },"#,
+        r#"{ label = "small", type = "linux", size = "16M", format = "vfat", fs_label = "SMALL" },"#,
+        r#"{ label = "raw", type = "0FC63DAF-8483-4772-8E79-3D69D8477DE4", size = "100KiB" },"#,
+        r#"{ label = "sw", type = "swap", size = "1G", format = "swap", options = "pri=10" },"#,
+        r#"{ label = "data", type = "srv", size = "1T", format = "btrfs", mount = "/srv", guid = "11111111-2222-3333-4444-555555555555", fs_uuid = "11111111-2222-3333-4444-555555555555" },"#,
+        r#"{ label = "root", type = "root", size = "rest", format = "xfs", mount = "/", fs_label = "root" },"#,
+    ));
+    // No "/" is needed when nothing is installed; a layout without "/" is fine too.
+    let v = load(&text, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+    let parts = &v.layout.disks[0].partitions;
+    assert!(parts[0].fat32, "ESP defaults to FAT32");
+    assert!(!parts[1].fat32, "other vfat defaults to FAT12/16");
+    assert_eq!(parts[2].type_guid, super::units::part_type_guid("linux").unwrap());
+    assert_eq!(parts[2].size, SizeSpec::Bytes(100 * 1024));
+    assert_eq!(parts[4].part_uuid, parts[4].fs_uuid);
+    assert_eq!(parts[4].part_uuid.unwrap()[0], 0x11);
+    load(&sys(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", mount = "/srv" },"#), "x").unwrap();
+    // An empty wiped disk: a new, empty table.
+    load(&sys(""), "x").unwrap();
+    // Fits exactly: 1GiB + 2MiB of tables.
+    load(&sys(r#"{ label = "a", type = "linux", size = "1GiB" },"#).replace("serial = \"s0\"", "serial = \"s0\", size = \"..1026MiB\""), "x")
+        .unwrap();
+}
+
+#[test]
+fn section_rules_name_their_key() {
+    let base = sys(&format!("{ESP}{ROOT}"));
+    let with = |extra: &str| format!("{base}\n{extra}\n");
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        ("install without kind", with("[install]\npath = \"x.tar\""), "install.kind", "missing: use one of makeimg, script, rootfs"),
+        ("unknown install kind", with("[install]\nkind = \"debootstrap\""), "install.kind", "unknown kind \"debootstrap\""),
+        ("makeimg with path", with("[install]\nkind = \"makeimg\"\npath = \"x\""), "install.path", "not used with kind = \"makeimg\""),
+        ("makeimg command with args inside", with("[install]\nkind = \"makeimg\"\ncommand = \"makeimg -v\""), "install.command", "args"),
+        ("script without path", with("[install]\nkind = \"script\""), "install.path", "missing"),
+        ("script path absolute", with("[install]\nkind = \"script\"\npath = \"/bin/sh\""), "install.path", "relative to the payload"),
+        ("rootfs path escaping", with("[install]\nkind = \"rootfs\"\npath = \"../x.tar\""), "install.path", "not normalized"),
+        ("rootfs without source", with("[install]\nkind = \"rootfs\""), "install.path", "give path"),
+        ("rootfs path and url", with("[install]\nkind = \"rootfs\"\npath = \"a.tar\"\nurl = \"http://h/a.tar\""), "install.url", "not both"),
+        ("rootfs url without sha256", with("[install]\nkind = \"rootfs\"\nurl = \"http://h/a.tar\""), "install.sha256", "required with url"),
+        ("rootfs bad url", with("[install]\nkind = \"rootfs\"\nurl = \"ftp://h/a.tar\"\ninsecure = true"), "install.url", "http://"),
+        ("rootfs bad sha256", with("[install]\nkind = \"rootfs\"\nurl = \"http://h/a.tar\"\nsha256 = \"abc\""), "install.sha256", "64 hex digits"),
+        ("insecure with path", with("[install]\nkind = \"rootfs\"\npath = \"a.tar\"\ninsecure = true"), "install.insecure", "only to url"),
+        (
+            "rootfs without a root partition",
+            format!("{}\n[install]\nkind = \"rootfs\"\npath = \"a.tar\"\n", sys(ESP)),
+            "install.kind",
+            "no partition has mount = \"/\"",
+        ),
+        ("bootloader without kind", with("[bootloader]\noptions = \"quiet\""), "bootloader.kind", "missing"),
+        ("unknown bootloader", with("[bootloader]\nkind = \"grub\""), "bootloader.kind", "use one of: systemd-boot, command, none"),
+        ("command without command", with("[bootloader]\nkind = \"command\""), "bootloader.command", "missing"),
+        ("none with options", with("[bootloader]\nkind = \"none\"\noptions = \"quiet\""), "bootloader.options", "not used with kind = \"none\""),
+        ("relative kernel", with("[bootloader]\nkind = \"systemd-boot\"\nkernel = \"vmlinuz\""), "bootloader.kernel", "not absolute"),
+        ("relative initrd", with("[bootloader]\nkind = \"systemd-boot\"\ninitrd = [\"/boot/a.img\", \"b.img\"]"), "bootloader.initrd[1]", "not absolute"),
+        (
+            "systemd-boot without ESP",
+            format!("{}\n[bootloader]\nkind = \"systemd-boot\"\n", sys(ROOT)),
+            "bootloader.kind",
+            "no partition has type = \"esp\"",
+        ),
+        ("unknown finish", with("[deploy]\nfinish = \"halt\""), "deploy.finish", "use one of: reboot, kexec, poweroff"),
+        ("kexec without systemd-boot", with("[deploy]\nfinish = \"kexec\""), "deploy.finish", "needs [bootloader] kind = \"systemd-boot\""),
+        ("interface without match", with("[[network.interface]]\ndhcp = true"), "network.interface[0].match", "missing"),
+        ("interface with empty match", with("[[network.interface]]\nmatch = {}\ndhcp = true"), "network.interface[0].match", "no matcher given"),
+        ("bad mac", with("[[network.interface]]\nmatch = { mac = \"52:54:00:zz:00:01\" }\ndhcp = true"), "network.interface[0].match.mac", "not a MAC"),
+        ("long interface name", with("[[network.interface]]\nmatch = { name = \"averyveryverylongname\" }\ndhcp = true"), "network.interface[0].match.name", "15"),
+        ("no address at all", with("[[network.interface]]\nmatch = { name = \"eth0\" }"), "network.interface[0].dhcp", "no address"),
+        ("address without prefix", with("[[network.interface]]\nmatch = { name = \"eth0\" }\naddresses = [\"192.0.2.1\"]"), "network.interface[0].addresses[0]", "prefix length"),
+        ("prefix too long", with("[[network.interface]]\nmatch = { name = \"eth0\" }\naddresses = [\"192.0.2.1/33\"]"), "network.interface[0].addresses[0]", "0..=32"),
+        ("bad gateway", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\ngateways = [\"gw\"]"), "network.interface[0].gateways[0]", "not an IP"),
+        ("bad dns", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\ndns = [\"1.1.1\"]"), "network.interface[0].dns[0]", "not an IP"),
+        (
+            "mtu too small for IPv6",
+            with("[[network.interface]]\nmatch = { name = \"eth0\" }\naddresses = [\"2001:db8::1/64\"]\nmtu = 1000"),
+            "network.interface[0].mtu",
+            "1280",
+        ),
+    ];
+    for (case, text, key, want) in &cases {
+        assert_one(case, text, key, want);
+    }
+}
+
+#[test]
+fn sections_accept_what_the_docs_promise() {
+    let base = sys(&format!("{ESP}{ROOT}"));
+    let v = load(
+        &format!(
+            "{base}\n[install]\nkind = \"makeimg\"\nargs = [\"--verbose\"]\n[bootloader]\nkind = \"command\"\n\
+             command = \"grub-install /dev/vda\"\n[deploy]\nfinish = \"poweroff\"\n[[network.interface]]\n\
+             match = {{ mac = \"52:54:00:AB:cd:01\", driver = \"virtio_net\" }}\naddresses = [\"192.0.2.10/24\", \"2001:db8::10/64\"]\n\
+             gateways = [\"192.0.2.1\"]\ndns = [\"192.0.2.53\"]\nmtu = 9000\n"
+        ),
+        "x",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.install, Some(Install::Makeimg { command: "makeimg".into(), args: vec!["--verbose".into()] }));
+    assert_eq!(v.bootloader, Bootloader::Command { command: "grub-install /dev/vda".into() });
+    assert_eq!(v.deploy.finish, Finish::Poweroff);
+    let i = &v.network.interfaces[0];
+    assert_eq!(i.matcher.mac, Some([0x52, 0x54, 0, 0xab, 0xcd, 1]));
+    assert_eq!(i.addresses[1], ("2001:db8::10".parse().unwrap(), 64));
+    assert_eq!((i.dhcp, i.mtu), (false, Some(9000)));
+
+    let v = load(&format!("{base}\n[install]\nkind = \"rootfs\"\nurl = \"https://h/r.tar\"\ninsecure = true\nprovision = \"setup.sh\"\n"), "x")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(v.install, Some(Install::Rootfs { sha256: None, insecure: true, provision: Some(_), .. })));
+    // script needs no "/" partition: it may do anything.
+    let v = load("[install]\nkind = \"script\"\npath = \"bin/flash\"\n", "x").unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(v.install, Some(Install::Script { .. })));
+}
+
+#[test]
+fn all_problems_are_reported_in_file_order() {
+    let text = format!(
+        "hostname = \"bad_name\"\n{}",
+        sys(concat!(
+            r#"{ label = "a", type = "linux", size = "12Q" },"#, "\n",
+            r#"{ label = "a", type = "roo", size = "1G" },"#
+        ))
+    );
+    let errs = load_err(&text);
+    let keys: Vec<&str> = errs.errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["hostname", "disk[0].partitions[0].size", "disk[0].partitions[1].label", "disk[0].partitions[1].type"],
+        "{errs}"
+    );
+    let shown = errs.to_string();
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 4, "{shown}");
+    assert!(lines[0].starts_with("anemos.toml:1:1: hostname: \"bad_name\""), "{shown}");
+    assert_eq!(
+        lines[1],
+        "anemos.toml:7:32: disk[0].partitions[0].size: \"12Q\" is not a size (use KiB, MiB, GiB, TiB, e.g. \"512MiB\", or \"rest\")"
+    );
+}
+
+#[test]
+fn unknown_keys_are_all_named_with_their_table() {
+    let text = "hostnme = \"x\"\n[[disk]]\nname = \"s\"\nmatch = { serial = \"a\", colour = \"red\" }\nwipe = true\n\
+                partitions = [ { label = \"r\", type = \"root\", sise = \"1G\" } ]\n[bootloader]\nkind = \"none\"\ntimeout = 3\n";
+    let errs = parse(text, "anemos.toml").expect_err("unknown keys");
+    let shown = errs.to_string();
+    let keys: Vec<&str> = errs.errors.iter().map(|e| e.key.as_str()).collect();
+    for want in ["hostnme", "disk[0].match.colour", "disk[0].partitions[0].sise", "bootloader.timeout"] {
+        assert!(keys.contains(&want), "{want} not reported:\n{shown}");
+    }
+    assert_eq!(errs.errors.len(), 4, "{shown}");
+    assert_eq!(keys, ["hostnme", "disk[0].match.colour", "disk[0].partitions[0].sise", "bootloader.timeout"], "file order");
+    assert!(shown.contains("anemos.toml:6:46: disk[0].partitions[0].sise: unknown key; expected one of `label`, `type`, `size`"), "{shown}");
+    assert!(shown.contains("anemos.toml:1:1: hostnme: unknown key"), "{shown}");
+    assert!(shown.lines().all(|l| l.starts_with("anemos.toml:")), "{shown}");
+}
+
+#[test]
+fn wrong_types_and_syntax_errors_have_positions() {
+    let errs = parse(&sys(r#"{ label = "a", type = "linux", size = 512 },"#), "anemos.toml").unwrap_err();
+    assert_eq!(errs.errors.len(), 1, "{errs}");
+    assert_eq!(errs.errors[0].key, "disk[0].partitions[0].size");
+    assert!(errs.to_string().starts_with("anemos.toml:6:39: disk[0].partitions[0].size: invalid type: integer `512`"), "{errs}");
+
+    let errs = parse("[disk]\nname = \"x\"\n", "anemos.toml").unwrap_err();
+    assert!(errs.to_string().contains("write [[disk]]"), "{errs}");
+
+    let errs = parse("hostname = \"x\"\nwipe = = true\n", "anemos.toml").unwrap_err();
+    let shown = errs.to_string();
+    assert!(shown.starts_with("anemos.toml:2:"), "{shown}");
+    assert_eq!(errs.errors[0].key, "");
+
+    let errs = parse("hostname = \"a\"\nhostname = \"b\"\n", "anemos.toml").unwrap_err();
+    assert!(errs.to_string().starts_with("anemos.toml:2:1:"), "{errs}");
+}
+
+#[test]
+fn an_invalid_format_is_reported_once() {
+    // Not also "a mount needs a format": the format was given, it is just wrong.
+    assert_one(
+        "invalid format with mount",
+        &sys(r#"{ label = "a", type = "linux", size = "1G", format = "ext5", mount = "/a", fs_label = "x" },"#),
+        "disk[0].partitions[0].format",
+        "unknown format \"ext5\"",
+    );
+}

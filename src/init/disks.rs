@@ -1,0 +1,163 @@
+//! Disks stage: plan, verify, partition, mkfs, mount — the destructive heart.
+//!
+//! Safety checks, all before the first write: every `[[disk]]` matches exactly one disk; the
+//! layout fits; no target disk has a mounted, swap or held partition; each target is opened
+//! with O_EXCL and flock(LOCK_EX). The plan is printed before anything is written. Preserved
+//! disks are never opened for writing. Write order per disk: wipe old signatures at both ends,
+//! write the new table, fsync, re-read it (BLKRRPART), compare with the plan, wait for the
+//! partition nodes, then create filesystems. If anything fails after the first write the runner
+//! clears the written tables (see [`clear_tables`]) unless `anemos.keep_on_failure` is set.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::disk::plan::{self, DiskAction, Plan};
+use crate::disk::spec::{FsKind, Layout};
+use crate::disk::{blockdev, discover, fstab, gpt, guard, mkfs};
+
+/// Where the target tree is mounted.
+pub const TARGET: &str = "/run/anemos/target";
+
+/// Device paths the layout names directly, to wait for before planning.
+pub fn needed_paths(layout: &Layout) -> Vec<String> {
+    let mut v = Vec::new();
+    for d in &layout.disks {
+        if let Some(id) = &d.matcher.by_id {
+            v.push(format!("/dev/disk/by-id/{id}"));
+        }
+        if let Some(p) = &d.matcher.path {
+            v.push(p.clone());
+        }
+    }
+    v
+}
+
+/// Plans against the disks present and prints the plan. No writes.
+pub fn plan_stage(layout: &Layout) -> Result<Plan> {
+    let disks = discover::from_sysfs(Path::new("/sys"), Path::new("/dev"))?;
+    let p = plan::plan(layout, &disks)?;
+    for line in plan::render(&p).lines() {
+        log::info!("plan: {line}");
+    }
+    Ok(p)
+}
+
+/// Refuses busy targets, listing every reason.
+pub fn verify_stage(p: &Plan) -> Result<()> {
+    let mut problems = Vec::new();
+    for d in &p.disks {
+        if let DiskAction::Repartition { .. } = d.action {
+            let k = d.disk.path.trim_start_matches("/dev/");
+            let b = guard::check_disk(k);
+            if !b.reasons.is_empty() {
+                problems.push(format!("refusing to partition {} (disk \"{}\"): {}", d.disk.path, d.name, b.reasons.join("; ")));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+/// Partitions every target. Calls `started(path)` just before the first write to each disk.
+pub fn partition_stage(p: &Plan, mut started: impl FnMut(&str)) -> Result<()> {
+    for d in &p.disks {
+        let DiskAction::Repartition { disk_guid, parts, .. } = &d.action else {
+            log::info!("disk \"{}\" ({}): preserved, not opened for writing", d.name, d.disk.path);
+            continue;
+        };
+        let path = &d.disk.path;
+        let mut f = blockdev::open_exclusive(path)?;
+        log::info!("partitioning {path} (disk \"{}\"): {} partitions, {}-byte sectors", d.name, parts.len(), d.disk.sector_size);
+        started(path);
+        gpt::wipe_signatures(&mut f, path, d.disk.size_bytes)?;
+        let f = gpt::write_table(f, path, d.disk.sector_size, d.disk.sectors(), *disk_guid, parts)?;
+        f.sync_all().with_context(|| format!("syncing {path}"))?;
+        blockdev::reread_partitions(&f, path)?;
+        let dup = f.try_clone().context("duplicating the device handle")?;
+        let (_, read) = gpt::read_table(dup, d.disk.sector_size).with_context(|| format!("{path}: reading back the table just written"))?;
+        let want: Vec<(u64, u64, [u8; 16])> = parts.iter().map(|p| (p.first_lba, p.last_lba, p.part_uuid)).collect();
+        let got: Vec<(u64, u64, [u8; 16])> = read.iter().map(|r| (r.first_lba, r.last_lba, r.part_uuid)).collect();
+        if want != got {
+            bail!("{path}: the table read back differs from the plan (wanted {want:?}, found {got:?})");
+        }
+        blockdev::wait_partition_nodes(path, parts.len() as u32, Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
+/// Creates every planned filesystem.
+pub fn mkfs_stage(p: &Plan) -> Result<()> {
+    for d in &p.disks {
+        let DiskAction::Repartition { parts, .. } = &d.action else { continue };
+        for part in parts {
+            let Some(fs) = part.fs else { continue };
+            let node = blockdev::partition_node(&d.disk.path, part.number);
+            let len = part.sectors() * d.disk.sector_size;
+            let uuid = part.fs_uuid.map(|u| mkfs::display_uuid(fs, &u)).unwrap_or_default();
+            log::info!("creating {} on {node} (label {}, uuid {uuid}, {})", fs.name(), part.fs_label.as_deref().unwrap_or("-"), plan::human(len));
+            mkfs::make(part, &node, len, part.first_lba).with_context(|| format!("creating {} on {node}", fs.name()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Mounts the target tree under [`TARGET`] (parents first) and writes its fstab.
+/// Returns the mount points, for unmounting in reverse.
+pub fn mount_stage(p: &Plan) -> Result<Vec<String>> {
+    let mut mounted = Vec::new();
+    fs::create_dir_all(TARGET).with_context(|| format!("creating {TARGET}"))?;
+    for m in fstab::target_mounts(p) {
+        let node = blockdev::partition_node(&m.disk_path, m.number);
+        let dst = format!("{TARGET}{}", if m.mount == "/" { "" } else { m.mount.as_str() });
+        fs::create_dir_all(&dst).with_context(|| format!("creating {dst}"))?;
+        let fstype = match m.fs {
+            FsKind::Vfat => "vfat",
+            other => other.name(),
+        };
+        rustix::mount::mount(node.as_str(), dst.as_str(), fstype, rustix::mount::MountFlags::empty(), None)
+            .with_context(|| format!("mounting {node} ({fstype}) on {dst}"))?;
+        log::info!("mounted {node} on {dst}");
+        mounted.push(dst);
+    }
+    for d in &p.disks {
+        for m in d.spec.mounts.iter().filter(|m| m.mount_during_install) {
+            let src = format!("/dev/disk/by-label/{}", m.label);
+            let dst = format!("{TARGET}{}", m.mount);
+            fs::create_dir_all(&dst).with_context(|| format!("creating {dst}"))?;
+            rustix::mount::mount(src.as_str(), dst.as_str(), "ext4", rustix::mount::MountFlags::RDONLY, None)
+                .or_else(|_| rustix::mount::mount(src.as_str(), dst.as_str(), "xfs", rustix::mount::MountFlags::RDONLY, None))
+                .with_context(|| format!("mounting preserved {src} read-only on {dst}"))?;
+            log::info!("mounted preserved {src} read-only on {dst}");
+            mounted.push(dst);
+        }
+    }
+    let etc = format!("{TARGET}/etc");
+    fs::create_dir_all(&etc)?;
+    fs::write(format!("{etc}/fstab"), fstab::render(p)).with_context(|| format!("writing {etc}/fstab"))?;
+    log::info!("wrote {etc}/fstab");
+    Ok(mounted)
+}
+
+/// Failure cleanup: unmount the target and zero both ends of every disk we started writing,
+/// so a half-done disk never boots stale data.
+pub fn clear_tables(written: &[(String, u64)]) {
+    crate::init::pid1::unmount_all();
+    for (path, size) in written {
+        match fs::OpenOptions::new().read(true).write(true).open(path) {
+            Ok(mut f) => match gpt::wipe_signatures(&mut f, path, *size) {
+                Ok(()) => {
+                    let _ = f.sync_all();
+                    let _ = blockdev::reread_partitions(&f, path);
+                    log::warn!("cleared the partition table of {path} (the deploy failed after writing it)");
+                }
+                Err(e) => log::error!("clearing {path}: {e:#}"),
+            },
+            Err(e) => log::error!("opening {path} to clear its table: {e}"),
+        }
+    }
+}
