@@ -85,6 +85,9 @@ anemos pack / inspect benchmark
 How to read these results
   * Times are wall-clock medians (ms) on a warm page cache; "runs" says how many. Each
     command also ran once before timing, untimed (its output is the image measured).
+    "cpu ms" is mean user+sys CPU time including child processes (hyperfine only): it
+    is what to compare when the machine was busy (see the load lines), and it exceeds
+    wall time for multi-threaded compressors (dracut and mkinitramfs run zstd -T0).
   * "image" is the file's size in bytes; "cpio" is the uncompressed newc archive size
     (summed over segments, read with `anemos inspect`, else by decompressing).
   * The content is meant to be the same for every tool: busybox, /sbin/mke2fs with its
@@ -222,12 +225,12 @@ place_config
 
 # bench LABEL RUNS CMD... : runs CMD once untimed (its stderr kept in $WORK/LABEL.err), then
 # RUNS timed runs. Sets MS (median, ms) and prints one line. Returns 1 if the untimed run failed.
-MS=""
+MS=""; CPU=""
 bench() {
     local label="$1" runs="$2"; shift 2
     local cmd; cmd="$(printf '%q ' "$@")"
     local err="$WORK/$label.err"
-    MS=""
+    MS=""; CPU="-"
     if ! "$@" >/dev/null 2>"$err"; then
         printf '  %-28s FAILED: %s\n' "$label" "$(grep -v '^\s*$' "$err" | tail -n 1)"
         return 1
@@ -240,6 +243,7 @@ bench() {
         # command,mean,stddev,median,user,system,min,max (seconds)
         local line; line="$(tail -n 1 "$WORK/$label.csv")"
         MS="$(awk -F, '{printf "%d", $(NF-4)*1000 + 0.5}' <<<"$line")"
+        CPU="$(awk -F, '{printf "%d", ($(NF-3) + $(NF-2))*1000 + 0.5}' <<<"$line")"
         printf '  %-28s median %6d ms  (min %d, max %d, user %d, sys %d; %d runs)\n' "$label" "$MS" \
             "$(awk -F, '{printf "%d", $(NF-1)*1000+0.5}' <<<"$line")" "$(awk -F, '{printf "%d", $NF*1000+0.5}' <<<"$line")" \
             "$(awk -F, '{printf "%d", $(NF-3)*1000+0.5}' <<<"$line")" "$(awk -F, '{printf "%d", $(NF-2)*1000+0.5}' <<<"$line")" "$runs"
@@ -292,9 +296,9 @@ content() {
         }'
 }
 
-# Result table rows: label|ms|image|cpio
+# Result table rows: label|ms|image|cpio|cpu ms (CPU of the last bench unless given)
 ROWS=()
-add_row() { ROWS+=("$1|$2|$3|$4"); }
+add_row() { ROWS+=("$1|$2|$3|$4|${5:-$CPU}"); }
 
 # ---------------------------------------------------------------------------------------
 say ""
@@ -351,7 +355,7 @@ for v in zstd-9 zstd-3 zstd-15 zstd-19 gzip-9 none; do
             note "anemos says: $(grep '^anemos: wrote' "$WORK/anemos-$v.err" | sed 's/^anemos: //')"
         fi
     else
-        add_row "anemos $v$sfx" "-" "-" "-"
+        add_row "anemos $v$sfx" "-" "-" "-" "-"
     fi
 done
 
@@ -361,7 +365,7 @@ say "dracut --no-hostonly --no-early-microcode -m base --install '/sbin/mke2fs /
 DRACUT_MS=""; DRACUT_SIZE=""; DRACUT_CPIO=""
 if ! command -v dracut >/dev/null; then
     say "  skipped: dracut not installed (apt-get install -y dracut-core, or --install-deps)"
-    add_row "dracut" "skipped" "-" "-"
+    add_row "dracut" "skipped" "-" "-" "-"
 else
     note "dracut $(dracut --version 2>/dev/null | awk '{print $NF; exit}'); its zstd command: $(sed -n 's/^ *compress="\$DRACUT_COMPRESS_ZSTD \(.*\)"$/zstd \1/p' "$(command -v dracut)" | head -n 1)"
     mkdir -p "$WORK/dracut-tmp"
@@ -378,11 +382,13 @@ else
         fi
         if bench dracut-no-compress "$SLOW_RUNS" "${DRACUT[@]}" --no-compress "$WORK/dracut-raw.img"; then
             add_row "dracut --no-compress" "$MS" "$(stat -c %s "$WORK/dracut-raw.img")" "$(stat -c %s "$WORK/dracut-raw.img")"
-            bench "zstd-15-T0-on-dracut-cpio" "$SLOW_RUNS" zstd -q -15 -T0 -f "$WORK/dracut-raw.img" -o "$WORK/dracut-raw.zst" || true
+            if bench "zstd-15-T0-on-dracut-cpio" "$SLOW_RUNS" zstd -q -15 -T0 -f "$WORK/dracut-raw.img" -o "$WORK/dracut-raw.zst"; then
+                add_row "  zstd -15 -T0 alone on that cpio" "$MS" "$(stat -c %s "$WORK/dracut-raw.zst")" "-"
+            fi
             note "(dracut's time without compression, and its compressor alone on its cpio)"
         fi
     else
-        add_row "dracut" "failed" "-" "-"
+        add_row "dracut" "failed" "-" "-" "-"
     fi
 fi
 
@@ -408,10 +414,10 @@ EOF
 }
 if ! command -v mkinitramfs >/dev/null; then
     say "  skipped: mkinitramfs not installed (apt-get install -y initramfs-tools-core, or --install-deps)"
-    add_row "mkinitramfs" "skipped" "-" "-"
+    add_row "mkinitramfs" "skipped" "-" "-" "-"
 elif (( ! HOST_TREE_OK )); then
     say "  skipped: /lib/modules/$RELEASE missing and cannot be placed without root"
-    add_row "mkinitramfs" "skipped" "-" "-"
+    add_row "mkinitramfs" "skipped" "-" "-" "-"
 else
     CONF="$WORK/mki-conf"
     mk_confdir "$CONF" list
@@ -439,7 +445,7 @@ EOF
         fi
         grep -h '^W:\|^E:' "$WORK/mkinitramfs-zstd.err" | sort -u | sed 's/^/  mkinitramfs said: /' || true
     else
-        add_row "mkinitramfs" "failed" "-" "-"
+        add_row "mkinitramfs" "failed" "-" "-" "-"
     fi
 fi
 
@@ -448,13 +454,13 @@ say ""
 hr
 say "== pack results (time = median wall clock; vs dracut = dracut's time / this time; size/drac = this image / dracut's)"
 hr
-printf '%-34s %9s %12s %12s %10s %10s\n' "tool" "time ms" "image B" "cpio B" "vs dracut" "size/drac"
+printf '%-34s %9s %9s %12s %12s %10s %10s\n' "tool" "time ms" "cpu ms" "image B" "cpio B" "vs dracut" "size/drac"
 for r in "${ROWS[@]}"; do
-    IFS='|' read -r label ms size cpio <<<"$r"
+    IFS='|' read -r label ms size cpio cpu <<<"$r"
     sp="-"; sr="-"
     if [[ -n "$DRACUT_MS" && "$ms" =~ ^[0-9]+$ && "$ms" -gt 0 ]]; then sp="$(awk -v d="$DRACUT_MS" -v a="$ms" 'BEGIN {printf "%.1fx", d / a}')"; fi
     if [[ -n "$DRACUT_SIZE" && "$size" =~ ^[0-9]+$ ]]; then sr="$(awk -v d="$DRACUT_SIZE" -v a="$size" 'BEGIN {printf "%.2f", a / d}')"; fi
-    printf '%-34s %9s %12s %12s %10s %10s\n' "$label" "$ms" "$size" "$cpio" "$sp" "$sr"
+    printf '%-34s %9s %9s %12s %12s %10s %10s\n' "$label" "$ms" "$cpu" "$size" "$cpio" "$sp" "$sr"
 done
 
 say ""
@@ -525,16 +531,17 @@ else
         n_an=$("$ANEMOS" inspect "$BIG" | grep -vc '^segment')
         n_ls=$(lsinitramfs "$BIG" | grep -vc '^$')
         note "entries listed: anemos inspect $n_an, lsinitramfs $n_ls"
-        bench "anemos-inspect" "$FAST_RUNS" "$ANEMOS" inspect "$BIG" && IN_MS=$MS || IN_MS=""
-        bench "lsinitramfs" "$FAST_RUNS" lsinitramfs "$BIG" && LS_MS=$MS || LS_MS=""
-        bench "lsinitramfs-l" "$FAST_RUNS" lsinitramfs -l "$BIG" && LSL_MS=$MS || LSL_MS=""
+        IN_MS=""; LS_MS=""; LSL_MS=""; IN_CPU="-"; LS_CPU="-"; LSL_CPU="-"
+        if bench "anemos-inspect" "$FAST_RUNS" "$ANEMOS" inspect "$BIG"; then IN_MS=$MS; IN_CPU=$CPU; fi
+        if bench "lsinitramfs" "$FAST_RUNS" lsinitramfs "$BIG"; then LS_MS=$MS; LS_CPU=$CPU; fi
+        if bench "lsinitramfs-l" "$FAST_RUNS" lsinitramfs -l "$BIG"; then LSL_MS=$MS; LSL_CPU=$CPU; fi
         say ""
-        printf '%-34s %9s %10s\n' "tool" "time ms" "vs anemos"
-        for pair in "anemos inspect|${IN_MS:-}" "lsinitramfs|${LS_MS:-}" "lsinitramfs -l|${LSL_MS:-}"; do
-            IFS='|' read -r label ms <<<"$pair"
+        printf '%-34s %9s %9s %10s\n' "tool" "time ms" "cpu ms" "vs anemos"
+        for pair in "anemos inspect|${IN_MS}|$IN_CPU" "lsinitramfs|${LS_MS}|$LS_CPU" "lsinitramfs -l|${LSL_MS}|$LSL_CPU"; do
+            IFS='|' read -r label ms cpu <<<"$pair"
             rel="-"
             if [[ -n "$ms" && -n "${IN_MS:-}" && "${IN_MS:-0}" -gt 0 ]]; then rel="$(awk -v a="$IN_MS" -v b="$ms" 'BEGIN {printf "%.1fx", b / a}')"; fi
-            printf '%-34s %9s %10s\n' "$label" "${ms:-failed}" "$rel"
+            printf '%-34s %9s %9s %10s\n' "$label" "${ms:-failed}" "$cpu" "$rel"
         done
     fi
 fi
