@@ -87,7 +87,12 @@ def pack_image(anemos, sc, name, modules_dir):
         args += ["--rootfs", str(busybox_root())]
     elif rootfs:
         args += ["--rootfs", str(REPO / rootfs)]
-    if p.get("corrupt_payload"):
+    if p.get("no_validate"):
+        # Pack the payload without host-side validation, so the init's own checks are tested.
+        pl = OUT / f"{name}.payload"
+        subprocess.run([str(anemos), "pack-payload", str(REPO / p["payload"]), "-o", str(pl), "--no-validate"], check=True)
+        args += ["--payload", str(pl)]
+    elif p.get("corrupt_payload"):
         # Pack the payload uncompressed, then flip bytes inside a file's data so the init's
         # sha256 check must catch it.
         pl = OUT / f"{name}.payload"
@@ -118,6 +123,10 @@ def make_disk(path, d):
         (src / "docs").mkdir(parents=True)
         (src / "docs" / "keep.txt").write_text("precious data\n")
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", d.get("label", "data"), "-d", str(src), str(path)], check=True)
+    elif fill == "gpt-ext4":
+        # A disk with a GPT and one ext4 partition (an "old system").
+        subprocess.run(["sgdisk", "-q", "-n", "1:2048:0", "-c", "1:oldroot", str(path)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "oldroot", "-E", "offset=1048576", str(path), "16M"], check=True)
 
 
 def sha256(path):
@@ -211,11 +220,11 @@ def excerpt(text, n=40):
     return "\n".join("    | " + l for l in text.splitlines()[-n:])
 
 
-def run_scenario(path, anemos, kernel, modules_dir):
+def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     sc = tomllib.loads(path.read_text())
     name = path.stem
     unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
-                         "qemu_args", "pack", "disk", "send", "figure"}
+                         "qemu_args", "pack", "disk", "send", "figure", "post"}
     if unknown or not sc.get("expect"):
         # Guards against TOML's rule that keys after [pack] belong to [pack].
         raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
@@ -243,6 +252,15 @@ def run_scenario(path, anemos, kernel, modules_dir):
     for p, d in disks:
         if d.get("unchanged") and sha256(p) != before[p]:
             raise Failure(f"{name}: disk {p.name} changed but must not")
+    for cmd in sc.get("post", []):
+        subs = {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT)}
+        for i, (p, _) in enumerate(disks):
+            subs[f"disk{i}"] = str(p)
+        line = cmd.format(**subs)
+        r = subprocess.run(line, shell=True, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise Failure(f"{name}: post-check failed: {line}\n{r.stdout}{r.stderr}")
+        log(f"{name}: post-check ok: {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else line}")
     figures = {"pack_ms": round(pack_ms), "boot_s": round(secs, 1), "image_bytes": image.stat().st_size}
     for f in sc.get("figure", []):
         t0 = next((t for t, l in lines if f["start"] in l), None)

@@ -44,6 +44,9 @@ enum Cmd {
         /// Compression of the segment.
         #[arg(long, value_enum, default_value = "zstd")]
         compress: Compression,
+        /// Skip validating anemos.toml (only for testing the init's own checks).
+        #[arg(long, hide = true)]
+        no_validate: bool,
     },
     /// List every segment and entry of an initramfs (ours or another tool's).
     ///
@@ -57,6 +60,26 @@ enum Cmd {
         /// Print one file's contents to stdout.
         #[arg(long, value_name = "PATH")]
         cat: Option<String>,
+    },
+    /// Check an anemos.toml on its own: syntax, unknown keys, sizes, labels, mounts, layout.
+    ///
+    /// Every problem is listed with its key path. Nothing is read besides the file.
+    Validate {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// Show what a deploy would do to the disks: the same plan the init prints.
+    ///
+    /// Without --disk, the disks of this machine (from sysfs) are used; nothing is written
+    /// either way. Each partition's start/end (in sectors), size, type, label, filesystem,
+    /// mount point and derived identifiers are shown, and in words what will be destroyed.
+    Plan {
+        /// The config file.
+        config: PathBuf,
+        /// A disk image file standing in for a disk: FILE[:serial=S][:model=M][:sector=4096][:id=BY-ID]
+        /// (repeatable; serial=S also gives the by-id name virtio-S, like QEMU).
+        #[arg(long, value_name = "FILE[:KEY=VALUE...]")]
+        disk: Vec<String>,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions { shell: clap_complete::Shell },
@@ -129,7 +152,10 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Pack(a) => run_pack(a),
-        Cmd::PackPayload { src, output, compress } => {
+        Cmd::PackPayload { src, output, compress, no_validate } => {
+            if no_validate {
+                std::env::set_var("ANEMOS_NO_VALIDATE", "1");
+            }
             let (n, size) = pack::pack_payload(&src, &output, compress, None, pack::mtime_from_env()?)?;
             eprintln!("anemos: wrote payload {} ({n} files, {size} bytes)", output.display());
             Ok(())
@@ -139,11 +165,39 @@ fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "anemos", &mut std::io::stdout());
             Ok(())
         }
+        Cmd::Validate { config } => {
+            let v = load_config(&config)?;
+            eprintln!(
+                "anemos: {} is valid: {} disk(s), {} partition(s) to create",
+                config.display(),
+                v.layout.disks.len(),
+                v.layout.disks.iter().map(|d| d.partitions.len()).sum::<usize>()
+            );
+            Ok(())
+        }
+        Cmd::Plan { config, disk } => {
+            let v = load_config(&config)?;
+            let disks = if disk.is_empty() {
+                crate::disk::discover::from_sysfs(std::path::Path::new("/sys"), std::path::Path::new("/dev"))?
+            } else {
+                disk.iter().map(|d| crate::disk::discover::from_image_spec(d)).collect::<Result<Vec<_>>>()?
+            };
+            let plan = crate::disk::plan::plan(&v.layout, &disks)?;
+            print!("{}", crate::disk::plan::render(&plan));
+            print!("\n/etc/fstab:\n{}", crate::disk::fstab::render(&plan));
+            Ok(())
+        }
         Cmd::Version => {
             println!("{}", crate::version::banner());
             Ok(())
         }
     }
+}
+
+fn load_config(path: &std::path::Path) -> Result<crate::config::Validated> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let name = path.display().to_string();
+    crate::config::load(&text, &name).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn run_pack(a: PackArgs) -> Result<()> {

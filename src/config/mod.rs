@@ -12,7 +12,6 @@
 
 // The plan/validate commands and the init stages that consume this are being wired in
 // separately; until then most of the public surface is only used by tests.
-#![allow(dead_code)]
 
 mod schema;
 mod sections;

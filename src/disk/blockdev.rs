@@ -14,19 +14,26 @@ mod ioctl {
     nix::ioctl_none!(blkrrpart, 0x12, 95);
 }
 
+/// An exclusively opened disk: the O_EXCL claim and the flock last until this is dropped.
+/// Drop it before running tools (mkfs) on the disk's partitions: the claim makes their own
+/// O_EXCL opens fail ("apparently in use by the system").
+pub struct Exclusive {
+    pub file: File,
+    _lock: nix::fcntl::Flock<File>,
+}
+
 /// Opens a whole-disk device for writing with O_EXCL (the kernel refuses if any partition is
 /// mounted or held) and takes flock(LOCK_EX), which udev and systemd-repart honour.
-pub fn open_exclusive(dev: &str) -> Result<File> {
+pub fn open_exclusive(dev: &str) -> Result<Exclusive> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_EXCL | libc::O_CLOEXEC)
         .open(dev)
         .with_context(|| format!("refusing to write {dev}: exclusive open failed (is a partition mounted, used as swap, or held by md/dm?)"))?;
-    nix::fcntl::Flock::lock(f.try_clone().context("duplicating the device handle")?, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map(std::mem::forget)
+    let lock = nix::fcntl::Flock::lock(f.try_clone().context("duplicating the device handle")?, nix::fcntl::FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| anyhow::anyhow!("refusing to write {dev}: another process holds a lock on it ({e})"))?;
-    Ok(f)
+    Ok(Exclusive { file: f, _lock: lock })
 }
 
 /// Asks the kernel to re-read the partition table, retrying while the device is busy

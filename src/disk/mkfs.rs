@@ -42,6 +42,19 @@ pub fn mkfs_command(fs: FsKind, dev: &str, uuid: &str, label: &str) -> Option<(&
     }
 }
 
+/// A FAT volume label from any label: uppercase ASCII, characters FAT forbids replaced by
+/// `_`, at most 11; None when nothing is left.
+pub fn vfat_label(label: &str) -> Option<String> {
+    let l: String = label
+        .chars()
+        .map(|c| c.to_ascii_uppercase())
+        .map(|c| if c.is_ascii_graphic() && !"\"*+,./:;<=>?[\\]|".contains(c) { c } else { '_' })
+        .take(11)
+        .collect();
+    let l = l.trim_start_matches(' ').to_string();
+    if l.is_empty() { None } else { Some(l) }
+}
+
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
@@ -64,7 +77,7 @@ pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64) -> Result<()> 
             let mut f = OpenOptions::new().read(true).write(true).open(dev).with_context(|| format!("opening {dev}"))?;
             let id = u32::from_be_bytes([uuid[0], uuid[1], uuid[2], uuid[3]]);
             let opts = super::vfat::VfatOptions {
-                label: Some(truncate(&label.to_uppercase(), 11)),
+                label: vfat_label(&label),
                 volume_id: id,
                 fat32: p.fat32,
                 hidden_sectors: u32::try_from(first_lba).unwrap_or(0),
@@ -125,6 +138,10 @@ mod tests {
         assert_eq!(t, "mkfs.ext4");
         assert_eq!(a, ["-F", "-q", "-U", "u", "-L", "a-very-long-labe", "/dev/vda3"]);
         assert!(mkfs_command(FsKind::Vfat, "x", "u", "l").is_none());
+        assert_eq!(vfat_label("esp").as_deref(), Some("ESP"));
+        assert_eq!(vfat_label("boot.efi/x").as_deref(), Some("BOOT_EFI_X"));
+        assert_eq!(vfat_label("a-very-long-label").as_deref(), Some("A-VERY-LONG"));
+        assert_eq!(vfat_label(""), None);
         assert_eq!(display_uuid(FsKind::Vfat, &[0x12, 0x34, 0xab, 0xcd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), "1234-ABCD");
     }
 }

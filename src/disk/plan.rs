@@ -319,10 +319,10 @@ pub fn render(plan: &Plan) -> String {
                     uuid_string(disk_guid),
                     d.disk.sector_size
                 ));
-                s.push_str(&format!("  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {}\n", "#", "start", "end", "size", "type", "label", "fs", "mount", "partuuid"));
+                s.push_str(&format!("  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {:<36}  {}\n", "#", "start", "end", "size", "type", "label", "fs", "mount", "partuuid", "fs-uuid"));
                 for p in parts {
                     s.push_str(&format!(
-                        "  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {}\n",
+                        "  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {:<36}  {}\n",
                         p.number,
                         p.first_lba,
                         p.last_lba,
@@ -331,7 +331,11 @@ pub fn render(plan: &Plan) -> String {
                         p.label,
                         p.fs.map(|f| f.name()).unwrap_or("-"),
                         p.mount.as_deref().unwrap_or("-"),
-                        uuid_string(&p.part_uuid)
+                        uuid_string(&p.part_uuid),
+                        match (p.fs, p.fs_uuid) {
+                            (Some(fs), Some(u)) => super::mkfs::display_uuid(fs, &u),
+                            _ => "-".into(),
+                        }
                     ));
                 }
             }

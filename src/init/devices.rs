@@ -43,7 +43,7 @@ pub fn wait_for(needed: &[String], timeout: Duration) -> (Duration, Vec<String>)
 }
 
 /// Creates the by-* links for every block device and logs one line per whole disk.
-pub fn create_disk_links() -> usize {
+pub fn create_disk_links(verbose: bool) -> usize {
     let infos = match devnames::read_block_infos(Path::new("/sys")) {
         Ok(i) => i,
         Err(e) => {
@@ -75,7 +75,9 @@ pub fn create_disk_links() -> usize {
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
             let ids: Vec<&str> = links.iter().map(|(l, _)| l.as_str()).filter(|l| l.starts_with("by-id/")).collect();
-            log::info!(
+            let level = if verbose { log::Level::Info } else { log::Level::Debug };
+            log::log!(
+                level,
                 "disk {node}: {} MiB, serial {}, {}",
                 sectors * 512 / (1 << 20),
                 info.serial.as_deref().unwrap_or("-"),

@@ -71,7 +71,8 @@ pub fn partition_stage(p: &Plan, mut started: impl FnMut(&str)) -> Result<()> {
             continue;
         };
         let path = &d.disk.path;
-        let mut f = blockdev::open_exclusive(path)?;
+        let ex = blockdev::open_exclusive(path)?;
+        let mut f = ex.file.try_clone().context("duplicating the device handle")?;
         log::info!("partitioning {path} (disk \"{}\"): {} partitions, {}-byte sectors", d.name, parts.len(), d.disk.sector_size);
         started(path);
         gpt::wipe_signatures(&mut f, path, d.disk.size_bytes)?;
@@ -86,6 +87,8 @@ pub fn partition_stage(p: &Plan, mut started: impl FnMut(&str)) -> Result<()> {
             bail!("{path}: the table read back differs from the plan (wanted {want:?}, found {got:?})");
         }
         blockdev::wait_partition_nodes(path, parts.len() as u32, Duration::from_secs(10))?;
+        drop(f);
+        drop(ex);
     }
     Ok(())
 }
@@ -119,8 +122,10 @@ pub fn mount_stage(p: &Plan) -> Result<Vec<String>> {
             FsKind::Vfat => "vfat",
             other => other.name(),
         };
-        rustix::mount::mount(node.as_str(), dst.as_str(), fstype, rustix::mount::MountFlags::empty(), None)
-            .with_context(|| format!("mounting {node} ({fstype}) on {dst}"))?;
+        rustix::mount::mount(node.as_str(), dst.as_str(), fstype, rustix::mount::MountFlags::empty(), None).with_context(|| {
+            let hint = if m.fs == FsKind::Vfat { " (vfat needs its codepage module: pack with --module nls_cp437 nls_ascii)" } else { "" };
+            format!("mounting {node} ({fstype}) on {dst}{hint}")
+        })?;
         log::info!("mounted {node} on {dst}");
         mounted.push(dst);
     }

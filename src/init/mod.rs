@@ -48,6 +48,11 @@ pub struct Ctx {
     pub devices_ms: u128,
     /// Time spent naming missing drivers (sysfs walk), reported separately.
     pub scan_ms: u128,
+    pub plan: Option<crate::disk::plan::Plan>,
+    /// Disks written so far (path, size), for clearing their tables on failure.
+    pub written: Vec<(String, u64)>,
+    /// Set by a dry run: later destructive stages are skipped.
+    pub stop_before_writes: bool,
 }
 
 type StageFn = fn(&mut Ctx) -> Result<()>;
@@ -57,6 +62,11 @@ pub const STAGES: &[(&str, StageFn)] = &[
     ("modules", stage_modules),
     ("payload", stage_payload),
     ("devices", stage_devices),
+    ("plan", stage_plan),
+    ("verify", stage_verify),
+    ("partition", stage_partition),
+    ("mkfs", stage_mkfs),
+    ("mount", stage_mount),
     ("finish", stage_finish),
 ];
 
@@ -101,7 +111,7 @@ pub fn run() -> ! {
             pid1::power(PowerRequest::Reboot)
         }
     };
-    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0, scan_ms: 0 };
+    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0, scan_ms: 0, plan: None, written: Vec::new(), stop_before_writes: false };
     let mut from = 0;
     let mut broke = false;
     loop {
@@ -110,6 +120,13 @@ pub fn run() -> ! {
             Err((idx, e)) => {
                 let policy = recovery::policy(ctx.params.on_failure, ctx.destructive_started);
                 fail_banner(STAGES[idx].0, &e, ctx.destructive_started, policy);
+                if !ctx.written.is_empty() {
+                    if ctx.params.keep_on_failure {
+                        ::log::warn!("anemos.keep_on_failure: leaving the half-written disks as they are");
+                    } else {
+                        disks::clear_tables(&ctx.written);
+                    }
+                }
                 match recovery::on_failure(policy, ctx.params.countdown, &stage_names()) {
                     Action::Retry(s) => from = s.and_then(|s| STAGES.iter().position(|(n, _)| *n == s)).unwrap_or(idx),
                     Action::Continue => from = idx,
@@ -233,21 +250,89 @@ fn stage_modules(ctx: &mut Ctx) -> Result<()> {
 fn stage_payload(ctx: &mut Ctx) -> Result<()> {
     let p = payload::load(Path::new("/"))?;
     ::log::info!("payload: {} files verified against the sha256 manifest; anemos.toml loaded", p.files);
-    if let Some(h) = p.config.get("hostname").and_then(|v| v.as_str()) {
+    if let Some(h) = &p.config.hostname {
         early::set_hostname(h);
     }
     ctx.payload = Some(p);
     Ok(())
 }
 
+fn layout(ctx: &Ctx) -> Option<&crate::disk::spec::Layout> {
+    ctx.payload.as_ref().map(|p| &p.config.layout).filter(|l| !l.disks.is_empty())
+}
+
 fn stage_devices(ctx: &mut Ctx) -> Result<()> {
-    let (waited, missing) = devices::wait_for(&[], ctx.params.timeout);
+    let needed = layout(ctx).map(disks::needed_paths).unwrap_or_default();
+    // by-id links are ours to create: make them first, then wait for what the config names.
+    devices::create_disk_links(false);
+    let (waited, missing) = devices::wait_for(&needed, ctx.params.timeout);
     ctx.devices_ms = waited.as_millis();
     for m in missing {
         ::log::warn!("device {m} did not appear within {} s", ctx.params.timeout.as_secs());
     }
-    let n = devices::create_disk_links();
+    let n = devices::create_disk_links(true);
     ::log::info!("devices: settled after {} ms; {n} /dev/disk links created", waited.as_millis());
+    Ok(())
+}
+
+fn stage_plan(ctx: &mut Ctx) -> Result<()> {
+    let Some(l) = layout(ctx) else {
+        ::log::info!("anemos.toml has no [[disk]]: no disk will be touched");
+        return Ok(());
+    };
+    let p = disks::plan_stage(l)?;
+    ctx.plan = Some(p);
+    Ok(())
+}
+
+fn stage_verify(ctx: &mut Ctx) -> Result<()> {
+    let Some(p) = &ctx.plan else { return Ok(()) };
+    disks::verify_stage(p)?;
+    ::log::info!("verify: every target disk is free (nothing mounted, no swap, no holders)");
+    if ctx.params.dry_run {
+        ::log::info!("dry run (anemos.dry_run): stopping before the first write; the plan above is what a real run would do");
+        ctx.stop_before_writes = true;
+    }
+    Ok(())
+}
+
+fn stage_partition(ctx: &mut Ctx) -> Result<()> {
+    if ctx.stop_before_writes {
+        return Ok(());
+    }
+    let Some(p) = ctx.plan.clone() else { return Ok(()) };
+    let sizes: Vec<(String, u64)> = p.disks.iter().map(|d| (d.disk.path.clone(), d.disk.size_bytes)).collect();
+    let written = &mut ctx.written;
+    let destructive = &mut ctx.destructive_started;
+    disks::partition_stage(&p, |path| {
+        *destructive = true;
+        if let Some(s) = sizes.iter().find(|(d, _)| d == path) {
+            if !written.iter().any(|(d, _)| d == path) {
+                written.push(s.clone());
+            }
+        }
+    })?;
+    // The new partitions need their by-partuuid/by-label links.
+    devices::create_disk_links(false);
+    Ok(())
+}
+
+fn stage_mkfs(ctx: &mut Ctx) -> Result<()> {
+    if ctx.stop_before_writes {
+        return Ok(());
+    }
+    let Some(p) = &ctx.plan else { return Ok(()) };
+    disks::mkfs_stage(p)?;
+    devices::create_disk_links(false);
+    Ok(())
+}
+
+fn stage_mount(ctx: &mut Ctx) -> Result<()> {
+    if ctx.stop_before_writes {
+        return Ok(());
+    }
+    let Some(p) = &ctx.plan else { return Ok(()) };
+    disks::mount_stage(p)?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use crate::pack::payload;
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub files: usize,
-    pub config: toml::Table,
+    pub config: crate::config::Validated,
 }
 
 /// Verifies the payload unpacked at `root` (normally "/") and parses its anemos.toml.
@@ -27,6 +27,6 @@ pub fn load(root: &Path) -> Result<Loaded> {
     let files = payload::verify(root).context("verifying the payload's sha256 manifest")?;
     let cfg_path = dir.join("anemos.toml");
     let text = fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
-    let config: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
+    let config = crate::config::load(&text, "payload/anemos.toml")?;
     Ok(Loaded { files, config })
 }
