@@ -125,7 +125,7 @@ def make_disk(path, d):
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", d.get("label", "data"), "-d", str(src), str(path)], check=True)
     elif fill == "gpt-ext4":
         # A disk with a GPT and one ext4 partition (an "old system").
-        subprocess.run(["sgdisk", "-q", "-n", "1:2048:0", "-c", "1:oldroot", str(path)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["sgdisk", "-o", "-n", "1:2048:0", "-c", "1:oldroot", str(path)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "oldroot", "-E", "offset=1048576", str(path), "16M"], check=True)
 
 
