@@ -29,8 +29,9 @@
 #
 # dracut and mkinitramfs read /lib/modules/<release>. If the host lacks that tree (or
 # /boot/config-<release>, which mkinitramfs needs to pick its compressor), the script puts
-# a hard-linked copy of the fetched one there for the duration of the run and removes it on
-# exit; an existing tree is never touched.
+# the fetched ones there for the duration of the run (a hard-linked copy of the tree, a
+# symlink to the config; root only) and removes them on exit; existing files are never
+# touched.
 #
 # Caches live in benches/.cache (gitignored): the busybox tools root and the big initrd.
 set -euo pipefail

@@ -58,8 +58,9 @@ def main():
             size = (r["end"] - r["start"] + 1) * 512
             b = run("blkid", "-p", "-o", "export", "-O", str(off), "-S", str(size), disk_file)
             kv = dict(l.split("=", 1) for l in b.splitlines() if "=" in l)
-            if kv.get("TYPE") != r["fs"] or kv.get("UUID") != r["fsuuid"]:
-                raise SystemExit(f"FAIL: partition {r['num']} ({r['label']}): blkid says {kv}, planned {r['fs']} {r['fsuuid']}")
+            want_label = r["label"].upper() if r["fs"] == "vfat" else r["label"]
+            if kv.get("TYPE") != r["fs"] or kv.get("UUID") != r["fsuuid"] or kv.get("LABEL") != want_label:
+                raise SystemExit(f"FAIL: partition {r['num']} ({r['label']}): blkid says {kv}, planned {r['fs']} {r['fsuuid']} label {want_label}")
             checked += 1
             if r["fs"] == "vfat":
                 with tempfile.NamedTemporaryFile() as t:
@@ -78,7 +79,7 @@ def main():
                     for row in rows:
                         if row["mount"] not in ("-",) and row["fsuuid"] not in fstab:
                             raise SystemExit(f"FAIL: /etc/fstab lacks UUID {row['fsuuid']} ({row['mount']}):\n{fstab}")
-    print(f"ok: {len(rows)} partitions match the plan (sgdisk), {checked} filesystems match (blkid), ESP passes fsck.vfat -n, fstab has the UUIDs")
+    print(f"ok: {len(rows)} partitions match the plan (sgdisk), {checked} filesystems match type/UUID/label (blkid), ESP passes fsck.vfat -n, fstab has the UUIDs")
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ impl fmt::Display for ExtractSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     /// The image could not be opened.
-    #[error("{}: cannot open image: {source}", image.display())]
+    #[error("{}: cannot open image", image.display())]
     Open {
         /// The image.
         image: PathBuf,
@@ -193,7 +193,7 @@ pub enum InspectError {
         source: io::Error,
     },
     /// Reading the image file failed.
-    #[error("{}: read error at offset 0x{offset:x}: {source}", image.display())]
+    #[error("{}: read error at offset 0x{offset:x}", image.display())]
     Read {
         /// The image.
         image: PathBuf,
@@ -276,7 +276,7 @@ pub enum InspectError {
         reason: String,
     },
     /// Writing an extracted entry failed.
-    #[error("{}: cannot extract entry {entry:?} to {}: {source}", image.display(), target.display())]
+    #[error("{}: cannot extract entry {entry:?} to {}", image.display(), target.display())]
     Extract {
         /// The image.
         image: PathBuf,
