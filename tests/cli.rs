@@ -338,3 +338,39 @@ fn inspect_shows_base_and_payload_segments() {
     });
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hostname = \"x\"\n");
 }
+
+#[test]
+fn plan_on_image_files_and_validate_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
+    let d0 = d.path().join("d0.img");
+    let d1 = d.path().join("d1.img");
+    fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
+    fs::File::create(&d1).unwrap().set_len(64 << 20).unwrap();
+    let before = sha256(&d0);
+    let o = ok({
+        let mut c = anemos();
+        c.arg("plan").arg(&cfg).arg("--disk").arg(format!("{}:serial=sys0", d0.display())).arg("--disk").arg(format!("{}:serial=data0", d1.display()));
+        c
+    });
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("DESTROYED: every partition and all data on") && out.contains("PRESERVED: never opened for writing"), "{out}");
+    assert!(out.contains("   1        2048      206847    100 MiB  esp"), "{out}");
+    assert!(out.contains("UUID=A3D8-E229 /boot vfat"), "derived ids are stable across runs:\n{out}");
+    assert_eq!(sha256(&d0), before, "plan must not write");
+    // One disk only: the data rule matches nothing, and the error lists the candidates.
+    let e = err_line_multi({
+        let mut c = anemos();
+        c.arg("plan").arg(&cfg).arg("--disk").arg(format!("{}:serial=sys0", d0.display()));
+        c
+    });
+    assert!(e.contains("disk \"data\": match { serial = \"data0\" } found no disk; candidates:"), "{e}");
+    let bad = d.path().join("bad.toml");
+    fs::write(&bad, "[[disk]]\nname = \"x\"\nmatch = { serial = \"a\" }\nwipe = true\npartitions = [ { label = \"r\", type = \"root\", size = \"12Q\", format = \"ext4\", mount = \"/\" } ]\n").unwrap();
+    let e = err_line({
+        let mut c = anemos();
+        c.arg("validate").arg(&bad);
+        c
+    });
+    assert!(e.contains("disk[0].partitions[0].size: \"12Q\" is not a size"), "{e}");
+}
