@@ -146,9 +146,16 @@ def run_qemu(sc, name, kernel, image, disks):
     qemu = [
         "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-m", sc.get("memory", "512M"),
         "-smp", "1", "-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
-        "-kernel", str(kernel), "-initrd", str(image), "-append", cmdline,
         "-nic", "none",
     ]
+    if sc.get("firmware") == "ovmf":
+        # Boot the disks through UEFI firmware: OVMF -> systemd-boot on the ESP -> the entry.
+        vars_copy = OUT / f"{name}.OVMF_VARS.fd"
+        shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars_copy)
+        qemu += ["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+                 "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+    else:
+        qemu += ["-kernel", str(kernel), "-initrd", str(image), "-append", cmdline]
     for i, (path, d) in enumerate(disks):
         qemu += ["-drive", f"file={path},if=none,id=d{i},format=raw",
                  "-device", f"virtio-blk-pci,drive=d{i}" + (f",serial={d['serial']}" if d.get("serial") else "")]
@@ -224,11 +231,13 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     sc = tomllib.loads(path.read_text())
     name = path.stem
     unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
-                         "qemu_args", "pack", "disk", "send", "figure", "post"}
+                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "setup"}
     if unknown or not sc.get("expect"):
         # Guards against TOML's rule that keys after [pack] belong to [pack].
         raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
     log(f"{name}: {sc.get('description', '')}")
+    for cmd in sc.get("setup", []):
+        subprocess.run(cmd.format(repo=str(REPO), here=str(HERE), anemos=str(anemos), out=str(OUT)), shell=True, check=True)
     image, pack_ms = pack_image(anemos, sc, name, modules_dir)
     disks = []
     for i, d in enumerate(sc.get("disk", [])):
@@ -261,7 +270,24 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         if r.returncode != 0:
             raise Failure(f"{name}: post-check failed: {line}\n{r.stdout}{r.stderr}")
         log(f"{name}: post-check ok: {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else line}")
+    boot2_s = None
+    if sc.get("boot2"):
+        b2 = dict(sc["boot2"])
+        b2.setdefault("reject", ["Kernel panic"])
+        try:
+            rc2, text2, _, boot2_s = run_qemu(b2, f"{name}.boot2", kernel, image, disks)
+        except Failure as f:
+            text2 = (OUT / f"{name}.boot2.console.log").read_text(errors="replace")
+            raise Failure(f"{name} (second boot): {f}\n{excerpt(text2)}")
+        missing = check_order(text2, b2.get("expect", []))
+        if missing is not None:
+            raise Failure(f"{name} (second boot): expected console line not seen: {missing!r}\n{excerpt(text2)}")
+        for p, d in disks:
+            if d.get("unchanged") and sha256(p) != before[p]:
+                raise Failure(f"{name}: disk {p.name} changed during the second boot but must not")
     figures = {"pack_ms": round(pack_ms), "boot_s": round(secs, 1), "image_bytes": image.stat().st_size}
+    if boot2_s is not None:
+        figures["boot2_s"] = round(boot2_s, 1)
     for f in sc.get("figure", []):
         t0 = next((t for t, l in lines if f["start"] in l), None)
         t1 = next((t for t, l in lines if f["end"] in l), None)

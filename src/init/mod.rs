@@ -5,12 +5,15 @@
 //! sees init exit. The boot sequence is the explicit list in [`STAGES`], one module each.
 #![allow(unsafe_code)]
 
+pub mod bootloader;
 pub mod cmd;
 pub mod cmdline;
 pub mod devices;
 pub mod disks;
 pub mod devnames;
 pub mod early;
+pub mod install;
+pub mod kexec;
 pub mod log;
 pub mod modules;
 pub mod payload;
@@ -53,6 +56,9 @@ pub struct Ctx {
     pub written: Vec<(String, u64)>,
     /// Set by a dry run: later destructive stages are skipped.
     pub stop_before_writes: bool,
+    pub entry: Option<bootloader::Entry>,
+    /// (stage, ms) of every completed stage, for the deploy report.
+    pub timings: Vec<(String, u128)>,
 }
 
 type StageFn = fn(&mut Ctx) -> Result<()>;
@@ -67,6 +73,8 @@ pub const STAGES: &[(&str, StageFn)] = &[
     ("partition", stage_partition),
     ("mkfs", stage_mkfs),
     ("mount", stage_mount),
+    ("install", stage_install),
+    ("bootloader", stage_bootloader),
     ("finish", stage_finish),
 ];
 
@@ -111,7 +119,7 @@ pub fn run() -> ! {
             pid1::power(PowerRequest::Reboot)
         }
     };
-    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0, scan_ms: 0, plan: None, written: Vec::new(), stop_before_writes: false };
+    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0, scan_ms: 0, plan: None, written: Vec::new(), stop_before_writes: false, entry: None, timings: Vec::new() };
     let mut from = 0;
     let mut broke = false;
     loop {
@@ -206,7 +214,10 @@ fn run_stages(ctx: &mut Ctx, from: usize, broke: &mut bool) -> std::result::Resu
             Err(_) => Err(anyhow::anyhow!(panic_text()).context(format!("stage {name} panicked"))),
         };
         match r {
-            Ok(()) => ::log::info!("STAGE {name} ok ({} ms)", t.elapsed().as_millis()),
+            Ok(()) => {
+                ::log::info!("STAGE {name} ok ({} ms)", t.elapsed().as_millis());
+                ctx.timings.push((name.to_string(), t.elapsed().as_millis()));
+            }
             Err(e) => {
                 ::log::info!("STAGE {name} fail ({} ms)", t.elapsed().as_millis());
                 return Err((i, e));
@@ -336,11 +347,130 @@ fn stage_mount(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-fn stage_finish(ctx: &mut Ctx) -> Result<()> {
-    if ctx.params.dry_run {
-        ::log::info!("dry run: nothing was written; powering off");
-    } else {
-        ::log::info!("nothing more to do (disk, install and bootloader stages are not built yet); powering off");
+fn stage_install(ctx: &mut Ctx) -> Result<()> {
+    if ctx.stop_before_writes {
+        return Ok(());
     }
-    pid1::power(PowerRequest::Poweroff)
+    let Some(payload) = &ctx.payload else { return Ok(()) };
+    let payload_dir = Path::new(install::PAYLOAD);
+    install::protect_secrets(payload_dir);
+    let Some(inst) = install::effective(&payload.config.install, payload_dir) else {
+        ::log::info!("no [install] in anemos.toml and no IMGBUILD in the payload: nothing to install");
+        return Ok(());
+    };
+    if ctx.plan.is_none() {
+        anyhow::bail!("[install] needs a target: anemos.toml has no [[disk]] with a partition mounted at \"/\"");
+    }
+    let env = install::builder_env(ctx.plan.as_ref(), disks::TARGET, payload.config.hostname.as_deref());
+    let r = install::run(&inst, &env, Path::new(disks::TARGET));
+    let n = install::wipe_secrets(payload_dir);
+    if n > 0 {
+        ::log::info!("wiped {n} secret file(s) from RAM");
+    }
+    r?;
+    // A rootfs may ship its own /etc/fstab; otherwise (or if the archive replaced ours with an
+    // empty one) keep the generated one.
+    if let Some(p) = &ctx.plan {
+        let f = format!("{}/etc/fstab", disks::TARGET);
+        let keep = std::fs::read_to_string(&f).map(|t| t.lines().any(|l| !l.trim().is_empty() && !l.starts_with('#'))).unwrap_or(false);
+        if !keep {
+            let _ = std::fs::create_dir_all(format!("{}/etc", disks::TARGET));
+            std::fs::write(&f, crate::disk::fstab::render(p)).with_context(|| format!("writing {f}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn stage_bootloader(ctx: &mut Ctx) -> Result<()> {
+    if ctx.stop_before_writes {
+        return Ok(());
+    }
+    let (Some(payload), Some(plan)) = (&ctx.payload, &ctx.plan) else { return Ok(()) };
+    match &payload.config.bootloader {
+        crate::config::Bootloader::None => ::log::info!("bootloader: none configured"),
+        crate::config::Bootloader::SystemdBoot { options, kernel, initrd } => {
+            let title = payload.config.hostname.clone().unwrap_or_else(|| "anemos".into());
+            let e = bootloader::install_systemd_boot(plan, Path::new(disks::TARGET), options.as_deref(), kernel.as_deref(), initrd, &title)?;
+            ctx.entry = Some(e);
+        }
+        crate::config::Bootloader::Command { command } => {
+            let target = Path::new(disks::TARGET);
+            let _m = install::ChrootMounts::new(target)?;
+            let env = install::builder_env(Some(plan), "/", payload.config.hostname.as_deref());
+            install::run_builder("/bin/sh", &["-c".into(), command.clone()], Path::new("/"), &env, Some(target), "bootloader")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the deploy report into the target's /var/log/anemos/ (never secrets: they are
+/// never logged).
+fn write_report(ctx: &Ctx) {
+    let dir = format!("{}/var/log/anemos", disks::TARGET);
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let mut r = format!("anemos deploy report
+{}
+
+", crate::version::banner());
+    if let Some(p) = &ctx.plan {
+        r.push_str("plan:\n");
+        r.push_str(&crate::disk::plan::render(p));
+    }
+    r.push_str("\nstage timings (ms):\n");
+    for (s, ms) in &ctx.timings {
+        r.push_str(&format!("  {s:<12} {ms}\n"));
+    }
+    if let Some(e) = &ctx.entry {
+        r.push_str(&format!("\nboot entry: {} (options {})\n", e.entry_path.display(), e.options));
+    }
+    r.push_str("\nlog:\n");
+    r.push_str(&std::fs::read_to_string("/run/anemos/log").unwrap_or_default());
+    match std::fs::write(format!("{dir}/deploy-report.txt"), r) {
+        Ok(()) => ::log::info!("wrote {dir}/deploy-report.txt"),
+        Err(e) => ::log::warn!("writing the deploy report: {e}"),
+    }
+}
+
+fn stage_finish(ctx: &mut Ctx) -> Result<()> {
+    if ctx.params.dry_run || ctx.stop_before_writes {
+        ::log::info!("dry run: nothing was written; powering off");
+        pid1::power(PowerRequest::Poweroff)
+    }
+    let finish = ctx.payload.as_ref().map(|p| p.config.deploy.finish).unwrap_or_default();
+    if ctx.plan.is_none() {
+        ::log::info!("nothing was deployed (no [[disk]]); powering off");
+        pid1::power(PowerRequest::Poweroff)
+    }
+    write_report(ctx);
+    ::log::info!("deploy finished in {} ms", log::elapsed_ms());
+    match finish {
+        crate::config::Finish::Poweroff => pid1::power(PowerRequest::Poweroff),
+        crate::config::Finish::Reboot => {
+            ::log::info!("rebooting into the installed system");
+            pid1::power(PowerRequest::Reboot)
+        }
+        crate::config::Finish::Kexec => {
+            let e = ctx.entry.clone().ok_or_else(|| anyhow::anyhow!("finish = \"kexec\" needs a systemd-boot entry"))?;
+            // Copy kernel and initrd to RAM first: the target is unmounted before the jump.
+            std::fs::create_dir_all("/run/anemos/kexec")?;
+            let k = Path::new("/run/anemos/kexec/kernel");
+            std::fs::copy(&e.kernel, k).context("copying the kernel to /run")?;
+            let i = match e.initrd.first() {
+                Some(src) => {
+                    let p = Path::new("/run/anemos/kexec/initrd");
+                    std::fs::copy(src, p).context("copying the initrd to /run")?;
+                    Some(p)
+                }
+                None => None,
+            };
+            let cmdline = e.options.clone();
+            pid1::unmount_all();
+            kexec::load(k, i, &cmdline)?;
+            ::log::info!("kexec into {} with {cmdline}", e.kernel.display());
+            kexec::exec()?;
+            anyhow::bail!("kexec returned")
+        }
+    }
 }

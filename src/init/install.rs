@@ -1,0 +1,397 @@
+//! Install stage: put the OS into the mounted target tree.
+//!
+//! - `rootfs`: a tar (plain, gzip, zstd, xz) from the payload is unpacked natively: owners,
+//!   modes, mtimes, xattrs (incl. file capabilities), hard links, symlinks, device nodes.
+//!   Every entry is checked first (a full pass over the archive), so an archive with an
+//!   entry escaping the root is refused before anything is written to the target. Then an
+//!   optional `provision` script runs chrooted in the target.
+//! - `script` / `makeimg`: a builder runs in the image's tools root (the initramfs itself)
+//!   with the payload directory as working directory and the documented environment
+//!   (docs/install.md). Its output streams to the console, one prefix per line, and to the log.
+//!
+//! Files under the payload's `secrets/` live only in RAM with mode 0600; they are never
+//! printed, and are overwritten and removed when the stage ends ([`wipe_secrets`]).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use super::pid1;
+use crate::config::{Install, RootfsSource};
+use crate::disk::mkfs::display_uuid;
+use crate::disk::plan::{uuid_string, DiskAction, Plan};
+use crate::disk::blockdev::partition_node;
+
+pub const PAYLOAD: &str = "/payload";
+
+/// The environment every builder gets (documented in docs/install.md).
+pub fn builder_env(plan: Option<&Plan>, target: &str, hostname: Option<&str>) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert("ANEMOS_ROOT".into(), target.to_string());
+    env.insert("ANEMOS_PAYLOAD".into(), PAYLOAD.into());
+    env.insert("ANEMOS_HOSTNAME".into(), hostname.unwrap_or("anemos").to_string());
+    env.insert("ANEMOS_VERSION".into(), env!("CARGO_PKG_VERSION").into());
+    if let Some(p) = plan {
+        for d in &p.disks {
+            let DiskAction::Repartition { parts, .. } = &d.action else { continue };
+            for part in parts {
+                let key = env_key(&part.label);
+                env.insert(format!("ANEMOS_PART_{key}_DEVICE"), partition_node(&d.disk.path, part.number));
+                env.insert(format!("ANEMOS_PART_{key}_PARTUUID"), uuid_string(&part.part_uuid));
+                if let (Some(fs), Some(u)) = (part.fs, part.fs_uuid) {
+                    env.insert(format!("ANEMOS_PART_{key}_UUID"), display_uuid(fs, &u));
+                }
+                if part.type_name == "esp" {
+                    if let Some(m) = &part.mount {
+                        env.insert("ANEMOS_ESP".into(), format!("{target}{}", if m == "/" { "" } else { m }));
+                    }
+                }
+            }
+        }
+    }
+    env
+}
+
+/// `ANEMOS_PART_<LABEL>_...`: the label uppercased, non-alphanumerics as `_`.
+pub fn env_key(label: &str) -> String {
+    label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// Checks every entry of a tar archive without writing anything: no absolute paths, no `..`,
+/// no hard link pointing outside the archive root. Returns (entries, uncompressed bytes).
+pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
+    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(f)?);
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for e in ar.entries().with_context(|| format!("reading {}", path.display()))? {
+        let e = e.with_context(|| format!("reading {}", path.display()))?;
+        let p = e.path().with_context(|| format!("{}: bad entry name", path.display()))?.into_owned();
+        if !crate::pack::sources::tar_path_ok(&p) {
+            bail!("{}: entry {:?} escapes the target root (absolute path or \"..\"); nothing was written", path.display(), p);
+        }
+        if e.header().entry_type() == tar::EntryType::Link {
+            if let Ok(Some(l)) = e.link_name() {
+                if !crate::pack::sources::tar_path_ok(&l) {
+                    bail!("{}: hard link {:?} -> {:?} escapes the target root; nothing was written", path.display(), p, l);
+                }
+            }
+        }
+        n += 1;
+        bytes += e.size();
+    }
+    Ok((n, bytes))
+}
+
+struct Progress<R> {
+    inner: R,
+    done: u64,
+    total: u64,
+    start: Instant,
+    last: Instant,
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.last.elapsed().as_secs() >= 2 {
+            self.last = Instant::now();
+            let secs = self.start.elapsed().as_secs_f64().max(0.001);
+            log::info!(
+                "unpacking: {} of {} MiB ({}%), {:.1} MB/s",
+                self.done >> 20,
+                self.total >> 20,
+                self.done * 100 / self.total.max(1),
+                self.done as f64 / secs / 1e6
+            );
+        }
+        Ok(n)
+    }
+}
+
+/// Unpacks `archive` into `target` with owners, modes, mtimes, xattrs. Returns bytes read.
+pub fn unpack_rootfs(archive: &Path, target: &Path) -> Result<u64> {
+    let (entries, _) = check_tar(archive)?;
+    let total = fs::metadata(archive)?.len();
+    let f = fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let t = Instant::now();
+    let progress = Progress { inner: f, done: 0, total, start: t, last: Instant::now() };
+    let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(progress)?);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(true);
+    ar.set_preserve_mtime(true);
+    ar.set_unpack_xattrs(true);
+    ar.set_overwrite(true);
+    for e in ar.entries().with_context(|| format!("reading {}", archive.display()))? {
+        let mut e = e.with_context(|| format!("reading {}", archive.display()))?;
+        let p = e.path().map(|p| p.into_owned()).unwrap_or_default();
+        // unpack_in refuses paths that would leave `target`, also through symlinks unpacked
+        // earlier; a false return means it skipped such an entry.
+        let ok = e.unpack_in(target).with_context(|| format!("unpacking {} from {}", p.display(), archive.display()))?;
+        if !ok {
+            bail!("{}: entry {:?} would escape the target; stopped", archive.display(), p);
+        }
+    }
+    let secs = t.elapsed().as_secs_f64().max(0.001);
+    log::info!("unpacked {entries} entries ({} MiB compressed) into {} in {:.1} s ({:.1} MB/s)", total >> 20, target.display(), secs, total as f64 / secs / 1e6);
+    Ok(total)
+}
+
+/// Runs a builder with its output streamed to the console with `prefix`, and to the log.
+/// On a non-zero exit the error carries the last 20 lines.
+pub fn run_builder(prog: &str, args: &[String], cwd: &Path, env: &BTreeMap<String, String>, chroot: Option<&Path>, prefix: &str) -> Result<()> {
+    let line = super::cmd::render(prog, args);
+    log::info!("running {line} (in {}{})", cwd.display(), chroot.map(|c| format!(", chroot {}", c.display())).unwrap_or_default());
+    let mut cmd = Command::new(prog);
+    cmd.args(args).current_dir(cwd).envs(env).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some(root) = chroot {
+        use std::os::unix::process::CommandExt;
+        let root = root.to_path_buf();
+        // SAFETY: pre_exec runs in the forked child before exec; chroot and chdir are
+        // async-signal-safe syscalls and touch no shared state.
+        unsafe {
+            cmd.pre_exec(move || {
+                rustix::process::chroot(&root)?;
+                rustix::process::chdir("/")?;
+                Ok(())
+            });
+        }
+    }
+    let mut child = pid1::spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let mut threads = Vec::new();
+    let outs: Vec<Box<dyn Read + Send>> = [child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>), child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>)]
+        .into_iter()
+        .flatten()
+        .collect();
+    for o in outs {
+        let tail = tail.clone();
+        let prefix = prefix.to_string();
+        threads.push(std::thread::spawn(move || {
+            for l in BufReader::new(o).lines().map_while(|l| l.ok()) {
+                log::info!("{prefix}| {l}");
+                if let Ok(mut t) = tail.lock() {
+                    if t.len() == 20 {
+                        t.pop_front();
+                    }
+                    t.push_back(l);
+                }
+            }
+        }));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let status = pid1::wait(&mut child).with_context(|| format!("waiting for {line}"))?;
+    if !status.success() {
+        let t: Vec<String> = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+        bail!("{line} failed ({status}); its last lines:\n{}", t.join("\n"));
+    }
+    Ok(())
+}
+
+/// API filesystems inside a chroot target, unmounted when dropped.
+pub struct ChrootMounts {
+    points: Vec<PathBuf>,
+}
+
+impl ChrootMounts {
+    pub fn new(root: &Path) -> Result<ChrootMounts> {
+        let mut points = Vec::new();
+        for (src, dst) in [("/proc", "proc"), ("/sys", "sys"), ("/dev", "dev"), ("/run", "run")] {
+            let d = root.join(dst);
+            fs::create_dir_all(&d)?;
+            rustix::mount::mount_bind_recursive(src, &d).with_context(|| format!("bind-mounting {src} on {}", d.display()))?;
+            points.push(d);
+        }
+        Ok(ChrootMounts { points })
+    }
+}
+
+impl Drop for ChrootMounts {
+    fn drop(&mut self) {
+        for p in self.points.iter().rev() {
+            if let Err(e) = rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH) {
+                log::warn!("unmounting {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// Restricts payload secrets: mode 0600 on every file under /payload/secrets.
+pub fn protect_secrets(payload: &Path) {
+    let dir = payload.join("secrets");
+    if let Ok(rd) = walk(&dir) {
+        for f in rd {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&f, fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+/// Overwrites and removes every file under /payload/secrets.
+pub fn wipe_secrets(payload: &Path) -> usize {
+    let dir = payload.join("secrets");
+    let mut n = 0;
+    if let Ok(files) = walk(&dir) {
+        for f in files {
+            if let Ok(md) = fs::metadata(&f) {
+                let _ = fs::write(&f, vec![0u8; md.len() as usize]);
+            }
+            if fs::remove_file(&f).is_ok() {
+                n += 1;
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
+    n
+}
+
+fn walk(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The install as configured, or makeimg when the payload has an IMGBUILD.
+pub fn effective(install: &Option<Install>, payload: &Path) -> Option<Install> {
+    match install {
+        Some(i) => Some(i.clone()),
+        None if payload.join("IMGBUILD").exists() => Some(Install::Makeimg { command: "makeimg".into(), args: vec![] }),
+        None => None,
+    }
+}
+
+/// Runs the install. `target` is the mounted target root.
+pub fn run(install: &Install, env: &BTreeMap<String, String>, target: &Path) -> Result<()> {
+    let payload = Path::new(PAYLOAD);
+    match install {
+        Install::Rootfs { source: RootfsSource::Path(p), provision, .. } => {
+            let archive = payload.join(p);
+            unpack_rootfs(&archive, target)?;
+            if let Some(script) = provision {
+                let dst = target.join("tmp/anemos-provision");
+                fs::create_dir_all(target.join("tmp"))?;
+                fs::copy(payload.join(script), &dst).with_context(|| format!("copying provision script {script} into the target"))?;
+                let _mounts = ChrootMounts::new(target)?;
+                let mut env2 = env.clone();
+                env2.insert("ANEMOS_ROOT".into(), "/".into());
+                let r = run_builder("/tmp/anemos-provision", &[], Path::new("/"), &env2, Some(target), "provision");
+                let _ = fs::remove_file(&dst);
+                r?;
+            }
+            Ok(())
+        }
+        Install::Rootfs { source: RootfsSource::Url(u), .. } => {
+            bail!("rootfs from a URL ({u}) needs the network stage, which this build does not have yet")
+        }
+        Install::Script { path, args } => {
+            let prog = payload.join(path);
+            if !prog.is_file() {
+                bail!("install script {} is missing from the payload", prog.display());
+            }
+            run_builder(&prog.to_string_lossy(), args, payload, env, None, "install")
+        }
+        Install::Makeimg { command, args } => {
+            let prog = if command.contains('/') { Some(command.clone()) } else { super::cmd::which(command) };
+            let Some(prog) = prog else {
+                bail!("{command} not found in the image's tools root; pack a tools root that has it (--rootfs) or set [install] command");
+            };
+            run_builder(&prog, args, payload, env, None, "makeimg")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keys() {
+        assert_eq!(env_key("root"), "ROOT");
+        assert_eq!(env_key("esp-0.a"), "ESP_0_A");
+    }
+
+    #[test]
+    fn tar_escape_refused_before_writing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut ok = tar::Header::new_gnu();
+        ok.set_size(1);
+        ok.set_mode(0o644);
+        b.append_data(&mut ok, "fine", &b"x"[..]).unwrap();
+        b.append(&h, &b"x"[..]).unwrap();
+        let p = d.path().join("bad.tar");
+        fs::write(&p, b.into_inner().unwrap()).unwrap();
+        let target = d.path().join("t");
+        fs::create_dir(&target).unwrap();
+        let e = unpack_rootfs(&p, &target).unwrap_err().to_string();
+        assert!(e.contains("escapes the target root") && e.contains("nothing was written"), "{e}");
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "the good entry before it must not be written either");
+    }
+
+    #[test]
+    fn unpack_keeps_modes_links_and_mtimes() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::create_dir_all(src.join("usr/bin")).unwrap();
+        fs::write(src.join("usr/bin/tool"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(src.join("usr/bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::hard_link(src.join("usr/bin/tool"), src.join("usr/bin/tool2")).unwrap();
+        std::os::unix::fs::symlink("usr/bin", src.join("bin")).unwrap();
+        let tarf = d.path().join("r.tar.gz");
+        let st = Command::new("tar").args(["-czf"]).arg(&tarf).args(["--mtime=@1700000000", "-C"]).arg(&src).arg(".").status().unwrap();
+        assert!(st.success());
+        let target = d.path().join("t");
+        fs::create_dir(&target).unwrap();
+        unpack_rootfs(&tarf, &target).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(target.join("usr/bin/tool")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o4755);
+        assert_eq!(m.mtime(), 1700000000);
+        assert_eq!(m.ino(), fs::metadata(target.join("usr/bin/tool2")).unwrap().ino());
+        assert_eq!(fs::read_link(target.join("bin")).unwrap(), Path::new("usr/bin"));
+    }
+
+    #[test]
+    fn builder_failure_carries_last_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let env = BTreeMap::new();
+        let e = run_builder("sh", &["-c".into(), "for i in $(seq 1 30); do echo line$i; done; exit 1".into()], d.path(), &env, None, "t").unwrap_err().to_string();
+        assert!(e.contains("failed (exit status: 1)") && e.contains("line30") && !e.contains("line10\n"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_wiped() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("secrets/sub")).unwrap();
+        fs::write(d.path().join("secrets/key"), "k").unwrap();
+        fs::write(d.path().join("secrets/sub/b"), "b").unwrap();
+        protect_secrets(d.path());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(d.path().join("secrets/key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(wipe_secrets(d.path()), 2);
+        assert!(!d.path().join("secrets").exists());
+    }
+}
