@@ -70,11 +70,11 @@ fi
 tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is required (for --sort=name)"
 
 # --- kernel ----------------------------------------------------------------------------------
-if ! kout="$(ANEMOS_CACHE="$cache" "$repo/qemu-tests/fetch-kernel.sh" 2>"$cache.fetch-kernel.log")"; then
-    cat "$cache.fetch-kernel.log" >&2 2>/dev/null || true
+mkdir -p "$work"
+if ! kout="$(ANEMOS_CACHE="$cache" "$repo/qemu-tests/fetch-kernel.sh" 2>"$work/fetch-kernel.log")"; then
+    cat "$work/fetch-kernel.log" >&2
     die "qemu-tests/fetch-kernel.sh failed"
 fi
-rm -f "$cache.fetch-kernel.log"
 release="$(tail -n 1 <<<"$kout")"
 vmlinuz="$(readlink -f "$cache/kernel/vmlinuz")"
 moddir="$(readlink -f "$cache/kernel/modules")"
@@ -84,8 +84,12 @@ moddir="$(readlink -f "$cache/kernel/modules")"
 if [[ -n "${ANEMOS_BIN:-}" ]]; then
     anemos="$ANEMOS_BIN"
 else
-    (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed (or set ANEMOS_BIN)"
     anemos="$repo/target/x86_64-unknown-linux-musl/release/anemos"
+    if ! (cd "$repo" && cargo build --release --quiet) >"$work/cargo.log" 2>&1; then
+        cat "$work/cargo.log" >&2
+        [[ -x "$anemos" ]] || die "cargo build --release failed (or set ANEMOS_BIN)"
+        log "warning: cargo build --release failed; packing with the last built $anemos"
+    fi
 fi
 [[ -x "$anemos" ]] || die "anemos binary not found: $anemos"
 
@@ -93,22 +97,26 @@ initrd_init="$example/initrd-init.sh"
 [[ -f "$initrd_init" ]] || die "missing $initrd_init"
 
 # --- up to date? -----------------------------------------------------------------------------
-# Everything the archive's bytes depend on.
-stamp="$(
+# $work/stamp holds two digests: of every input (this script, the initrd's init, busybox,
+# systemd-boot, the kernel, its modules.dep, the anemos binary, the zstd level), and of the
+# uncompressed tar stream last written. Unchanged inputs: nothing to do. Changed inputs (say,
+# a rebuilt anemos) that give the same tar bytes: the slow zstd step is skipped.
+inputs="$(
     {
         echo "release $release level $level"
         sha256sum "${BASH_SOURCE[0]}" "$initrd_init" "$BUSYBOX" "$SDBOOT" "$vmlinuz" "$anemos" \
             "$moddir/modules.dep" | awk '{print $1}'
     } | sha256sum | awk '{print $1}'
 )"
-if ((!force)) && [[ -f "$out" && -f "$work/stamp" && "$(cat "$work/stamp")" == "$stamp" ]]; then
+old_inputs="" old_content=""
+[[ -f "$work/stamp" ]] && { read -r old_inputs; read -r old_content; } <"$work/stamp" || true
+if ((!force)) && [[ -f "$out" && "$old_inputs" == "$inputs" ]]; then
     log "up to date: ${out#"$repo"/} ($(du -h "$out" | cut -f1), kernel $release)"
     exit 0
 fi
 
 log "building ${out#"$repo"/} (kernel $release)"
-rm -rf "$work"
-mkdir -p "$work"
+rm -rf "$work/root" "$work/initrd-tools" "$work/stamp"
 root="$work/root"
 tools="$work/initrd-tools"
 
@@ -180,12 +188,20 @@ bad="$(find "$root/boot" ! -type f ! -type d)"
 [[ -z "$bad" ]] || die "boot/ must hold only regular files (the ESP is vfat): $bad"
 
 # --- the archive -----------------------------------------------------------------------------
-tmp="$(mktemp "$example/.rootfs.tar.zst.XXXXXX")"
-trap 'rm -f "$tmp"' EXIT
-tar -C "$root" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 \
-    --format=gnu -cf - . | zstd -q -f "-$level" -o "$tmp"
-chmod 0644 "$tmp"
-mv -f "$tmp" "$out"
-trap - EXIT
-echo "$stamp" >"$work/stamp"
-log "wrote ${out#"$repo"/} ($(du -h "$out" | cut -f1)): boot/vmlinuz-$release ($(du -h "$vmlinuz" | cut -f1)), boot/initrd.img-$release ($(du -h "$root/boot/initrd.img-$release" | cut -f1))"
+mktar() {
+    tar -C "$root" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -cf - .
+}
+content="$(mktar | sha256sum | awk '{print $1}')"
+if ((!force)) && [[ -f "$out" && "$old_content" == "$content" ]]; then
+    log "inputs changed but the archive's contents did not: kept ${out#"$repo"/}"
+else
+    tmp="$(mktemp "$example/.rootfs.tar.zst.XXXXXX")"
+    trap 'rm -f "$tmp"' EXIT
+    mktar | zstd -q -f "-$level" -o "$tmp"
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$out"
+    trap - EXIT
+    log "wrote ${out#"$repo"/} ($(du -h "$out" | cut -f1))"
+fi
+printf '%s\n%s\n' "$inputs" "$content" >"$work/stamp"
+log "contents: boot/vmlinuz-$release ($(du -h "$vmlinuz" | cut -f1)), boot/initrd.img-$release ($(du -h "$root/boot/initrd.img-$release" | cut -f1)), tar $(mktar | wc -c) bytes"
