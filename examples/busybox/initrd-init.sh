@@ -173,13 +173,12 @@ esac
 
 say "waiting up to ${rootwait}s for root=$root"
 dev=""
-i=0
+deadline=$(($(date +%s) + rootwait))
 while :; do
     dev=$(resolve_root) && [ -n "$dev" ] && [ -b "$dev" ] && break
     dev=""
-    [ "$i" -ge $((rootwait * 5)) ] && break
+    [ "$(date +%s)" -ge "$deadline" ] && break
     sleep 0.2
-    i=$((i + 1))
 done
 if [ -z "$dev" ]; then
     echo "initrd: block devices present:"
