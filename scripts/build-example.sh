@@ -109,7 +109,9 @@ inputs="$(
     } | sha256sum | awk '{print $1}'
 )"
 old_inputs="" old_content=""
-[[ -f "$work/stamp" ]] && { read -r old_inputs; read -r old_content; } <"$work/stamp" || true
+if [[ -f "$work/stamp" ]]; then
+    { read -r old_inputs || true; read -r old_content || true; } <"$work/stamp"
+fi
 if ((!force)) && [[ -f "$out" && "$old_inputs" == "$inputs" ]]; then
     log "up to date: ${out#"$repo"/} ($(du -h "$out" | cut -f1), kernel $release)"
     exit 0

@@ -209,8 +209,6 @@ for fs in dev proc sys; do
 done
 
 say "switching to $dev, running $init"
+# switch_root must run as PID 1, so it replaces this shell; should it fail after all the checks
+# above, PID 1 exits and the kernel panics with its message.
 exec switch_root /newroot "$init"
-# Not reached unless switch_root itself could not run; /proc and /sys may be gone by now.
-mount -t proc proc /proc 2>/dev/null
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-rescue "switch_root /newroot $init failed"

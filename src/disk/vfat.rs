@@ -50,6 +50,7 @@
 //! fatfs does small unbuffered reads and writes (4-byte FAT entries). That is fine on a block
 //! device (page cache) and on image files; do not hand it a pipe-like device.
 
+#![allow(dead_code)] // write_file/read_file/Slice: used by the tests and for ESPs written without a kernel mount.
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 

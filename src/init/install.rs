@@ -116,10 +116,11 @@ impl<R: Read> Read for Progress<R> {
 
 /// Unpacks `archive` into `target` with owners, modes, mtimes, xattrs. Returns bytes read.
 pub fn unpack_rootfs(archive: &Path, target: &Path) -> Result<u64> {
+    // Timed from here, so the figure includes the safety pre-scan of the whole archive.
+    let t = Instant::now();
     let (entries, _) = check_tar(archive)?;
     let total = fs::metadata(archive)?.len();
     let f = fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let t = Instant::now();
     let progress = Progress { inner: f, done: 0, total, start: t, last: Instant::now() };
     let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(progress)?);
     ar.set_preserve_permissions(true);

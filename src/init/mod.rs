@@ -444,6 +444,8 @@ fn stage_finish(ctx: &mut Ctx) -> Result<()> {
         pid1::power(PowerRequest::Poweroff)
     }
     write_report(ctx);
+    let per: Vec<String> = ctx.timings.iter().map(|(s, ms)| format!("{s} {ms}")).collect();
+    ::log::info!("figures: stage timings (ms): {}", per.join(", "));
     ::log::info!("deploy finished in {} ms", log::elapsed_ms());
     match finish {
         crate::config::Finish::Poweroff => pid1::power(PowerRequest::Poweroff),

@@ -48,6 +48,7 @@ pub enum Data {
 }
 
 impl Data {
+    #[cfg(test)]
     pub fn len(&self) -> u64 {
         match self {
             Data::Path { len, .. } => *len,
@@ -131,6 +132,7 @@ impl Archive {
         self.nodes.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

@@ -750,9 +750,9 @@ impl<R: BufRead> Read for Decoder<R> {
     }
 }
 
-/// Decodes consecutive members/frames/streams of one compression as a single stream,
-/// stopping before the first bytes that do not start another one.
+/// Decodes one member/frame/stream (a segment), stopping at its end.
 struct Members<'a, 'm> {
+    #[allow(dead_code)] // kept for error messages and debugging of the segment being read
     compression: Compression,
     active: Option<Decoder<&'a mut FileSrc<'m>>>,
 }

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub const MANIFEST_HEADER: &str = "# anemos module manifest v1";
 
 /// File name of the manifest inside `/lib/modules/<release>/` in the image.
+#[allow(dead_code)] // part of the manifest format, used by tests
 pub const MANIFEST_FILE_NAME: &str = "anemos.modules";
 
 /// How many "closest known names" an unknown-module error suggests.
@@ -291,6 +292,7 @@ pub fn module_set(name: &str) -> Option<&'static ModuleSet> {
 }
 
 /// All named module sets.
+#[allow(dead_code)] // listing for docs/tests
 pub fn module_sets() -> &'static [ModuleSet] {
     SETS
 }
@@ -1282,6 +1284,7 @@ pub fn parse_manifest(text: &str) -> Result<Vec<ManifestEntry>, ModuleError> {
 }
 
 /// The release named in a manifest's header line, if any.
+#[allow(dead_code)] // used by tests; the init checks the release via the path
 pub fn manifest_release(text: &str) -> Option<&str> {
     let header = text.lines().find(|l| l.starts_with(MANIFEST_HEADER))?;
     header
