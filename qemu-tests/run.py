@@ -105,7 +105,7 @@ def pack_image(anemos, sc, name, modules_dir):
         args += ["--payload", str(pl)]
     elif p.get("payload"):
         args += ["--payload", str(REPO / p["payload"])]
-    args += [a.replace("{repo}", str(REPO)).replace("{out}", str(OUT)) for a in p.get("args", [])]
+    args += [a.replace("{repo}", str(REPO)).replace("{out}", str(OUT)).replace("{anemos}", str(anemos)) for a in p.get("args", [])]
     t = time.monotonic()
     subprocess.run(args, check=True, cwd=REPO)
     return img, (time.monotonic() - t) * 1000

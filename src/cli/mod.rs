@@ -9,6 +9,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::pack::{self, Compression, PackOptions};
 
+mod kexec;
+
 /// Deploy a whole machine from code.
 ///
 /// anemos packs a machine's description (disk layout, OS build, bootloader) into an initramfs
@@ -80,6 +82,29 @@ enum Cmd {
         /// (repeatable; serial=S also gives the by-id name virtio-S, like QEMU).
         #[arg(long, value_name = "FILE[:KEY=VALUE...]")]
         disk: Vec<String>,
+    },
+    /// On the server: show the plan, then (with --yes) kexec into the deploy image.
+    ///
+    /// Validates the payload's anemos.toml, prints the plan against this machine's disks, checks
+    /// free RAM and that kexec is allowed, and stops there unless --yes is given. With --yes it
+    /// loads the running kernel (or --kernel) with BASE + the payload as initramfs, keeping the
+    /// current console= arguments, and reboots into it with kexec. Run as root.
+    Kexec {
+        /// Base image made by `anemos pack`.
+        #[arg(long, value_name = "BASE")]
+        image: PathBuf,
+        /// The deploy description: a directory, a tar, or a file made by `anemos pack-payload`.
+        #[arg(long, value_name = "DIR|TAR|PAYLOAD")]
+        payload: PathBuf,
+        /// Kernel to boot (default: the running kernel's image from /boot or /lib/modules).
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Extra kernel command-line arguments (e.g. anemos.on_failure=shell).
+        #[arg(long)]
+        append: Option<String>,
+        /// Really do it (without it nothing is changed).
+        #[arg(long)]
+        yes: bool,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions { shell: clap_complete::Shell },
@@ -187,6 +212,7 @@ fn run(cli: Cli) -> Result<()> {
             print!("\n/etc/fstab:\n{}", crate::disk::fstab::render(&plan));
             Ok(())
         }
+        Cmd::Kexec { image, payload, kernel, append, yes } => kexec::run(kexec::KexecArgs { image, payload, kernel, append, yes }),
         Cmd::Version => {
             println!("{}", crate::version::banner());
             Ok(())

@@ -19,7 +19,20 @@ pub fn from_sysfs(sysfs: &Path, dev: &Path) -> Result<Vec<DiskInfo>> {
     let rd = fs::read_dir(sysfs.join("block")).with_context(|| format!("reading {}/block", sysfs.display()))?;
     let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    let links = by_id_links(dev);
+    let mut links = by_id_links(dev);
+    if links.is_empty() {
+        // No udev and no init-made links (e.g. `anemos kexec` on a minimal system): derive the
+        // same by-id names from sysfs, exactly as the init would.
+        if let Ok(infos) = crate::init::devnames::read_block_infos(sysfs) {
+            for info in infos.iter().filter(|i| i.parent.is_none()) {
+                for (l, t) in crate::init::devnames::link_names(info, &Default::default()) {
+                    if let Some(n) = l.strip_prefix("by-id/") {
+                        links.push((n.to_string(), t.trim_start_matches("../../").to_string()));
+                    }
+                }
+            }
+        }
+    }
     for k in names {
         if ["loop", "ram", "zram", "sr", "dm-", "md", "nbd"].iter().any(|p| k.starts_with(p)) {
             continue;
