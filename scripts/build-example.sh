@@ -29,6 +29,7 @@
 # packages (busybox-static, systemd-boot-efi, zstd).
 set -euo pipefail
 umask 022
+export LC_ALL=C
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 example="$repo/examples/busybox"
@@ -71,6 +72,9 @@ tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is required (for -
 
 # --- kernel ----------------------------------------------------------------------------------
 mkdir -p "$work"
+# One build at a time: a second run waits, then finds the archive up to date.
+exec 9>"$work/lock"
+flock 9 || die "could not lock $work/lock"
 if ! kout="$(ANEMOS_CACHE="$cache" "$repo/qemu-tests/fetch-kernel.sh" 2>"$work/fetch-kernel.log")"; then
     cat "$work/fetch-kernel.log" >&2
     die "qemu-tests/fetch-kernel.sh failed"
@@ -190,8 +194,12 @@ bad="$(find "$root/boot" ! -type f ! -type d)"
 [[ -z "$bad" ]] || die "boot/ must hold only regular files (the ESP is vfat): $bad"
 
 # --- the archive -----------------------------------------------------------------------------
+# Entries are named bin/busybox, not ./bin/busybox: the top-level names are listed (in C order)
+# instead of ".", so the archive has no entry for the target's root directory itself.
 mktar() {
-    tar -C "$root" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu -cf - .
+    local top=("$root"/*)
+    tar -C "$root" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --format=gnu \
+        -cf - "${top[@]#"$root"/}"
 }
 content="$(mktar | sha256sum | awk '{print $1}')"
 if ((!force)) && [[ -f "$out" && "$old_content" == "$content" ]]; then
