@@ -141,13 +141,25 @@ class Failure(Exception):
     pass
 
 
-def run_qemu(sc, name, kernel, image, disks):
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
     cmdline = f"{BASE_CMDLINE} {sc.get('cmdline', '')}".strip()
     qemu = [
         "qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max", "-m", sc.get("memory", "512M"),
         "-smp", "1", "-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
-        "-nic", "none",
     ]
+    if sc.get("net_port"):
+        # Only user-mode networking, restricted, with ssh forwarded from 127.0.0.1.
+        qemu += ["-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{sc['net_port']}-:22",
+                 "-device", "virtio-net-pci,netdev=n0"]
+    else:
+        qemu += ["-nic", "none"]
     if sc.get("firmware") == "ovmf":
         # Boot the disks through UEFI firmware: OVMF -> systemd-boot on the ESP -> the entry.
         vars_copy = OUT / f"{name}.OVMF_VARS.fd"
@@ -173,6 +185,8 @@ def run_qemu(sc, name, kernel, image, disks):
     os.set_blocking(proc.stdout.fileno(), False)
     try:
         while True:
+            if stop_when is not None and stop_when():
+                break
             if time.monotonic() - start > timeout:
                 raise Failure(f"timeout after {timeout}s")
             r, _, _ = select.select([proc.stdout], [], [], 0.2)
@@ -187,6 +201,8 @@ def run_qemu(sc, name, kernel, image, disks):
                     text = line.decode("utf-8", "replace").rstrip("\r")
                     lines.append(((time.monotonic() - start) * 1000, text))
                 text_all = buf.decode("utf-8", "replace")
+                if on_line is not None:
+                    on_line(text_all)
                 for rj in reject:
                     if rj in text_all:
                         raise Failure(f"rejected console text appeared: {rj!r}")
@@ -231,7 +247,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     sc = tomllib.loads(path.read_text())
     name = path.stem
     unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
-                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "setup"}
+                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "setup", "host_cmd", "net"}
     if unknown or not sc.get("expect"):
         # Guards against TOML's rule that keys after [pack] belong to [pack].
         raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
@@ -245,8 +261,22 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         make_disk(p, d)
         disks.append((p, d))
     before = {p: sha256(p) for p, _ in disks}
+    host = sc.get("host_cmd")
+    host_proc = []
+    if host or sc.get("net"):
+        port = free_port()
+        sc["net_port"] = port
+        if sc.get("boot2"):
+            sc["boot2"]["net_port"] = port
+
+    def start_host(text_all):
+        if host and not host_proc and host["after"] in text_all:
+            subs = {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT), "port": sc["net_port"]}
+            cmd = host["run"].format(**subs)
+            log(f"{name}: host command: {cmd}")
+            host_proc.append(subprocess.Popen(cmd, shell=True, stdout=open(OUT / f"{name}.host.log", "wb"), stderr=subprocess.STDOUT))
     try:
-        rc, text, lines, secs = run_qemu(sc, name, kernel, image, disks)
+        rc, text, lines, secs = run_qemu(sc, name, kernel, image, disks, on_line=start_host)
     except Failure as f:
         text = (OUT / f"{name}.console.log").read_text(errors="replace")
         raise Failure(f"{name}: {f}\n{excerpt(text)}")
@@ -274,8 +304,9 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     if sc.get("boot2"):
         b2 = dict(sc["boot2"])
         b2.setdefault("reject", ["Kernel panic"])
+        stop = (lambda: host_proc[0].poll() is not None) if host_proc else None
         try:
-            rc2, text2, _, boot2_s = run_qemu(b2, f"{name}.boot2", kernel, image, disks)
+            rc2, text2, _, boot2_s = run_qemu(b2, f"{name}.boot2", kernel, image, disks, stop_when=stop)
         except Failure as f:
             text2 = (OUT / f"{name}.boot2.console.log").read_text(errors="replace")
             raise Failure(f"{name} (second boot): {f}\n{excerpt(text2)}")
@@ -285,6 +316,18 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         for p, d in disks:
             if d.get("unchanged") and sha256(p) != before[p]:
                 raise Failure(f"{name}: disk {p.name} changed during the second boot but must not")
+    if host:
+        if not host_proc:
+            raise Failure(f"{name}: the host command never started (no {host['after']!r} on the console)")
+        try:
+            hrc = host_proc[0].wait(timeout=host.get("timeout", 60))
+        except subprocess.TimeoutExpired:
+            host_proc[0].kill()
+            hrc = "timeout"
+        hout = (OUT / f"{name}.host.log").read_text(errors="replace")
+        if hrc != 0 or any(e not in hout for e in host.get("expect", [])):
+            raise Failure(f"{name}: host command ended with {hrc}; output:\n{hout[-3000:]}")
+        log(f"{name}: host command ok: {hout.strip().splitlines()[-1]}")
     figures = {"pack_ms": round(pack_ms), "boot_s": round(secs, 1), "image_bytes": image.stat().st_size}
     if boot2_s is not None:
         figures["boot2_s"] = round(boot2_s, 1)

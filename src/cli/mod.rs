@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::pack::{self, Compression, PackOptions};
 
+mod deploy;
 mod kexec;
 
 /// Deploy a whole machine from code.
@@ -105,6 +106,37 @@ enum Cmd {
         /// Really do it (without it nothing is changed).
         #[arg(long)]
         yes: bool,
+    },
+    /// From the workstation: deploy a server over ssh and wait for it to come back.
+    ///
+    /// Packs the payload, uploads what the server lacks (this binary, the base image, the
+    /// payload) through your own ssh (config, agent, keys), shows the remote plan, asks for
+    /// confirmation (or --yes), runs `anemos kexec --yes` there, then waits for the host to
+    /// answer on ssh again as the deployed system.
+    Deploy {
+        /// [user@]host, as you would give it to ssh.
+        host: String,
+        /// The deploy description directory (with anemos.toml).
+        #[arg(long)]
+        payload: PathBuf,
+        /// Base image made by `anemos pack`.
+        #[arg(long)]
+        image: PathBuf,
+        /// ssh option, passed as `-o OPTION` (repeatable), e.g. Port=2222.
+        #[arg(long = "ssh-option", value_name = "OPTION")]
+        ssh_option: Vec<String>,
+        /// Where files are kept on the server.
+        #[arg(long, default_value = "/tmp/anemos-deploy")]
+        remote_dir: String,
+        /// Extra kernel arguments for the deploy image.
+        #[arg(long)]
+        append: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Seconds to wait for the host to come back.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions { shell: clap_complete::Shell },
@@ -211,6 +243,9 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", crate::disk::plan::render(&plan));
             print!("\n/etc/fstab:\n{}", crate::disk::fstab::render(&plan));
             Ok(())
+        }
+        Cmd::Deploy { host, payload, image, ssh_option, remote_dir, append, yes, timeout } => {
+            deploy::run(deploy::DeployArgs { host, payload, image, ssh_options: ssh_option, remote_dir, append, yes, timeout })
         }
         Cmd::Kexec { image, payload, kernel, append, yes } => kexec::run(kexec::KexecArgs { image, payload, kernel, append, yes }),
         Cmd::Version => {
