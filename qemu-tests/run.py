@@ -155,9 +155,14 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
         "-smp", "1", "-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
     ]
     if sc.get("net_port"):
-        # Only user-mode networking, restricted, with ssh forwarded from 127.0.0.1.
-        qemu += ["-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{sc['net_port']}-:22",
-                 "-device", "virtio-net-pci,netdev=n0"]
+        # Only user-mode networking, restricted, with ssh forwarded from 127.0.0.1 and, for
+        # HTTP tests, 10.0.2.100:80 in the guest forwarded to the test server on 127.0.0.1.
+        nd = f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{sc['net_port']}-:22"
+        if sc.get("http_port"):
+            # cmd: starts one socat per guest connection (a tcp: chardev would be a single,
+            # shared connection, which breaks reconnects).
+            nd += f",guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{sc['http_port']}"
+        qemu += ["-netdev", nd, "-device", "virtio-net-pci,netdev=n0"]
     else:
         qemu += ["-nic", "none"]
     if sc.get("firmware") == "ovmf":
@@ -247,7 +252,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     sc = tomllib.loads(path.read_text())
     name = path.stem
     unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
-                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "setup", "host_cmd", "net"}
+                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "setup", "host_cmd", "net", "http"}
     if unknown or not sc.get("expect"):
         # Guards against TOML's rule that keys after [pack] belong to [pack].
         raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
@@ -269,6 +274,16 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         if sc.get("boot2"):
             sc["boot2"]["net_port"] = port
 
+    http_proc = None
+    if sc.get("http"):
+        sc["http_port"] = free_port()
+        if sc.get("boot2"):
+            sc["boot2"]["http_port"] = sc["http_port"]
+        h = sc["http"]
+        argv = ["python3", str(HERE / "http_server.py"), str(REPO / h["dir"]), str(sc["http_port"])] + (["--drop-first"] if h.get("drop_first") else [])
+        http_proc = subprocess.Popen(argv, stdout=open(OUT / f"{name}.http.log", "wb"), stderr=subprocess.STDOUT)
+        time.sleep(0.5)
+
     def start_host(text_all):
         if host and not host_proc and host["after"] in text_all:
             subs = {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT), "port": sc["net_port"]}
@@ -280,6 +295,9 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     except Failure as f:
         text = (OUT / f"{name}.console.log").read_text(errors="replace")
         raise Failure(f"{name}: {f}\n{excerpt(text)}")
+    finally:
+        if http_proc is not None and not sc.get("boot2"):
+            http_proc.kill()
     missing = check_order(text, sc.get("expect", []))
     if missing is not None:
         raise Failure(f"{name}: expected console line not seen (in order): {missing!r}\n{excerpt(text)}")

@@ -12,10 +12,13 @@ pub mod devices;
 pub mod disks;
 pub mod devnames;
 pub mod early;
+pub mod fetch;
 pub mod install;
 pub mod kexec;
 pub mod log;
 pub mod modules;
+pub mod net;
+pub mod network;
 pub mod payload;
 pub mod pid1;
 pub mod recovery;
@@ -57,6 +60,8 @@ pub struct Ctx {
     /// Set by a dry run: later destructive stages are skipped.
     pub stop_before_writes: bool,
     pub entry: Option<bootloader::Entry>,
+    /// A rootfs downloaded by the fetch stage (in RAM), used by the install.
+    pub downloaded: Option<std::path::PathBuf>,
     /// (stage, ms) of every completed stage, for the deploy report.
     pub timings: Vec<(String, u128)>,
 }
@@ -67,6 +72,8 @@ type StageFn = fn(&mut Ctx) -> Result<()>;
 pub const STAGES: &[(&str, StageFn)] = &[
     ("modules", stage_modules),
     ("payload", stage_payload),
+    ("network", stage_network),
+    ("fetch", stage_fetch),
     ("devices", stage_devices),
     ("plan", stage_plan),
     ("verify", stage_verify),
@@ -119,7 +126,7 @@ pub fn run() -> ! {
             pid1::power(PowerRequest::Reboot)
         }
     };
-    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0, scan_ms: 0, plan: None, written: Vec::new(), stop_before_writes: false, entry: None, timings: Vec::new() };
+    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0, scan_ms: 0, plan: None, written: Vec::new(), stop_before_writes: false, entry: None, timings: Vec::new(), downloaded: None };
     let mut from = 0;
     let mut broke = false;
     loop {
@@ -268,6 +275,52 @@ fn stage_payload(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+fn url_install(ctx: &Ctx) -> Option<(String, Option<String>, bool)> {
+    match ctx.payload.as_ref().and_then(|p| p.config.install.clone()) {
+        Some(crate::config::Install::Rootfs { source: crate::config::RootfsSource::Url(u), sha256, insecure, .. }) => {
+            Some((u, sha256.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()), insecure))
+        }
+        _ => None,
+    }
+}
+
+fn stage_network(ctx: &mut Ctx) -> Result<()> {
+    let Some(p) = &ctx.payload else { return Ok(()) };
+    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let mut ip = Vec::new();
+    let mut ns = Vec::new();
+    for w in cmdline::split_words(&text) {
+        if let Some(v) = w.strip_prefix("ip=") {
+            ip.push(net::parse_ip_param(v).map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?);
+        } else if let Some(v) = w.strip_prefix("nameserver=") {
+            ns.push(net::parse_nameserver(v).map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?);
+        }
+    }
+    let ifaces = net::list_ifaces(Path::new("/sys")).unwrap_or_default();
+    let plans = network::plan_network(&ip, &ns, &p.config.network, &ifaces, url_install(ctx).is_some())?;
+    if plans.is_empty() {
+        ::log::info!("network: not configured and not needed");
+        return Ok(());
+    }
+    let dns = network::apply(&plans, ctx.params.timeout)?;
+    network::write_resolver(&dns, p.config.hostname.as_deref().unwrap_or("anemos"))?;
+    Ok(())
+}
+
+fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
+    let Some((url, sha, insecure)) = url_install(ctx) else { return Ok(()) };
+    if sha.is_none() && !insecure {
+        anyhow::bail!("[install] url needs sha256 (or insecure = true)");
+    }
+    // Downloaded into RAM before any disk is touched, so a bad URL or hash never leaves a
+    // wiped disk.
+    std::fs::create_dir_all("/run/anemos")?;
+    let dest = std::path::PathBuf::from("/run/anemos/rootfs.download");
+    fetch::download(&url, &dest, sha.as_deref(), 4)?;
+    ctx.downloaded = Some(dest);
+    Ok(())
+}
+
 fn layout(ctx: &Ctx) -> Option<&crate::disk::spec::Layout> {
     ctx.payload.as_ref().map(|p| &p.config.layout).filter(|l| !l.disks.is_empty())
 }
@@ -362,7 +415,12 @@ fn stage_install(ctx: &mut Ctx) -> Result<()> {
         anyhow::bail!("[install] needs a target: anemos.toml has no [[disk]] with a partition mounted at \"/\"");
     }
     let env = install::builder_env(ctx.plan.as_ref(), disks::TARGET, payload.config.hostname.as_deref());
-    let r = install::run(&inst, &env, Path::new(disks::TARGET));
+    let r = match (&inst, &ctx.downloaded) {
+        (crate::config::Install::Rootfs { source: crate::config::RootfsSource::Url(_), .. }, Some(file)) => {
+            install::unpack_rootfs(file, Path::new(disks::TARGET)).map(|_| ())
+        }
+        _ => install::run(&inst, &env, Path::new(disks::TARGET)),
+    };
     let n = install::wipe_secrets(payload_dir);
     if n > 0 {
         ::log::info!("wiped {n} secret file(s) from RAM");
