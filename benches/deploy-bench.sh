@@ -14,6 +14,15 @@ echo "== rootfs unpack, same archive ($(du -h examples/busybox/rootfs.tar.zst | 
 echo "   anemos: ${a} s (includes its full safety pre-scan of the archive)"
 echo "   GNU tar --zstd: ${g} s"
 awk -v a="$a" -v g="$g" 'BEGIN { r = g / a; printf "   ratio (GNU tar time / anemos time): %.2f  target >= 1.0: %s\n", r, (r >= 1.0 ? "PASS" : "MISS") }'
+python3 qemu-tests/run.py qemu-tests/bench/download.toml | grep -E "PASS|FAIL"
+dl=qemu-tests/out/download.console.log
+f=$(grep -aoE 'STAGE fetch ok \([0-9]+ ms\)' "$dl" | grep -oE '[0-9]+')
+u=$(grep -aoE 'unpacked [0-9]+ entries .* in [0-9.]+ s' "$dl" | grep -oE '[0-9.]+ s$' | cut -d' ' -f1)
+c=$(grep -aoE 'CURLTAR-SECONDS [0-9.]+' "$dl" | awk '{print $2}')
+echo "== download + unpack by URL (same HTTP server via guestfwd, same VM, same ext4):"
+echo "   anemos: fetch ${f} ms (to RAM, sha256) + unpack ${u} s"
+echo "   curl | tar --zstd -x: ${c} s"
+awk -v f="$f" -v u="$u" -v c="$c" 'BEGIN { a = f / 1000 + u; r = c / a; printf "   ratio (curl|tar time / anemos time): %.2f\n", r }'
 echo "== deploy of examples/busybox, split by stage (ms, from the init's own figures line):"
 grep -aoE 'figures: stage timings \(ms\): .*' qemu-tests/out/demo.console.log | sed 's/^/   /'
 grep -aoE 'deploy finished in [0-9]+ ms' qemu-tests/out/demo.console.log | sed 's/^/   /'
