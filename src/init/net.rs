@@ -13,8 +13,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
 // ---------------------------------------------------------------------------------------------
 // ip= and nameserver=
@@ -564,104 +562,128 @@ pub enum MessageKind {
     Nak,
 }
 
-const PARAMS: [OptionCode; 7] = [
-    OptionCode::SubnetMask,
-    OptionCode::Router,
-    OptionCode::DomainNameServer,
-    OptionCode::DomainName,
-    OptionCode::InterfaceMtu,
-    OptionCode::AddressLeaseTime,
-    OptionCode::ServerIdentifier,
-];
+// Our own DHCPv4 wire codec (RFC 2131/2132), instead of the dhcproto crate at run time:
+// dhcproto pulls hickory-proto and ICU tables into the static binary (about +1 MB, past the
+// image's 3 MiB budget) for the dozen fields we use. dhcproto stays a dev-dependency: the tests
+// decode our requests and build server replies with it, so the two implementations agree.
 
-fn base_request(mac: [u8; 6], xid: u32, kind: MessageType) -> Message {
-    let z = Ipv4Addr::UNSPECIFIED;
-    let mut m = Message::new_with_id(xid, z, z, z, z, &mac);
-    m.set_opcode(Opcode::BootRequest);
-    m.set_flags(Flags::default().set_broadcast());
-    let o = m.opts_mut();
-    o.insert(DhcpOption::MessageType(kind));
-    let mut cid = vec![1u8]; // htype ethernet
-    cid.extend_from_slice(&mac);
-    o.insert(DhcpOption::ClientIdentifier(cid));
-    o.insert(DhcpOption::ParameterRequestList(PARAMS.to_vec()));
-    o.insert(DhcpOption::MaxMessageSize(1500));
+const OP_REQUEST: u8 = 1;
+const OP_REPLY: u8 = 2;
+const COOKIE: [u8; 4] = [99, 130, 83, 99];
+const MSG_DISCOVER: u8 = 1;
+const MSG_OFFER: u8 = 2;
+const MSG_REQUEST: u8 = 3;
+const MSG_ACK: u8 = 5;
+const MSG_NAK: u8 = 6;
+/// Parameter request list: subnet mask, router, DNS, domain name, MTU, lease time, server id.
+const PARAMS: [u8; 7] = [1, 3, 6, 15, 26, 51, 54];
+
+fn base_request(mac: [u8; 6], xid: u32, kind: u8) -> Vec<u8> {
+    let mut m = vec![0u8; 236];
+    m[0] = OP_REQUEST;
+    m[1] = 1; // htype ethernet
+    m[2] = 6; // hlen
+    m[4..8].copy_from_slice(&xid.to_be_bytes());
+    m[10..12].copy_from_slice(&0x8000u16.to_be_bytes()); // broadcast flag: we have no address yet
+    m[28..34].copy_from_slice(&mac);
+    m.extend_from_slice(&COOKIE);
+    m.extend_from_slice(&[53, 1, kind]);
+    m.extend_from_slice(&[61, 7, 1]);
+    m.extend_from_slice(&mac);
+    m.push(55);
+    m.push(PARAMS.len() as u8);
+    m.extend_from_slice(&PARAMS);
+    m.extend_from_slice(&[57, 2]);
+    m.extend_from_slice(&1500u16.to_be_bytes());
     m
 }
 
-fn encode_msg(m: &Message) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(300);
-    let mut e = Encoder::new(&mut buf);
-    // Encoding a message we built from fixed-size fields cannot fail.
-    m.encode(&mut e).expect("encode DHCP message");
-    buf
+fn finish_dhcp(mut m: Vec<u8>) -> Vec<u8> {
+    m.push(255);
+    // Some BOOTP relays and servers drop messages shorter than the classic 300 bytes.
+    if m.len() < 300 {
+        m.resize(300, 0);
+    }
+    m
 }
 
 /// DHCPDISCOVER, broadcast flag set, client id = 01:mac.
 pub fn build_discover(mac: [u8; 6], xid: u32) -> Vec<u8> {
-    encode_msg(&base_request(mac, xid, MessageType::Discover))
+    finish_dhcp(base_request(mac, xid, MSG_DISCOVER))
 }
 
 /// DHCPREQUEST (SELECTING state): requested address and server id from the OFFER.
 pub fn build_request(mac: [u8; 6], xid: u32, offered: Ipv4Addr, server: Ipv4Addr) -> Vec<u8> {
-    let mut m = base_request(mac, xid, MessageType::Request);
-    m.opts_mut().insert(DhcpOption::RequestedIpAddress(offered));
-    m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
-    encode_msg(&m)
+    let mut m = base_request(mac, xid, MSG_REQUEST);
+    m.extend_from_slice(&[50, 4]);
+    m.extend_from_slice(&offered.octets());
+    m.extend_from_slice(&[54, 4]);
+    m.extend_from_slice(&server.octets());
+    finish_dhcp(m)
+}
+
+fn ip4(b: &[u8]) -> Option<Ipv4Addr> {
+    let a: [u8; 4] = b.get(..4)?.try_into().ok()?;
+    Some(Ipv4Addr::from(a))
+}
+
+/// Options of a message as (code, value) pairs; stops at END, skips PAD.
+fn options(b: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            0 => i += 1,
+            255 => break,
+            code => {
+                let len = *b.get(i + 1).ok_or("truncated DHCP option")? as usize;
+                let v = b.get(i + 2..i + 2 + len).ok_or_else(|| format!("DHCP option {code} runs past the end"))?;
+                out.push((code, v));
+                i += 2 + len;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Parse a server reply for transaction `xid`: OFFER, ACK or NAK and the lease it carries
 /// (for a NAK the lease holds only the server id). Anything else is an error.
 pub fn parse_reply(bytes: &[u8], xid: u32) -> Result<(MessageKind, Lease), String> {
-    let m =
-        Message::decode(&mut Decoder::new(bytes)).map_err(|e| format!("bad DHCP message: {e}"))?;
-    if m.opcode() != Opcode::BootReply {
+    if bytes.len() < 240 {
+        return Err(format!("bad DHCP message: {} bytes is shorter than a BOOTP header", bytes.len()));
+    }
+    if bytes[0] != OP_REPLY {
         return Err("not a BOOTREPLY".into());
     }
-    if m.xid() != xid {
-        return Err(format!("xid {:#010x} is not ours ({xid:#010x})", m.xid()));
+    let got = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    if got != xid {
+        return Err(format!("xid {got:#010x} is not ours ({xid:#010x})"));
     }
-    let o = m.opts();
-    let kind = match o.msg_type() {
-        Some(MessageType::Offer) => MessageKind::Offer,
-        Some(MessageType::Ack) => MessageKind::Ack,
-        Some(MessageType::Nak) => MessageKind::Nak,
-        Some(t) => return Err(format!("unexpected DHCP message type {t:?}")),
+    if bytes[236..240] != COOKIE {
+        return Err("no DHCP magic cookie (plain BOOTP)".into());
+    }
+    let opts = options(&bytes[240..])?;
+    let get = |c: u8| opts.iter().find(|(k, _)| *k == c).map(|(_, v)| *v);
+    let kind = match get(53).and_then(|v| v.first().copied()) {
+        Some(MSG_OFFER) => MessageKind::Offer,
+        Some(MSG_ACK) => MessageKind::Ack,
+        Some(MSG_NAK) => MessageKind::Nak,
+        Some(t) => return Err(format!("unexpected DHCP message type {t}")),
         None => return Err("no DHCP message type (plain BOOTP)".into()),
     };
-    let server = match o.get(OptionCode::ServerIdentifier) {
-        Some(DhcpOption::ServerIdentifier(s)) => *s,
-        _ => m.siaddr(),
+    let addr = ip4(&bytes[16..20]).unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let server = get(54).and_then(ip4).or_else(|| ip4(&bytes[20..24])).unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let prefix = match get(1).and_then(ip4) {
+        Some(mask) => mask_to_prefix(mask).ok_or_else(|| format!("subnet mask {mask} is not contiguous"))?,
+        None => classful_prefix(addr),
     };
-    let addr = m.yiaddr();
-    let prefix = match o.get(OptionCode::SubnetMask) {
-        Some(DhcpOption::SubnetMask(mask)) => {
-            mask_to_prefix(*mask).ok_or_else(|| format!("subnet mask {mask} is not contiguous"))?
-        }
-        _ => classful_prefix(addr),
-    };
-    let router = match o.get(OptionCode::Router) {
-        Some(DhcpOption::Router(r)) => r.iter().copied().find(|a| !a.is_unspecified()),
-        _ => None,
-    };
-    let dns = match o.get(OptionCode::DomainNameServer) {
-        Some(DhcpOption::DomainNameServer(d)) => d.clone(),
-        _ => Vec::new(),
-    };
-    let lease_secs = match o.get(OptionCode::AddressLeaseTime) {
-        Some(DhcpOption::AddressLeaseTime(t)) => Some(*t),
-        _ => None,
-    };
-    let domain = match o.get(OptionCode::DomainName) {
-        Some(DhcpOption::DomainName(d)) => {
-            Some(d.trim_end_matches('\0').trim().to_string()).filter(|d| !d.is_empty())
-        }
-        _ => None,
-    };
-    let mtu = match o.get(OptionCode::InterfaceMtu) {
-        Some(DhcpOption::InterfaceMtu(m)) if *m >= 68 => Some(*m),
-        _ => None,
-    };
+    let router = get(3).map(|v| v.chunks(4).filter_map(ip4).find(|a| !a.is_unspecified())).unwrap_or(None);
+    let dns: Vec<Ipv4Addr> = get(6).map(|v| v.chunks(4).filter_map(ip4).collect()).unwrap_or_default();
+    let lease_secs = get(51).and_then(|v| v.get(..4)).map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+    let domain = get(15)
+        .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').trim().to_string())
+        .filter(|d| !d.is_empty());
+    let mtu = get(26).and_then(|v| v.get(..2)).map(|v| u16::from_be_bytes([v[0], v[1]])).filter(|m| *m >= 68);
     if kind != MessageKind::Nak && (addr.is_unspecified() || addr.is_broadcast()) {
         return Err(format!("{kind:?} offers no usable address ({addr})"));
     }
@@ -978,6 +1000,16 @@ mod sys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
+    use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+
+    /// Encodes with dhcproto (test-only: server replies for our parser).
+    fn encode_msg(m: &Message) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(300);
+        let mut e = Encoder::new(&mut buf);
+        m.encode(&mut e).expect("encode DHCP message");
+        buf
+    }
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
