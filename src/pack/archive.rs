@@ -322,9 +322,10 @@ fn write_path<W: Write>(b: Builder, out: &mut W, dest: &str, src: &Path, len: u6
     Ok(())
 }
 
-struct CountingWriter<W> {
-    inner: W,
-    count: u64,
+/// A writer that counts the bytes passed through it.
+pub struct CountingWriter<W> {
+    pub inner: W,
+    pub count: u64,
 }
 
 impl<W: Write> Write for CountingWriter<W> {

@@ -261,14 +261,14 @@ pub fn pack(o: &PackOptions) -> Result<PackReport> {
         None => None,
     };
     let (uncompressed, image_size) = write_atomically(&o.output, |w| {
-        let mut counter = CountW { inner: w, n: 0 };
+        let mut counter = archive::CountingWriter { inner: w, count: 0 };
         let (unc, mut counter) = write_segment(&tree, kind, o.level, o.mtime, &mut counter).map(|(u, c)| (u, c))?;
         if let Some((bytes, _)) = &payload {
-            let n = counter.n;
+            let n = counter.count;
             pad4(&mut counter, n)?;
             counter.write_all(bytes)?;
         }
-        Ok((unc, counter.n))
+        Ok((unc, counter.count))
     })?;
     Ok(PackReport {
         entries: tree.len(),
@@ -284,19 +284,4 @@ pub fn pack_payload(src: &Path, out: &Path, kind: Compression, level: Option<i32
     let (bytes, n) = payload_segment(src, kind, level, mtime)?;
     write_atomically(out, |w| Ok(w.write_all(&bytes)?))?;
     Ok((n, bytes.len() as u64))
-}
-
-struct CountW<W> {
-    inner: W,
-    n: u64,
-}
-impl<W: Write> Write for CountW<W> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        let k = self.inner.write(b)?;
-        self.n += k as u64;
-        Ok(k)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
