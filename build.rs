@@ -11,7 +11,10 @@ fn main() {
     let mut code = String::from("/// (path inside the image, mode, contents) of every file under `init-config/`.\npub const INIT_CONFIG: &[(&str, u32, &[u8])] = &[\n");
     for (rel, mode) in &files {
         let abs = fs::canonicalize(root.join(rel)).expect("canonical path");
-        code.push_str(&format!("    ({:?}, 0o{:o}, include_bytes!({:?})),\n", rel, mode, abs));
+        code.push_str(&format!(
+            "    ({:?}, 0o{:o}, include_bytes!({:?})),\n",
+            rel, mode, abs
+        ));
     }
     code.push_str("];\n");
     fs::write(Path::new(&out).join("init_config.rs"), code).expect("write init_config.rs");
@@ -24,7 +27,10 @@ fn main() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=ANEMOS_GIT={git}");
-    println!("cargo:rustc-env=ANEMOS_TARGET={}", env::var("TARGET").unwrap_or_default());
+    println!(
+        "cargo:rustc-env=ANEMOS_TARGET={}",
+        env::var("TARGET").unwrap_or_default()
+    );
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
 }
@@ -38,7 +44,11 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, u32)>) {
             collect(root, &p, out);
         } else {
             use std::os::unix::fs::PermissionsExt;
-            let rel = p.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .to_string_lossy()
+                .into_owned();
             out.push((rel, md.permissions().mode() & 0o7777));
         }
     }

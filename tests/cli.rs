@@ -16,7 +16,11 @@ fn run(mut c: Command) -> Output {
 
 fn ok(c: Command) -> Output {
     let o = run(c);
-    assert!(o.status.success(), "anemos failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "anemos failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -30,8 +34,15 @@ fn err_line(c: Command) -> String {
 }
 
 fn sha256(p: &Path) -> String {
-    let o = Command::new("sha256sum").arg(p).output().expect("sha256sum");
-    String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_string()
+    let o = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn sample_tree(dir: &Path) -> PathBuf {
@@ -76,10 +87,21 @@ fn pack_is_reproducible_and_honours_source_date_epoch() {
     let mut cmd = pack_cmd(&c, &["--compress", "none", "--add", &add]);
     cmd.env("SOURCE_DATE_EPOCH", "1700000000");
     ok(cmd);
-    assert_ne!(sha256(&c), sha256(&d.path().join("a-none.img")), "SOURCE_DATE_EPOCH must change mtimes");
-    let listing = Command::new("cpio").args(["-itv", "--quiet"]).stdin(fs::File::open(&c).unwrap()).output().unwrap();
+    assert_ne!(
+        sha256(&c),
+        sha256(&d.path().join("a-none.img")),
+        "SOURCE_DATE_EPOCH must change mtimes"
+    );
+    let listing = Command::new("cpio")
+        .args(["-itv", "--quiet"])
+        .stdin(fs::File::open(&c).unwrap())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&listing.stdout);
-    assert!(text.contains("Nov 14  2023"), "mtime 1700000000 not shown by cpio -tv:\n{text}");
+    assert!(
+        text.contains("Nov 14  2023"),
+        "mtime 1700000000 not shown by cpio -tv:\n{text}"
+    );
 }
 
 #[test]
@@ -87,12 +109,36 @@ fn gnu_cpio_reads_our_archive() {
     let d = tempfile::tempdir().unwrap();
     let tree = sample_tree(d.path());
     let img = d.path().join("x.img");
-    ok(pack_cmd(&img, &["--compress", "none", "--add", &format!("{}:/srv/tree", tree.display())]));
-    let list = Command::new("cpio").args(["-it", "--quiet"]).stdin(fs::File::open(&img).unwrap()).output().unwrap();
+    ok(pack_cmd(
+        &img,
+        &[
+            "--compress",
+            "none",
+            "--add",
+            &format!("{}:/srv/tree", tree.display()),
+        ],
+    ));
+    let list = Command::new("cpio")
+        .args(["-it", "--quiet"])
+        .stdin(fs::File::open(&img).unwrap())
+        .output()
+        .unwrap();
     assert!(list.status.success());
-    let names: Vec<String> = String::from_utf8_lossy(&list.stdout).lines().map(String::from).collect();
-    for want in ["init", "dev/console", "etc/initrd-release", "srv/tree/etc/motd", "srv/tree/etc/motd.link"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from cpio -t: {names:?}");
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    for want in [
+        "init",
+        "dev/console",
+        "etc/initrd-release",
+        "srv/tree/etc/motd",
+        "srv/tree/etc/motd.link",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from cpio -t: {names:?}"
+        );
     }
     let mut sorted = names.clone();
     sorted.sort();
@@ -106,14 +152,27 @@ fn gnu_cpio_reads_our_archive() {
         .status()
         .unwrap();
     assert!(st.success());
-    assert_eq!(fs::read_to_string(x.join("srv/tree/etc/motd")).unwrap(), "hello\n");
-    assert_eq!(fs::read_link(x.join("srv/tree/etc/motd.link")).unwrap(), Path::new("motd"));
+    assert_eq!(
+        fs::read_to_string(x.join("srv/tree/etc/motd")).unwrap(),
+        "hello\n"
+    );
+    assert_eq!(
+        fs::read_link(x.join("srv/tree/etc/motd.link")).unwrap(),
+        Path::new("motd")
+    );
     use std::os::unix::fs::MetadataExt;
     let a = fs::metadata(x.join("srv/tree/etc/conf.d/a")).unwrap();
     let b = fs::metadata(x.join("srv/tree/etc/conf.d/b")).unwrap();
     assert_eq!(a.ino(), b.ino(), "hard link not preserved through GNU cpio");
-    assert_eq!(fs::read_to_string(x.join("srv/tree/etc/conf.d/a")).unwrap(), "a\n");
-    assert_eq!(fs::read(x.join("init")).unwrap(), fs::read(env!("CARGO_BIN_EXE_anemos")).unwrap(), "/init is this binary");
+    assert_eq!(
+        fs::read_to_string(x.join("srv/tree/etc/conf.d/a")).unwrap(),
+        "a\n"
+    );
+    assert_eq!(
+        fs::read(x.join("init")).unwrap(),
+        fs::read(env!("CARGO_BIN_EXE_anemos")).unwrap(),
+        "/init is this binary"
+    );
 }
 
 #[test]
@@ -121,8 +180,15 @@ fn failed_pack_leaves_no_file() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("img");
     let e = err_line(pack_cmd(&out, &["--add", "/nonexistent/file:/x"]));
-    assert_eq!(e, "anemos: error: --add /nonexistent/file: /nonexistent/file: no such file or directory");
-    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0, "partial output left behind");
+    assert_eq!(
+        e,
+        "anemos: error: --add /nonexistent/file: /nonexistent/file: no such file or directory"
+    );
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "partial output left behind"
+    );
 }
 
 #[test]
@@ -130,9 +196,15 @@ fn error_missing_rootfs_and_payload() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("img");
     let e = err_line(pack_cmd(&out, &["--rootfs", "/nonexistent/root"]));
-    assert!(e.contains("--rootfs /nonexistent/root: no such file or directory"), "{e}");
+    assert!(
+        e.contains("--rootfs /nonexistent/root: no such file or directory"),
+        "{e}"
+    );
     let e = err_line(pack_cmd(&out, &["--payload", "/nonexistent/p"]));
-    assert!(e.contains("--payload /nonexistent/p: no such file or directory"), "{e}");
+    assert!(
+        e.contains("--payload /nonexistent/p: no such file or directory"),
+        "{e}"
+    );
     let e = err_line(pack_cmd(&out, &["--add", "nocolon"]));
     assert!(e.contains("expected SRC:DEST"), "{e}");
 }
@@ -154,7 +226,10 @@ fn error_tar_entry_escaping_root() {
     assert!(st.success());
     let out = d.path().join("img");
     let e = err_line(pack_cmd(&out, &["--rootfs", tar.to_str().unwrap()]));
-    assert!(e.contains("--rootfs: entry \"a/../evil\" escapes the archive root"), "{e}");
+    assert!(
+        e.contains("--rootfs: entry \"a/../evil\" escapes the archive root"),
+        "{e}"
+    );
     assert!(!out.exists());
 }
 
@@ -165,8 +240,14 @@ fn error_file_over_4gib() {
     let f = fs::File::create(&big).unwrap();
     f.set_len((4u64 << 30) + 1).unwrap(); // sparse: no disk used
     let out = d.path().join("img");
-    let e = err_line(pack_cmd(&out, &["--add", &format!("{}:/big", big.display())]));
-    assert!(e.contains("big is 4294967297 bytes, over the newc format's 4 GiB per-file limit"), "{e}");
+    let e = err_line(pack_cmd(
+        &out,
+        &["--add", &format!("{}:/big", big.display())],
+    ));
+    assert!(
+        e.contains("big is 4294967297 bytes, over the newc format's 4 GiB per-file limit"),
+        "{e}"
+    );
     assert!(!out.exists());
 }
 
@@ -175,7 +256,10 @@ fn error_dest_escaping_root() {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("f");
     fs::write(&f, "x").unwrap();
-    let e = err_line(pack_cmd(&d.path().join("img"), &["--add", &format!("{}:../../etc/x", f.display())]));
+    let e = err_line(pack_cmd(
+        &d.path().join("img"),
+        &["--add", &format!("{}:../../etc/x", f.display())],
+    ));
     assert!(e.contains("escapes the image root"), "{e}");
 }
 
@@ -188,21 +272,43 @@ fn payload_segment_appends_and_manifest_lists_files() {
     fs::write(p.join("IMGBUILD"), "pkgname=x\n").unwrap();
     let payload = d.path().join("payload.img");
     let mut c = anemos();
-    c.args(["pack-payload"]).arg(&p).arg("-o").arg(&payload).args(["--compress", "none"]);
+    c.args(["pack-payload"])
+        .arg(&p)
+        .arg("-o")
+        .arg(&payload)
+        .args(["--compress", "none"]);
     ok(c);
-    let list = Command::new("cpio").args(["-it", "--quiet"]).stdin(fs::File::open(&payload).unwrap()).output().unwrap();
+    let list = Command::new("cpio")
+        .args(["-it", "--quiet"])
+        .stdin(fs::File::open(&payload).unwrap())
+        .output()
+        .unwrap();
     let names = String::from_utf8_lossy(&list.stdout).to_string();
-    assert!(names.contains("payload/anemos.toml") && names.contains("payload.manifest"), "{names}");
+    assert!(
+        names.contains("payload/anemos.toml") && names.contains("payload.manifest"),
+        "{names}"
+    );
     let x = d.path().join("x");
     fs::create_dir(&x).unwrap();
-    Command::new("cpio").args(["-id", "--quiet"]).current_dir(&x).stdin(fs::File::open(&payload).unwrap()).status().unwrap();
+    Command::new("cpio")
+        .args(["-id", "--quiet"])
+        .current_dir(&x)
+        .stdin(fs::File::open(&payload).unwrap())
+        .status()
+        .unwrap();
     let manifest = fs::read_to_string(x.join("payload.manifest")).unwrap();
     let sum = sha256(&p.join("anemos.toml"));
-    assert!(manifest.contains(&format!("{sum}  10  anemos.toml")), "{manifest}");
+    assert!(
+        manifest.contains(&format!("{sum}  10  anemos.toml")),
+        "{manifest}"
+    );
 
     // Appending the payload to a base image gives a second segment.
     let img = d.path().join("full.img");
-    ok(pack_cmd(&img, &["--compress", "zstd", "--payload", payload.to_str().unwrap()]));
+    ok(pack_cmd(
+        &img,
+        &["--compress", "zstd", "--payload", payload.to_str().unwrap()],
+    ));
     let base = d.path().join("base.img");
     ok(pack_cmd(&base, &["--compress", "zstd"]));
     let full = fs::read(&img).unwrap();
@@ -219,7 +325,10 @@ fn payload_with_invalid_toml_is_refused() {
     fs::create_dir(&p).unwrap();
     fs::write(p.join("anemos.toml"), "[disk\nname = 1\n").unwrap();
     let mut c = anemos();
-    c.args(["pack-payload"]).arg(&p).arg("-o").arg(d.path().join("out"));
+    c.args(["pack-payload"])
+        .arg(&p)
+        .arg("-o")
+        .arg(d.path().join("out"));
     let e = err_line_multi(c);
     assert!(e.starts_with("anemos: error: payload anemos.toml:"), "{e}");
     assert!(!d.path().join("out").exists());
@@ -235,11 +344,21 @@ fn err_line_multi(c: Command) -> String {
 #[test]
 fn release_binary_is_static() {
     let bin = env!("CARGO_BIN_EXE_anemos");
-    let o = Command::new("file").arg("-L").arg(bin).output().expect("file(1) installed");
+    let o = Command::new("file")
+        .arg("-L")
+        .arg(bin)
+        .output()
+        .expect("file(1) installed");
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("statically linked") || s.contains("static-pie linked"), "{s}");
+    assert!(
+        s.contains("statically linked") || s.contains("static-pie linked"),
+        "{s}"
+    );
     // No ELF interpreter means it runs without musl (or any libc) installed.
-    let o = Command::new("readelf").args(["-l", bin]).output().expect("readelf");
+    let o = Command::new("readelf")
+        .args(["-l", bin])
+        .output()
+        .expect("readelf");
     assert!(!String::from_utf8_lossy(&o.stdout).contains("Requesting program interpreter"));
 }
 
@@ -276,17 +395,37 @@ fn kernel_modules() -> Option<PathBuf> {
 fn error_unknown_module_names_closest() {
     let Some(k) = kernel_modules() else { return };
     let d = tempfile::tempdir().unwrap();
-    let e = err_line(pack_cmd(&d.path().join("img"), &["--kernel-modules", k.to_str().unwrap(), "--module", "virtio_blkk"]));
-    assert!(e.contains("unknown module \"virtio_blkk\"") && e.contains("closest: virtio_blk"), "{e}");
+    let e = err_line(pack_cmd(
+        &d.path().join("img"),
+        &[
+            "--kernel-modules",
+            k.to_str().unwrap(),
+            "--module",
+            "virtio_blkk",
+        ],
+    ));
+    assert!(
+        e.contains("unknown module \"virtio_blkk\"") && e.contains("closest: virtio_blk"),
+        "{e}"
+    );
 }
 
 #[test]
 fn error_binary_library_not_found_and_not_elf() {
     let d = tempfile::tempdir().unwrap();
-    let e = err_line(pack_cmd(&d.path().join("img"), &["--binary", "/etc/passwd"]));
+    let e = err_line(pack_cmd(
+        &d.path().join("img"),
+        &["--binary", "/etc/passwd"],
+    ));
     assert!(e.contains("--binary /etc/passwd: not an ELF file"), "{e}");
-    let e = err_line(pack_cmd(&d.path().join("img"), &["--binary", "/nonexistent/tool"]));
-    assert!(e.contains("--binary /nonexistent/tool: no such file"), "{e}");
+    let e = err_line(pack_cmd(
+        &d.path().join("img"),
+        &["--binary", "/nonexistent/tool"],
+    ));
+    assert!(
+        e.contains("--binary /nonexistent/tool: no such file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -294,25 +433,58 @@ fn binary_closure_and_modules_land_in_the_image() {
     let Some(k) = kernel_modules() else { return };
     let d = tempfile::tempdir().unwrap();
     let img = d.path().join("img");
-    ok(pack_cmd(&img, &["--compress", "gzip", "--binary", "/sbin/mke2fs", "--kernel-modules", k.to_str().unwrap(), "--module", "virtio_blk", "vfat"]));
+    ok(pack_cmd(
+        &img,
+        &[
+            "--compress",
+            "gzip",
+            "--binary",
+            "/sbin/mke2fs",
+            "--kernel-modules",
+            k.to_str().unwrap(),
+            "--module",
+            "virtio_blk",
+            "vfat",
+        ],
+    ));
     let o = ok({
         let mut c = anemos();
         c.arg("inspect").arg(&img);
         c
     });
     let listing = String::from_utf8_lossy(&o.stdout);
-    for want in ["sbin/mke2fs", "libext2fs.so.2", "ld-linux-x86-64.so.2", "virtio_blk.ko", "virtio_ring.ko", "vfat.ko", "fat.ko", "anemos.modules", "etc/anemos/modules ->"] {
+    for want in [
+        "sbin/mke2fs",
+        "libext2fs.so.2",
+        "ld-linux-x86-64.so.2",
+        "virtio_blk.ko",
+        "virtio_ring.ko",
+        "vfat.ko",
+        "fat.ko",
+        "anemos.modules",
+        "etc/anemos/modules ->",
+    ] {
         assert!(listing.contains(want), "{want} missing from inspect output");
     }
     let o = ok({
         let mut c = anemos();
-        c.arg("inspect").arg(&img).args(["--cat", "/etc/anemos/modules"]);
+        c.arg("inspect")
+            .arg(&img)
+            .args(["--cat", "/etc/anemos/modules"]);
         c
     });
     let manifest = String::from_utf8_lossy(&o.stdout);
-    let pos = |m: &str| manifest.lines().position(|l| l.starts_with(&format!("{m} "))).unwrap_or_else(|| panic!("{m} not in manifest:\n{manifest}"));
+    let pos = |m: &str| {
+        manifest
+            .lines()
+            .position(|l| l.starts_with(&format!("{m} ")))
+            .unwrap_or_else(|| panic!("{m} not in manifest:\n{manifest}"))
+    };
     assert!(pos("virtio_ring") < pos("virtio") || pos("virtio") < pos("virtio_blk"));
-    assert!(pos("virtio") < pos("virtio_blk") && pos("fat") < pos("vfat"), "load order:\n{manifest}");
+    assert!(
+        pos("virtio") < pos("virtio_blk") && pos("fat") < pos("vfat"),
+        "load order:\n{manifest}"
+    );
 }
 
 #[test]
@@ -322,7 +494,10 @@ fn inspect_shows_base_and_payload_segments() {
     fs::create_dir(&p).unwrap();
     fs::write(p.join("anemos.toml"), "hostname = \"x\"\n").unwrap();
     let img = d.path().join("img");
-    ok(pack_cmd(&img, &["--compress", "xz", "--payload", p.to_str().unwrap()]));
+    ok(pack_cmd(
+        &img,
+        &["--compress", "xz", "--payload", p.to_str().unwrap()],
+    ));
     let o = ok({
         let mut c = anemos();
         c.arg("inspect").arg(&img);
@@ -333,7 +508,9 @@ fn inspect_shows_base_and_payload_segments() {
     assert!(s.contains("segment 1: offset 0x"), "{s}");
     let o = ok({
         let mut c = anemos();
-        c.arg("inspect").arg(&img).args(["--cat", "payload/anemos.toml"]);
+        c.arg("inspect")
+            .arg(&img)
+            .args(["--cat", "payload/anemos.toml"]);
         c
     });
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hostname = \"x\"\n");
@@ -342,7 +519,8 @@ fn inspect_shows_base_and_payload_segments() {
 #[test]
 fn plan_on_image_files_and_validate_errors() {
     let d = tempfile::tempdir().unwrap();
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
+    let cfg =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
     let d0 = d.path().join("d0.img");
     let d1 = d.path().join("d1.img");
     fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
@@ -350,21 +528,42 @@ fn plan_on_image_files_and_validate_errors() {
     let before = sha256(&d0);
     let o = ok({
         let mut c = anemos();
-        c.arg("plan").arg(&cfg).arg("--disk").arg(format!("{}:serial=sys0", d0.display())).arg("--disk").arg(format!("{}:serial=data0", d1.display()));
+        c.arg("plan")
+            .arg(&cfg)
+            .arg("--disk")
+            .arg(format!("{}:serial=sys0", d0.display()))
+            .arg("--disk")
+            .arg(format!("{}:serial=data0", d1.display()));
         c
     });
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("DESTROYED: every partition and all data on") && out.contains("PRESERVED: never opened for writing"), "{out}");
-    assert!(out.contains("   1        2048      206847    100 MiB  esp"), "{out}");
-    assert!(out.contains("UUID=A3D8-E229 /boot vfat"), "derived ids are stable across runs:\n{out}");
+    assert!(
+        out.contains("DESTROYED: every partition and all data on")
+            && out.contains("PRESERVED: never opened for writing"),
+        "{out}"
+    );
+    assert!(
+        out.contains("   1        2048      206847    100 MiB  esp"),
+        "{out}"
+    );
+    assert!(
+        out.contains("UUID=A3D8-E229 /boot vfat"),
+        "derived ids are stable across runs:\n{out}"
+    );
     assert_eq!(sha256(&d0), before, "plan must not write");
     // One disk only: the data rule matches nothing, and the error lists the candidates.
     let e = err_line_multi({
         let mut c = anemos();
-        c.arg("plan").arg(&cfg).arg("--disk").arg(format!("{}:serial=sys0", d0.display()));
+        c.arg("plan")
+            .arg(&cfg)
+            .arg("--disk")
+            .arg(format!("{}:serial=sys0", d0.display()));
         c
     });
-    assert!(e.contains("disk \"data\": match { serial = \"data0\" } found no disk; candidates:"), "{e}");
+    assert!(
+        e.contains("disk \"data\": match { serial = \"data0\" } found no disk; candidates:"),
+        "{e}"
+    );
     let bad = d.path().join("bad.toml");
     fs::write(&bad, "[[disk]]\nname = \"x\"\nmatch = { serial = \"a\" }\nwipe = true\npartitions = [ { label = \"r\", type = \"root\", size = \"12Q\", format = \"ext4\", mount = \"/\" } ]\n").unwrap();
     let e = err_line({
@@ -372,5 +571,8 @@ fn plan_on_image_files_and_validate_errors() {
         c.arg("validate").arg(&bad);
         c
     });
-    assert!(e.contains("disk[0].partitions[0].size: \"12Q\" is not a size"), "{e}");
+    assert!(
+        e.contains("disk[0].partitions[0].size: \"12Q\" is not a size"),
+        "{e}"
+    );
 }

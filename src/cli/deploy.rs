@@ -32,7 +32,12 @@ pub fn ssh_argv(host: &str, opts: &[String], batch: bool, cmd: &str) -> Vec<Stri
         v.push(o.clone());
     }
     if batch {
-        v.extend(["-o".into(), "BatchMode=yes".into(), "-o".into(), "ConnectTimeout=10".into()]);
+        v.extend([
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-o".into(),
+            "ConnectTimeout=10".into(),
+        ]);
     }
     v.push(host.to_string());
     v.push(cmd.to_string());
@@ -62,16 +67,35 @@ fn step(n: u32, total: u32, what: &str) {
 
 fn ssh_output(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
     let argv = ssh_argv(&a.host, &a.ssh_options, true, cmd);
-    let o = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::null()).output().with_context(|| "running ssh (is OpenSSH installed?)")?;
-    Ok((o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))))
+    let o = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| "running ssh (is OpenSSH installed?)")?;
+    Ok((
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    ))
 }
 
 fn upload(a: &DeployArgs, local: &Path, remote: &str) -> Result<()> {
-    let cmd = format!("cat > {q}.part && chmod 0755 {q}.part && mv {q}.part {q}", q = sh_quote(remote));
+    let cmd = format!(
+        "cat > {q}.part && chmod 0755 {q}.part && mv {q}.part {q}",
+        q = sh_quote(remote)
+    );
     let argv = ssh_argv(&a.host, &a.ssh_options, true, &cmd);
-    let mut child = Command::new(&argv[0]).args(&argv[1..]).stdin(Stdio::piped()).spawn().context("running ssh")?;
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("running ssh")?;
     let mut input = child.stdin.take().context("ssh stdin")?;
-    let mut f = std::fs::File::open(local).with_context(|| format!("opening {}", local.display()))?;
+    let mut f =
+        std::fs::File::open(local).with_context(|| format!("opening {}", local.display()))?;
     let total = f.metadata()?.len();
     let mut buf = vec![0u8; 1 << 20];
     let (mut done, t, mut last) = (0u64, Instant::now(), Instant::now());
@@ -80,17 +104,29 @@ fn upload(a: &DeployArgs, local: &Path, remote: &str) -> Result<()> {
         if n == 0 {
             break;
         }
-        input.write_all(&buf[..n]).with_context(|| format!("uploading {}", local.display()))?;
+        input
+            .write_all(&buf[..n])
+            .with_context(|| format!("uploading {}", local.display()))?;
         done += n as u64;
         if last.elapsed() > Duration::from_secs(2) {
             last = Instant::now();
-            eprintln!("deploy:   {} {}/{} MiB ({:.1} MB/s)", local.display(), done >> 20, total >> 20, done as f64 / t.elapsed().as_secs_f64() / 1e6);
+            eprintln!(
+                "deploy:   {} {}/{} MiB ({:.1} MB/s)",
+                local.display(),
+                done >> 20,
+                total >> 20,
+                done as f64 / t.elapsed().as_secs_f64() / 1e6
+            );
         }
     }
     drop(input);
     let st = child.wait()?;
     if !st.success() {
-        bail!("uploading {} to {}:{remote} failed ({st})", local.display(), a.host);
+        bail!(
+            "uploading {} to {}:{remote} failed ({st})",
+            local.display(),
+            a.host
+        );
     }
     Ok(())
 }
@@ -102,11 +138,21 @@ fn local_sha(p: &Path) -> Result<String> {
 
 pub fn run(a: DeployArgs) -> Result<()> {
     let total = 6;
-    step(1, total, &format!("packing the payload {}", a.payload.display()));
+    step(
+        1,
+        total,
+        &format!("packing the payload {}", a.payload.display()),
+    );
     let tmp = std::env::temp_dir().join(format!("anemos-deploy-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let payload_img = tmp.join("payload.img");
-    pack::pack_payload(&a.payload, &payload_img, Compression::Zstd, None, pack::mtime_from_env()?)?;
+    pack::pack_payload(
+        &a.payload,
+        &payload_img,
+        Compression::Zstd,
+        None,
+        pack::mtime_from_env()?,
+    )?;
     let me = std::env::current_exe().context("finding this anemos binary")?;
     let files: Vec<(PathBuf, String)> = vec![
         (me, format!("{}/anemos", a.remote_dir)),
@@ -116,7 +162,14 @@ pub fn run(a: DeployArgs) -> Result<()> {
 
     step(2, total, &format!("checking what {} already has", a.host));
     let list: Vec<String> = files.iter().map(|(_, r)| sh_quote(r)).collect();
-    let (ok, out) = ssh_output(&a, &format!("mkdir -p {} && (sha256sum {} 2>/dev/null; true)", sh_quote(&a.remote_dir), list.join(" ")))?;
+    let (ok, out) = ssh_output(
+        &a,
+        &format!(
+            "mkdir -p {} && (sha256sum {} 2>/dev/null; true)",
+            sh_quote(&a.remote_dir),
+            list.join(" ")
+        ),
+    )?;
     if !ok {
         bail!("cannot reach {} over ssh: {}", a.host, out.trim());
     }
@@ -136,7 +189,10 @@ pub fn run(a: DeployArgs) -> Result<()> {
         a.remote_dir,
         sh_quote(&format!("{}/base.img", a.remote_dir)),
         sh_quote(&format!("{}/payload.img", a.remote_dir)),
-        a.append.as_ref().map(|x| format!(" --append {}", sh_quote(x))).unwrap_or_default()
+        a.append
+            .as_ref()
+            .map(|x| format!(" --append {}", sh_quote(x)))
+            .unwrap_or_default()
     );
     step(3, total, "the plan on the server (nothing is changed yet)");
     let (ok, out) = ssh_output(&a, &kexec)?;
@@ -145,23 +201,40 @@ pub fn run(a: DeployArgs) -> Result<()> {
         bail!("the server refused the deploy (see above); nothing was changed");
     }
     if !a.yes {
-        eprint!("deploy: this erases every disk marked DESTROYED above on {}. Type 'yes' to go on: ", a.host);
+        eprint!(
+            "deploy: this erases every disk marked DESTROYED above on {}. Type 'yes' to go on: ",
+            a.host
+        );
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
         if line.trim() != "yes" {
             bail!("not confirmed; nothing was changed");
         }
     }
-    step(4, total, "kexec into the deploy image (the ssh connection will drop)");
+    step(
+        4,
+        total,
+        "kexec into the deploy image (the ssh connection will drop)",
+    );
     let (_, out) = ssh_output(&a, &format!("{kexec} --yes"))?;
     if !out.contains("kexec loaded") {
         bail!("the remote kexec did not start:\n{}", out.trim());
     }
-    step(5, total, &format!("waiting up to {} s for {} to come back on ssh", a.timeout, a.host));
+    step(
+        5,
+        total,
+        &format!(
+            "waiting up to {} s for {} to come back on ssh",
+            a.timeout, a.host
+        ),
+    );
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(5));
     loop {
-        if let Ok((true, _)) = ssh_output(&a, "test -f /var/log/anemos/deploy-report.txt && echo deployed") {
+        if let Ok((true, _)) = ssh_output(
+            &a,
+            "test -f /var/log/anemos/deploy-report.txt && echo deployed",
+        ) {
             break;
         }
         if t.elapsed() > Duration::from_secs(a.timeout) {
@@ -169,9 +242,20 @@ pub fn run(a: DeployArgs) -> Result<()> {
         }
         std::thread::sleep(Duration::from_secs(3));
     }
-    step(6, total, &format!("{} is up as the deployed system after {} s", a.host, t.elapsed().as_secs()));
+    step(
+        6,
+        total,
+        &format!(
+            "{} is up as the deployed system after {} s",
+            a.host,
+            t.elapsed().as_secs()
+        ),
+    );
     let _ = std::fs::remove_dir_all(&tmp);
-    println!("deploy: success: {} runs the deployed system (/var/log/anemos/deploy-report.txt present)", a.host);
+    println!(
+        "deploy: success: {} runs the deployed system (/var/log/anemos/deploy-report.txt present)",
+        a.host
+    );
     Ok(())
 }
 
@@ -181,14 +265,44 @@ mod tests {
 
     #[test]
     fn ssh_argv_passes_options_and_batch_mode() {
-        let v = ssh_argv("root@h", &["Port=2222".into(), "IdentityFile=/k".into()], true, "true");
-        assert_eq!(v, ["ssh", "-o", "Port=2222", "-o", "IdentityFile=/k", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@h", "true"]);
+        let v = ssh_argv(
+            "root@h",
+            &["Port=2222".into(), "IdentityFile=/k".into()],
+            true,
+            "true",
+        );
+        assert_eq!(
+            v,
+            [
+                "ssh",
+                "-o",
+                "Port=2222",
+                "-o",
+                "IdentityFile=/k",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "root@h",
+                "true"
+            ]
+        );
     }
 
     #[test]
     fn quoting_and_sums() {
         assert_eq!(sh_quote("a b'c"), "'a b'\\''c'");
-        let s = format!("{}  /tmp/x/anemos\ngarbage\n{}  /tmp/x/base.img\n", "a".repeat(64), "b".repeat(64));
-        assert_eq!(parse_sums(&s), [("/tmp/x/anemos".to_string(), "a".repeat(64)), ("/tmp/x/base.img".to_string(), "b".repeat(64))]);
+        let s = format!(
+            "{}  /tmp/x/anemos\ngarbage\n{}  /tmp/x/base.img\n",
+            "a".repeat(64),
+            "b".repeat(64)
+        );
+        assert_eq!(
+            parse_sums(&s),
+            [
+                ("/tmp/x/anemos".to_string(), "a".repeat(64)),
+                ("/tmp/x/base.img".to_string(), "b".repeat(64))
+            ]
+        );
     }
 }

@@ -32,17 +32,34 @@ pub fn kernel_candidates(release: &str, cmdline: &str) -> Vec<PathBuf> {
 /// The kernel command line for the deploy image: the current `console=` arguments (so the
 /// operator sees the same console), the current `anemos.*` ones, then `--append`.
 pub fn compose_cmdline(current: &str, append: Option<&str>) -> String {
-    let mut words: Vec<String> =
-        crate::init::cmdline::split_words(current).into_iter().filter(|w| w.starts_with("console=") || w.starts_with("anemos.")).collect();
+    let mut words: Vec<String> = crate::init::cmdline::split_words(current)
+        .into_iter()
+        .filter(|w| w.starts_with("console=") || w.starts_with("anemos."))
+        .collect();
     if let Some(a) = append {
         words.extend(crate::init::cmdline::split_words(a));
     }
-    words.iter().map(|w| if w.contains(' ') { format!("\"{w}\"") } else { w.clone() }).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|w| {
+            if w.contains(' ') {
+                format!("\"{w}\"")
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `MemAvailable` from /proc/meminfo, in bytes.
 pub fn mem_available(meminfo: &str) -> Option<u64> {
-    meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:")).and_then(|r| r.split_whitespace().next()).and_then(|k| k.parse::<u64>().ok()).map(|k| k * 1024)
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|k| k.parse::<u64>().ok())
+        .map(|k| k * 1024)
 }
 
 /// Headroom beyond the unpacked image: the init, page cache for unpacking, tools.
@@ -72,14 +89,20 @@ pub fn check_kexec_allowed(load_disabled: Option<&str>, lockdown: Option<&str>) 
     }
     if let Some(l) = lockdown {
         if !l.contains("[none]") && !l.trim().is_empty() {
-            bail!("kernel lockdown is active ({}); kexec needs a signed kernel and is refused here", l.trim());
+            bail!(
+                "kernel lockdown is active ({}); kexec needs a signed kernel and is refused here",
+                l.trim()
+            );
         }
     }
     Ok(())
 }
 
 fn sum_uncompressed(image: &Path) -> Result<u64> {
-    Ok(pack::inspect::read_segments(image)?.iter().map(|s| s.uncompressed_size).sum())
+    Ok(pack::inspect::read_segments(image)?
+        .iter()
+        .map(|s| s.uncompressed_size)
+        .sum())
 }
 
 pub struct KexecArgs {
@@ -92,7 +115,8 @@ pub struct KexecArgs {
 
 /// Reads anemos.toml out of a payload given as a dir, a tar or a packed payload file.
 fn payload_segment(p: &Path) -> Result<(Vec<u8>, String)> {
-    let md = fs::metadata(p).with_context(|| format!("--payload {}: no such file or directory", p.display()))?;
+    let md = fs::metadata(p)
+        .with_context(|| format!("--payload {}: no such file or directory", p.display()))?;
     let seg = if md.is_dir() || is_tar(p) {
         pack::payload_segment(p, Compression::Zstd, None, pack::mtime_from_env()?)?.0
     } else {
@@ -102,19 +126,28 @@ fn payload_segment(p: &Path) -> Result<(Vec<u8>, String)> {
     fs::write(&tmp, &seg)?;
     let cfg = pack::inspect::cat(&tmp, "payload/anemos.toml");
     let _ = fs::remove_file(&tmp);
-    let cfg = cfg.with_context(|| format!("--payload {}: no payload/anemos.toml in it", p.display()))?;
+    let cfg =
+        cfg.with_context(|| format!("--payload {}: no payload/anemos.toml in it", p.display()))?;
     Ok((seg, String::from_utf8_lossy(&cfg).into_owned()))
 }
 
 fn is_tar(p: &Path) -> bool {
     let n = p.to_string_lossy();
-    n.ends_with(".tar") || n.ends_with(".tar.gz") || n.ends_with(".tgz") || n.ends_with(".tar.zst") || n.ends_with(".tar.xz")
+    n.ends_with(".tar")
+        || n.ends_with(".tar.gz")
+        || n.ends_with(".tgz")
+        || n.ends_with(".tar.zst")
+        || n.ends_with(".tar.xz")
 }
 
 /// Notes about disks that hold the running root.
 fn running_root_notes(plan: &crate::disk::plan::Plan) -> Vec<String> {
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let root_src = mounts.lines().find(|l| l.split_whitespace().nth(1) == Some("/")).and_then(|l| l.split_whitespace().next()).unwrap_or("");
+    let root_src = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("/"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("");
     let mut v = Vec::new();
     for d in &plan.disks {
         if let crate::disk::plan::DiskAction::Repartition { .. } = d.action {
@@ -131,20 +164,35 @@ fn running_root_notes(plan: &crate::disk::plan::Plan) -> Vec<String> {
 
 pub fn run(a: KexecArgs) -> Result<()> {
     let (seg, cfg_text) = payload_segment(&a.payload)?;
-    let v = crate::config::load(&cfg_text, "payload anemos.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let v = crate::config::load(&cfg_text, "payload anemos.toml")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let disks = crate::disk::discover::from_sysfs(Path::new("/sys"), Path::new("/dev"))?;
     let plan = crate::disk::plan::plan(&v.layout, &disks)?;
     println!("{}", crate::disk::plan::render(&plan).trim_end());
     for n in running_root_notes(&plan) {
         println!("{n}");
     }
-    let base = fs::metadata(&a.image).with_context(|| format!("--image {}: no such file", a.image.display()))?.len();
-    let unpacked = sum_uncompressed(&a.image).with_context(|| format!("--image {}: not an initramfs image", a.image.display()))? + seg.len() as u64 * 4;
+    let base = fs::metadata(&a.image)
+        .with_context(|| format!("--image {}: no such file", a.image.display()))?
+        .len();
+    let unpacked = sum_uncompressed(&a.image)
+        .with_context(|| format!("--image {}: not an initramfs image", a.image.display()))?
+        + seg.len() as u64 * 4;
     let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let avail = mem_available(&meminfo).unwrap_or(0);
     check_ram(avail, base + seg.len() as u64, unpacked)?;
-    check_kexec_allowed(fs::read_to_string("/proc/sys/kernel/kexec_load_disabled").ok().as_deref(), fs::read_to_string("/sys/kernel/security/lockdown").ok().as_deref())?;
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    check_kexec_allowed(
+        fs::read_to_string("/proc/sys/kernel/kexec_load_disabled")
+            .ok()
+            .as_deref(),
+        fs::read_to_string("/sys/kernel/security/lockdown")
+            .ok()
+            .as_deref(),
+    )?;
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
     let current = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let kernel = match &a.kernel {
         Some(k) => k.clone(),
@@ -153,7 +201,11 @@ pub fn run(a: KexecArgs) -> Result<()> {
         })?,
     };
     let cmdline = compose_cmdline(&current, a.append.as_deref());
-    println!("kernel: {}\ncommand line: {cmdline}\nRAM: {} MiB available", kernel.display(), avail >> 20);
+    println!(
+        "kernel: {}\ncommand line: {cmdline}\nRAM: {} MiB available",
+        kernel.display(),
+        avail >> 20
+    );
     if !a.yes {
         println!("nothing was changed. Re-run with --yes to kexec into the deploy image and carry out this plan.");
         return Ok(());
@@ -161,10 +213,15 @@ pub fn run(a: KexecArgs) -> Result<()> {
     // Base image + payload, joined in RAM-backed storage.
     let dir = Path::new("/run/anemos-kexec");
     fs::create_dir_all(dir).or_else(|_| fs::create_dir_all("/tmp/anemos-kexec"))?;
-    let dir = if dir.is_dir() { dir.to_path_buf() } else { PathBuf::from("/tmp/anemos-kexec") };
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        PathBuf::from("/tmp/anemos-kexec")
+    };
     let initrd = dir.join("initrd.img");
     {
-        let mut f = fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
+        let mut f =
+            fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
         let b = fs::read(&a.image)?;
         f.write_all(&b)?;
         f.write_all(&[0u8; 3][..(4 - b.len() % 4) % 4])?;
@@ -182,7 +239,10 @@ mod tests {
 
     #[test]
     fn kernel_discovery_order() {
-        let c = kernel_candidates("6.1.0-1-amd64", "BOOT_IMAGE=(hd0,gpt2)/vmlinuz-6.1.0-1-amd64 root=UUID=x");
+        let c = kernel_candidates(
+            "6.1.0-1-amd64",
+            "BOOT_IMAGE=(hd0,gpt2)/vmlinuz-6.1.0-1-amd64 root=UUID=x",
+        );
         assert_eq!(c[0], Path::new("/boot/vmlinuz-6.1.0-1-amd64"));
         assert_eq!(c[1], Path::new("/boot/vmlinuz-linux"));
         assert_eq!(c[2], Path::new("/lib/modules/6.1.0-1-amd64/vmlinuz"));
@@ -193,7 +253,10 @@ mod tests {
     #[test]
     fn cmdline_keeps_consoles_and_anemos_params() {
         let c = compose_cmdline("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro console=tty0 console=ttyS0,115200 quiet anemos.debug", Some("anemos.on_failure=shell \"x=a b\""));
-        assert_eq!(c, "console=tty0 console=ttyS0,115200 anemos.debug anemos.on_failure=shell \"x=a b\"");
+        assert_eq!(
+            c,
+            "console=tty0 console=ttyS0,115200 anemos.debug anemos.on_failure=shell \"x=a b\""
+        );
         assert_eq!(compose_cmdline("root=/dev/sda1", None), "");
     }
 
@@ -202,15 +265,27 @@ mod tests {
         let m = "MemTotal:  2048000 kB\nMemFree: 100 kB\nMemAvailable:  1024000 kB\n";
         assert_eq!(mem_available(m), Some(1024000 * 1024));
         assert!(check_ram(2 << 30, 20 << 20, 60 << 20).is_ok());
-        let e = check_ram(300 << 20, 20 << 20, 60 << 20).unwrap_err().to_string();
+        let e = check_ram(300 << 20, 20 << 20, 60 << 20)
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "not enough free RAM for the deploy image: 300 MiB available, need 336 MiB (60 MiB unpacked + 20 MiB packed + 256 MiB headroom)");
     }
 
     #[test]
     fn kexec_refusals() {
-        assert!(check_kexec_allowed(Some("0\n"), Some("[none] integrity confidentiality\n")).is_ok());
+        assert!(
+            check_kexec_allowed(Some("0\n"), Some("[none] integrity confidentiality\n")).is_ok()
+        );
         assert!(check_kexec_allowed(None, None).is_ok());
-        assert!(check_kexec_allowed(Some("1\n"), None).unwrap_err().to_string().contains("kexec_load_disabled = 1"));
-        assert!(check_kexec_allowed(Some("0"), Some("none [integrity] confidentiality")).unwrap_err().to_string().contains("lockdown is active"));
+        assert!(check_kexec_allowed(Some("1\n"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("kexec_load_disabled = 1"));
+        assert!(
+            check_kexec_allowed(Some("0"), Some("none [integrity] confidentiality"))
+                .unwrap_err()
+                .to_string()
+                .contains("lockdown is active")
+        );
     }
 }

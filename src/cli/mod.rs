@@ -24,7 +24,14 @@ struct Cli {
     cmd: Cmd,
 }
 
-const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("ANEMOS_GIT"), ", ", env!("ANEMOS_TARGET"), ")");
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("ANEMOS_GIT"),
+    ", ",
+    env!("ANEMOS_TARGET"),
+    ")"
+);
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -209,15 +216,28 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Pack(a) => run_pack(a),
-        Cmd::PackPayload { src, output, compress, no_validate } => {
+        Cmd::PackPayload {
+            src,
+            output,
+            compress,
+            no_validate,
+        } => {
             if no_validate {
                 std::env::set_var("ANEMOS_NO_VALIDATE", "1");
             }
-            let (n, size) = pack::pack_payload(&src, &output, compress, None, pack::mtime_from_env()?)?;
-            eprintln!("anemos: wrote payload {} ({n} files, {size} bytes)", output.display());
+            let (n, size) =
+                pack::pack_payload(&src, &output, compress, None, pack::mtime_from_env()?)?;
+            eprintln!(
+                "anemos: wrote payload {} ({n} files, {size} bytes)",
+                output.display()
+            );
             Ok(())
         }
-        Cmd::Inspect { image, extract, cat } => run_inspect(image, extract, cat),
+        Cmd::Inspect {
+            image,
+            extract,
+            cat,
+        } => run_inspect(image, extract, cat),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "anemos", &mut std::io::stdout());
             Ok(())
@@ -228,26 +248,63 @@ fn run(cli: Cli) -> Result<()> {
                 "anemos: {} is valid: {} disk(s), {} partition(s) to create",
                 config.display(),
                 v.layout.disks.len(),
-                v.layout.disks.iter().map(|d| d.partitions.len()).sum::<usize>()
+                v.layout
+                    .disks
+                    .iter()
+                    .map(|d| d.partitions.len())
+                    .sum::<usize>()
             );
             Ok(())
         }
         Cmd::Plan { config, disk } => {
             let v = load_config(&config)?;
             let disks = if disk.is_empty() {
-                crate::disk::discover::from_sysfs(std::path::Path::new("/sys"), std::path::Path::new("/dev"))?
+                crate::disk::discover::from_sysfs(
+                    std::path::Path::new("/sys"),
+                    std::path::Path::new("/dev"),
+                )?
             } else {
-                disk.iter().map(|d| crate::disk::discover::from_image_spec(d)).collect::<Result<Vec<_>>>()?
+                disk.iter()
+                    .map(|d| crate::disk::discover::from_image_spec(d))
+                    .collect::<Result<Vec<_>>>()?
             };
             let plan = crate::disk::plan::plan(&v.layout, &disks)?;
             print!("{}", crate::disk::plan::render(&plan));
             print!("\n/etc/fstab:\n{}", crate::disk::fstab::render(&plan));
             Ok(())
         }
-        Cmd::Deploy { host, payload, image, ssh_option, remote_dir, append, yes, timeout } => {
-            deploy::run(deploy::DeployArgs { host, payload, image, ssh_options: ssh_option, remote_dir, append, yes, timeout })
-        }
-        Cmd::Kexec { image, payload, kernel, append, yes } => kexec::run(kexec::KexecArgs { image, payload, kernel, append, yes }),
+        Cmd::Deploy {
+            host,
+            payload,
+            image,
+            ssh_option,
+            remote_dir,
+            append,
+            yes,
+            timeout,
+        } => deploy::run(deploy::DeployArgs {
+            host,
+            payload,
+            image,
+            ssh_options: ssh_option,
+            remote_dir,
+            append,
+            yes,
+            timeout,
+        }),
+        Cmd::Kexec {
+            image,
+            payload,
+            kernel,
+            append,
+            yes,
+        } => kexec::run(kexec::KexecArgs {
+            image,
+            payload,
+            kernel,
+            append,
+            yes,
+        }),
         Cmd::Version => {
             println!("{}", crate::version::banner());
             Ok(())
@@ -256,7 +313,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn load_config(path: &std::path::Path) -> Result<crate::config::Validated> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let name = path.display().to_string();
     crate::config::load(&text, &name).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -269,10 +327,18 @@ fn run_pack(a: PackArgs) -> Result<()> {
     let mut kernel_modules = a.kernel_modules.clone();
     let mut modules = a.module.clone();
     if a.host_modules {
-        let release = rustix::system::uname().release().to_string_lossy().into_owned();
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
         kernel_modules.get_or_insert_with(|| PathBuf::from(format!("/lib/modules/{release}")));
         let loaded = std::fs::read_to_string("/proc/modules").unwrap_or_default();
-        modules.extend(loaded.lines().filter_map(|l| l.split_whitespace().next()).map(String::from));
+        modules.extend(
+            loaded
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .map(String::from),
+        );
     }
     let o = PackOptions {
         output: a.output.clone(),
@@ -315,7 +381,12 @@ fn run_inspect(image: PathBuf, extract: Option<PathBuf>, cat: Option<String>) ->
     }
     if let Some(dir) = extract {
         let s = inspect::extract(&image, &dir)?;
-        eprintln!("anemos: extracted {} into {}: {:?}", image.display(), dir.display(), s);
+        eprintln!(
+            "anemos: extracted {} into {}: {:?}",
+            image.display(),
+            dir.display(),
+            s
+        );
         return Ok(());
     }
     let segs = inspect::read_segments(&image)?;

@@ -52,7 +52,11 @@ impl Config {
         let mut errors: Vec<ConfigError> = problems
             .into_vec()
             .into_iter()
-            .map(|(key, message)| ConfigError { position: self.positions.find(&key), key, message })
+            .map(|(key, message)| ConfigError {
+                position: self.positions.find(&key),
+                key,
+                message,
+            })
             .collect();
         // File order reads best; problems without a position (a missing section) go last.
         errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
@@ -86,7 +90,12 @@ pub enum Install {
     /// Run an executable from the payload (path relative to the payload directory).
     Script { path: String, args: Vec<String> },
     /// Unpack a tar archive into the target, then optionally run `provision` chrooted in it.
-    Rootfs { source: RootfsSource, sha256: Option<[u8; 32]>, insecure: bool, provision: Option<String> },
+    Rootfs {
+        source: RootfsSource,
+        sha256: Option<[u8; 32]>,
+        insecure: bool,
+        provision: Option<String>,
+    },
 }
 
 /// Where a `rootfs` archive comes from.
@@ -180,7 +189,10 @@ pub struct ConfigErrors {
 
 impl ConfigErrors {
     fn new(origin: &str, errors: Vec<ConfigError>) -> Self {
-        ConfigErrors { origin: origin.to_string(), errors }
+        ConfigErrors {
+            origin: origin.to_string(),
+            errors,
+        }
     }
 }
 

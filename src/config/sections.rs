@@ -4,35 +4,68 @@
 
 use std::net::IpAddr;
 
-use super::schema::{BootloaderConfig, DeployConfig, InstallConfig, InterfaceConfig, NetworkConfig};
+use super::schema::{
+    BootloaderConfig, DeployConfig, InstallConfig, InterfaceConfig, NetworkConfig,
+};
 use super::units::{check_absolute_path, check_plain, check_relative_path, parse_sha256};
 use super::validate::Problems;
-use super::{Bootloader, Deploy, Finish, Install, Interface, InterfaceMatch, Network, RootfsSource};
+use super::{
+    Bootloader, Deploy, Finish, Install, Interface, InterfaceMatch, Network, RootfsSource,
+};
 
 /// Reports each given key that `kind` does not take.
-fn reject_unused(section: &str, kind: &str, given: &[(&str, bool)], allowed: &[&str], p: &mut Problems) {
+fn reject_unused(
+    section: &str,
+    kind: &str,
+    given: &[(&str, bool)],
+    allowed: &[&str],
+    p: &mut Problems,
+) {
     for (field, present) in given {
         if *present && !allowed.contains(field) {
-            let takes = if allowed.is_empty() { "no other keys".to_string() } else { allowed.join(", ") };
-            p.add(format!("{section}.{field}"), format!("not used with kind = {kind:?} (it takes: {takes})"));
+            let takes = if allowed.is_empty() {
+                "no other keys".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            p.add(
+                format!("{section}.{field}"),
+                format!("not used with kind = {kind:?} (it takes: {takes})"),
+            );
         }
     }
 }
 
 /// The `kind` key, or a "missing"/"unknown" problem.
-fn kind<'a>(section: &str, value: Option<&'a str>, kinds: &[&str], p: &mut Problems) -> Option<&'a str> {
+fn kind<'a>(
+    section: &str,
+    value: Option<&'a str>,
+    kinds: &[&str],
+    p: &mut Problems,
+) -> Option<&'a str> {
     let key = format!("{section}.kind");
     match value {
         None => p.add(key, format!("missing: use one of {}", kinds.join(", "))),
         Some(k) if kinds.contains(&k) => return Some(k),
-        Some(k) => p.add(key, format!("unknown kind {k:?} (use one of: {})", kinds.join(", "))),
+        Some(k) => p.add(
+            key,
+            format!("unknown kind {k:?} (use one of: {})", kinds.join(", ")),
+        ),
     }
     None
 }
 
 pub fn install(c: &InstallConfig, p: &mut Problems) -> Install {
-    let placeholder = Install::Script { path: String::new(), args: Vec::new() };
-    let Some(k) = kind("install", c.kind.as_deref(), &["makeimg", "script", "rootfs"], p) else {
+    let placeholder = Install::Script {
+        path: String::new(),
+        args: Vec::new(),
+    };
+    let Some(k) = kind(
+        "install",
+        c.kind.as_deref(),
+        &["makeimg", "script", "rootfs"],
+        p,
+    ) else {
         return placeholder;
     };
     let given = [
@@ -59,7 +92,11 @@ pub fn install(c: &InstallConfig, p: &mut Problems) -> Install {
     match k {
         "makeimg" => {
             let command = c.command.clone().unwrap_or_else(|| "makeimg".into());
-            if command.is_empty() || command.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            if command.is_empty()
+                || command
+                    .chars()
+                    .any(|ch| ch.is_whitespace() || ch.is_control())
+            {
                 p.add(
                     "install.command",
                     format!("{command:?}: give a program name or absolute path; put its arguments in args"),
@@ -69,12 +106,18 @@ pub fn install(c: &InstallConfig, p: &mut Problems) -> Install {
         }
         "script" => match c.path.as_deref() {
             None => {
-                p.add("install.path", "missing: the executable to run, relative to the payload directory");
+                p.add(
+                    "install.path",
+                    "missing: the executable to run, relative to the payload directory",
+                );
                 placeholder
             }
             Some(path) => {
                 p.check("install.path", check_relative_path(path));
-                Install::Script { path: path.to_string(), args }
+                Install::Script {
+                    path: path.to_string(),
+                    args,
+                }
             }
         },
         _ => rootfs(c, p),
@@ -84,11 +127,17 @@ pub fn install(c: &InstallConfig, p: &mut Problems) -> Install {
 fn rootfs(c: &InstallConfig, p: &mut Problems) -> Install {
     let source = match (c.path.as_deref(), c.url.as_deref()) {
         (Some(_), Some(_)) => {
-            p.add("install.url", "give path (an archive in the payload) or url, not both");
+            p.add(
+                "install.url",
+                "give path (an archive in the payload) or url, not both",
+            );
             RootfsSource::Path(String::new())
         }
         (None, None) => {
-            p.add("install.path", "missing: give path (an archive in the payload) or url");
+            p.add(
+                "install.path",
+                "missing: give path (an archive in the payload) or url",
+            );
             RootfsSource::Path(String::new())
         }
         (Some(path), None) => {
@@ -98,12 +147,18 @@ fn rootfs(c: &InstallConfig, p: &mut Problems) -> Install {
         (None, Some(url)) => {
             let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
             if !scheme_ok || url.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-                p.add("install.url", format!("{url:?} is not an http:// or https:// URL"));
+                p.add(
+                    "install.url",
+                    format!("{url:?} is not an http:// or https:// URL"),
+                );
             }
             RootfsSource::Url(url.to_string())
         }
     };
-    let sha256 = c.sha256.as_deref().and_then(|s| parse_sha256(s).map_err(|e| p.add("install.sha256", e)).ok());
+    let sha256 = c
+        .sha256
+        .as_deref()
+        .and_then(|s| parse_sha256(s).map_err(|e| p.add("install.sha256", e)).ok());
     let insecure = c.insecure.unwrap_or(false);
     match &source {
         RootfsSource::Url(_) if c.sha256.is_none() && !insecure => p.add(
@@ -118,14 +173,24 @@ fn rootfs(c: &InstallConfig, p: &mut Problems) -> Install {
     if let Some(s) = c.provision.as_deref() {
         p.check("install.provision", check_relative_path(s));
     }
-    Install::Rootfs { source, sha256, insecure, provision: c.provision.clone() }
+    Install::Rootfs {
+        source,
+        sha256,
+        insecure,
+        provision: c.provision.clone(),
+    }
 }
 
 pub fn bootloader(c: Option<&BootloaderConfig>, p: &mut Problems) -> Bootloader {
     let Some(c) = c else {
         return Bootloader::None;
     };
-    let Some(k) = kind("bootloader", c.kind.as_deref(), &["systemd-boot", "command", "none"], p) else {
+    let Some(k) = kind(
+        "bootloader",
+        c.kind.as_deref(),
+        &["systemd-boot", "command", "none"],
+        p,
+    ) else {
         return Bootloader::None;
     };
     let given = [
@@ -150,18 +215,30 @@ pub fn bootloader(c: Option<&BootloaderConfig>, p: &mut Problems) -> Bootloader 
             }
             let initrd = c.initrd.clone().unwrap_or_default();
             for (i, path) in initrd.iter().enumerate() {
-                p.check(&format!("bootloader.initrd[{i}]"), check_absolute_path(path));
+                p.check(
+                    &format!("bootloader.initrd[{i}]"),
+                    check_absolute_path(path),
+                );
             }
-            Bootloader::SystemdBoot { options: c.options.clone(), kernel: c.kernel.clone(), initrd }
+            Bootloader::SystemdBoot {
+                options: c.options.clone(),
+                kernel: c.kernel.clone(),
+                initrd,
+            }
         }
         "command" => match c.command.as_deref() {
             None => {
-                p.add("bootloader.command", "missing: the shell command to run chrooted in the target");
+                p.add(
+                    "bootloader.command",
+                    "missing: the shell command to run chrooted in the target",
+                );
                 Bootloader::None
             }
             Some(cmd) => {
                 p.check("bootloader.command", check_plain(cmd));
-                Bootloader::Command { command: cmd.to_string() }
+                Bootloader::Command {
+                    command: cmd.to_string(),
+                }
             }
         },
         _ => Bootloader::None,
@@ -182,7 +259,10 @@ pub fn deploy(c: Option<&DeployConfig>, bootloader: &Bootloader, p: &mut Problem
         }
         Some("poweroff") => Finish::Poweroff,
         Some(other) => {
-            p.add("deploy.finish", format!("unknown finish {other:?} (use one of: reboot, kexec, poweroff)"));
+            p.add(
+                "deploy.finish",
+                format!("unknown finish {other:?} (use one of: reboot, kexec, poweroff)"),
+            );
             Finish::Reboot
         }
     };
@@ -193,8 +273,12 @@ pub fn network(c: Option<&NetworkConfig>, p: &mut Problems) -> Network {
     let Some(c) = c else {
         return Network::default();
     };
-    let interfaces =
-        c.interface.iter().enumerate().map(|(i, ic)| interface(ic, &format!("network.interface[{i}]"), p)).collect();
+    let interfaces = c
+        .interface
+        .iter()
+        .enumerate()
+        .map(|(i, ic)| interface(ic, &format!("network.interface[{i}]"), p))
+        .collect();
     Network { interfaces }
 }
 
@@ -205,26 +289,52 @@ fn interface(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> Interface {
         .addresses
         .iter()
         .enumerate()
-        .filter_map(|(j, a)| parse_cidr(a).map_err(|e| p.add(format!("{ik}.addresses[{j}]"), e)).ok())
+        .filter_map(|(j, a)| {
+            parse_cidr(a)
+                .map_err(|e| p.add(format!("{ik}.addresses[{j}]"), e))
+                .ok()
+        })
         .collect();
     if !dhcp && c.addresses.is_empty() {
-        p.add(format!("{ik}.dhcp"), "this interface gets no address: set dhcp = true or give addresses");
+        p.add(
+            format!("{ik}.dhcp"),
+            "this interface gets no address: set dhcp = true or give addresses",
+        );
     }
     let ips = |field: &str, list: &[String], p: &mut Problems| -> Vec<IpAddr> {
         let parsed = list.iter().enumerate().map(|(j, s)| {
-            s.parse::<IpAddr>().map_err(|_| p.add(format!("{ik}.{field}[{j}]"), format!("{s:?} is not an IP address")))
+            s.parse::<IpAddr>().map_err(|_| {
+                p.add(
+                    format!("{ik}.{field}[{j}]"),
+                    format!("{s:?} is not an IP address"),
+                )
+            })
         });
         parsed.filter_map(Result::ok).collect()
     };
     let gateways = ips("gateways", &c.gateways, p);
     let dns = ips("dns", &c.dns, p);
     if let Some(mtu) = c.mtu {
-        let min = if addresses.iter().any(|(a, _)| a.is_ipv6()) { 1280 } else { 68 };
+        let min = if addresses.iter().any(|(a, _)| a.is_ipv6()) {
+            1280
+        } else {
+            68
+        };
         if !(min..=65535).contains(&mtu) {
-            p.add(format!("{ik}.mtu"), format!("{mtu} is out of range ({min}..=65535)"));
+            p.add(
+                format!("{ik}.mtu"),
+                format!("{mtu} is out of range ({min}..=65535)"),
+            );
         }
     }
-    Interface { matcher, dhcp, addresses, gateways, dns, mtu: c.mtu }
+    Interface {
+        matcher,
+        dhcp,
+        addresses,
+        gateways,
+        dns,
+        mtu: c.mtu,
+    }
 }
 
 fn interface_match(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> InterfaceMatch {
@@ -234,29 +344,57 @@ fn interface_match(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> Interface
         return InterfaceMatch::default();
     };
     if m.name.is_none() && m.mac.is_none() && m.driver.is_none() {
-        p.add(&mk, "no matcher given: set at least one of name, mac, driver");
+        p.add(
+            &mk,
+            "no matcher given: set at least one of name, mac, driver",
+        );
     }
     if let Some(n) = m.name.as_deref() {
-        let bad = n.is_empty() || n.chars().any(|ch| ch == '/' || ch == ':' || ch.is_whitespace() || ch.is_control());
+        let bad = n.is_empty()
+            || n.chars()
+                .any(|ch| ch == '/' || ch == ':' || ch.is_whitespace() || ch.is_control());
         if bad || (!n.contains('*') && n.len() > 15) {
-            p.add(format!("{mk}.name"), format!("{n:?} is not an interface name (at most 15 characters, no '/', ':' or spaces)"));
+            p.add(
+                format!("{mk}.name"),
+                format!(
+                    "{n:?} is not an interface name (at most 15 characters, no '/', ':' or spaces)"
+                ),
+            );
         }
     }
-    let mac = m.mac.as_deref().and_then(|s| parse_mac(s).map_err(|e| p.add(format!("{mk}.mac"), e)).ok());
+    let mac = m
+        .mac
+        .as_deref()
+        .and_then(|s| parse_mac(s).map_err(|e| p.add(format!("{mk}.mac"), e)).ok());
     if let Some(d) = m.driver.as_deref() {
-        if d.is_empty() || !d.bytes().all(|ch| ch.is_ascii_alphanumeric() || ch == b'_' || ch == b'-') {
-            p.add(format!("{mk}.driver"), format!("{d:?} is not a kernel driver name (e.g. \"virtio_net\")"));
+        if d.is_empty()
+            || !d
+                .bytes()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == b'_' || ch == b'-')
+        {
+            p.add(
+                format!("{mk}.driver"),
+                format!("{d:?} is not a kernel driver name (e.g. \"virtio_net\")"),
+            );
         }
     }
-    InterfaceMatch { name: m.name.clone(), mac, driver: m.driver.clone() }
+    InterfaceMatch {
+        name: m.name.clone(),
+        mac,
+        driver: m.driver.clone(),
+    }
 }
 
 /// "192.0.2.10/24", "2001:db8::10/64".
 fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
     let Some((addr, prefix)) = text.split_once('/') else {
-        return Err(format!("{text:?} needs a prefix length, e.g. \"192.0.2.10/24\""));
+        return Err(format!(
+            "{text:?} needs a prefix length, e.g. \"192.0.2.10/24\""
+        ));
     };
-    let addr: IpAddr = addr.parse().map_err(|_| format!("{text:?}: {addr:?} is not an IP address"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?}: {addr:?} is not an IP address"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     match prefix.parse::<u8>() {
         Ok(n) if n <= max => Ok((addr, n)),

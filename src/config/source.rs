@@ -36,7 +36,11 @@ impl Positions {
 }
 
 fn parent_key(key: &str) -> Option<&str> {
-    let cut = if key.ends_with(']') { key.rfind('[') } else { key.rfind('.') };
+    let cut = if key.ends_with(']') {
+        key.rfind('[')
+    } else {
+        key.rfind('.')
+    };
     cut.map(|i| &key[..i])
 }
 
@@ -72,7 +76,10 @@ pub fn parse_document(text: &str, origin: &str) -> Result<Config, ConfigErrors> 
     let mut positions = Positions::default();
     for e in &entries {
         let at = e.key_span.as_ref().unwrap_or(&e.value_span).start;
-        positions.map.entry(render(&e.path)).or_insert_with(|| line_col(text, at));
+        positions
+            .map
+            .entry(render(&e.path))
+            .or_insert_with(|| line_col(text, at));
     }
 
     let mut doc = root;
@@ -91,7 +98,11 @@ pub fn parse_document(text: &str, origin: &str) -> Result<Config, ConfigErrors> 
         let hit = span.as_ref().and_then(|s| locate(&entries, s));
         let key = hit.map(|h| render(&h.path)).unwrap_or_default();
         let message = rewrite_message(err.message(), &key);
-        errors.push(ConfigError { key, message, position: span.map(|s| line_col(text, s.start)) });
+        errors.push(ConfigError {
+            key,
+            message,
+            position: span.map(|s| line_col(text, s.start)),
+        });
         match hit {
             Some(h) if remove(doc.get_mut(), &h.path) => {}
             _ => break,
@@ -104,7 +115,11 @@ pub fn parse_document(text: &str, origin: &str) -> Result<Config, ConfigErrors> 
 fn index_table(table: &DeTable<'_>, prefix: &mut Vec<Seg>, out: &mut Vec<Entry>) {
     for (k, v) in table.iter() {
         prefix.push(Seg::Key(k.get_ref().to_string()));
-        out.push(Entry { path: prefix.clone(), key_span: Some(k.span()), value_span: v.span() });
+        out.push(Entry {
+            path: prefix.clone(),
+            key_span: Some(k.span()),
+            value_span: v.span(),
+        });
         index_value(v.get_ref(), prefix, out);
         prefix.pop();
     }
@@ -116,7 +131,11 @@ fn index_value(value: &DeValue<'_>, prefix: &mut Vec<Seg>, out: &mut Vec<Entry>)
         DeValue::Array(a) => {
             for (i, e) in a.iter().enumerate() {
                 prefix.push(Seg::Index(i));
-                out.push(Entry { path: prefix.clone(), key_span: None, value_span: e.span() });
+                out.push(Entry {
+                    path: prefix.clone(),
+                    key_span: None,
+                    value_span: e.span(),
+                });
                 index_value(e.get_ref(), prefix, out);
                 prefix.pop();
             }
@@ -133,7 +152,10 @@ fn locate<'a>(entries: &'a [Entry], span: &Range<usize>) -> Option<&'a Entry> {
         .iter()
         .filter_map(|e| {
             let spans = e.key_span.iter().chain(std::iter::once(&e.value_span));
-            let len = spans.filter(|s| encloses(s)).map(|s| s.end - s.start).min()?;
+            let len = spans
+                .filter(|s| encloses(s))
+                .map(|s| s.end - s.start)
+                .min()?;
             Some((len, std::cmp::Reverse(e.path.len()), e))
         })
         .min_by_key(|(len, depth, _)| (*len, *depth))
@@ -169,7 +191,9 @@ fn table_at<'a, 'i>(table: &'a mut DeTable<'i>, path: &[Seg]) -> Option<&'a mut 
 fn table_in_value<'a, 'i>(value: &'a mut DeValue<'i>, path: &[Seg]) -> Option<&'a mut DeTable<'i>> {
     match (value, path.split_first()) {
         (DeValue::Table(t), _) => table_at(t, path),
-        (DeValue::Array(a), Some((Seg::Index(i), rest))) => table_in_value(a.get_mut(*i)?.get_mut(), rest),
+        (DeValue::Array(a), Some((Seg::Index(i), rest))) => {
+            table_in_value(a.get_mut(*i)?.get_mut(), rest)
+        }
         _ => None,
     }
 }
@@ -184,7 +208,9 @@ fn render(path: &[Seg]) -> String {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                let bare = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let bare = !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                 if bare {
                     out.push_str(k);
                 } else {
@@ -231,19 +257,30 @@ mod tests {
 
     #[test]
     fn positions_fall_back_to_the_parent() {
-        let text = "hostname = \"a\"\n[[disk]]\nname = \"x\"\npartitions = [\n  { label = \"p\" },\n]\n";
+        let text =
+            "hostname = \"a\"\n[[disk]]\nname = \"x\"\npartitions = [\n  { label = \"p\" },\n]\n";
         let cfg = parse_document(text, "t.toml").unwrap();
         assert_eq!(cfg.positions.find("hostname"), Some((1, 1)));
         assert_eq!(cfg.positions.find("disk[0].name"), Some((3, 1)));
-        assert_eq!(cfg.positions.find("disk[0].partitions[0].label"), Some((5, 5)));
+        assert_eq!(
+            cfg.positions.find("disk[0].partitions[0].label"),
+            Some((5, 5))
+        );
         // Absent key: reported at its table (the inline table's opening brace).
-        assert_eq!(cfg.positions.find("disk[0].partitions[0].size"), Some((5, 3)));
+        assert_eq!(
+            cfg.positions.find("disk[0].partitions[0].size"),
+            Some((5, 3))
+        );
         assert_eq!(cfg.positions.find("install.kind"), None);
     }
 
     #[test]
     fn paths_render_and_messages_rewrite() {
-        let p = [Seg::Key("disk".into()), Seg::Index(0), Seg::Key("a.b".into())];
+        let p = [
+            Seg::Key("disk".into()),
+            Seg::Index(0),
+            Seg::Key("a.b".into()),
+        ];
         assert_eq!(render(&p), "disk[0].\"a.b\"");
         assert_eq!(
             rewrite_message("unknown field `sise`, expected one of `label`, `size`", "x"),

@@ -19,8 +19,10 @@ fn data(mounts: &str) -> String {
     format!("[[disk]]\nname = \"data\"\nmatch = {{ serial = \"d0\" }}\npreserve = true\nmounts = [ {mounts} ]\n")
 }
 
-const ROOT: &str = r#"{ label = "root", type = "root", size = "rest", format = "ext4", mount = "/" },"#;
-const ESP: &str = r#"{ label = "esp", type = "esp", size = "512MiB", format = "vfat", mount = "/boot" },"#;
+const ROOT: &str =
+    r#"{ label = "root", type = "root", size = "rest", format = "ext4", mount = "/" },"#;
+const ESP: &str =
+    r#"{ label = "esp", type = "esp", size = "512MiB", format = "vfat", mount = "/boot" },"#;
 
 fn load_err(text: &str) -> ConfigErrors {
     match load(text, "anemos.toml") {
@@ -33,12 +35,25 @@ fn load_err(text: &str) -> ConfigErrors {
 fn assert_one(case: &str, text: &str, key: &str, want: &str) {
     let errs = load_err(text);
     let shown = errs.to_string();
-    assert_eq!(errs.errors.len(), 1, "{case}: expected one problem, got:\n{shown}\n--- config:\n{text}");
+    assert_eq!(
+        errs.errors.len(),
+        1,
+        "{case}: expected one problem, got:\n{shown}\n--- config:\n{text}"
+    );
     let e = &errs.errors[0];
     assert_eq!(e.key, key, "{case}: wrong key path in:\n{shown}");
-    assert!(e.message.contains(want), "{case}: message lacks {want:?}:\n{shown}");
-    assert!(shown.starts_with("anemos.toml:"), "{case}: not prefixed with the file name: {shown}");
-    assert!(shown.contains(&format!(": {key}: ")), "{case}: display lacks the key path: {shown}");
+    assert!(
+        e.message.contains(want),
+        "{case}: message lacks {want:?}:\n{shown}"
+    );
+    assert!(
+        shown.starts_with("anemos.toml:"),
+        "{case}: not prefixed with the file name: {shown}"
+    );
+    assert!(
+        shown.contains(&format!(": {key}: ")),
+        "{case}: display lacks the key path: {shown}"
+    );
 }
 
 #[test]
@@ -46,25 +61,62 @@ fn examples_load() {
     let v = load(TWO_DISKS, "two-disks/anemos.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v.hostname.as_deref(), Some("web1"));
     assert_eq!(v.layout.seed, "web1");
-    let [system, data] = &v.layout.disks[..] else { panic!("two disks expected: {:#?}", v.layout) };
-    assert_eq!((system.name.as_str(), system.wipe, system.preserve), ("system", true, false));
+    let [system, data] = &v.layout.disks[..] else {
+        panic!("two disks expected: {:#?}", v.layout)
+    };
+    assert_eq!(
+        (system.name.as_str(), system.wipe, system.preserve),
+        ("system", true, false)
+    );
     assert_eq!(system.matcher.serial.as_deref(), Some("sys0"));
-    assert_eq!((system.matcher.size_min, system.matcher.size_max), (Some(16 * GIB), Some(2048 * GIB)));
+    assert_eq!(
+        (system.matcher.size_min, system.matcher.size_max),
+        (Some(16 * GIB), Some(2048 * GIB))
+    );
     let labels: Vec<&str> = system.partitions.iter().map(|p| p.label.as_str()).collect();
     assert_eq!(labels, ["esp", "swap", "root"]);
     let esp = &system.partitions[0];
-    assert_eq!((esp.size, esp.format, esp.fat32), (SizeSpec::Bytes(512 * MIB), Some(FsKind::Vfat), true));
+    assert_eq!(
+        (esp.size, esp.format, esp.fat32),
+        (SizeSpec::Bytes(512 * MIB), Some(FsKind::Vfat), true)
+    );
     assert_eq!(esp.type_guid[..4], [0xc1, 0x2a, 0x73, 0x28]);
     assert_eq!(esp.mount.as_deref(), Some("/boot"));
     let root = &system.partitions[2];
-    assert_eq!((root.size, root.mount.as_deref(), root.mount_options.as_deref()), (SizeSpec::Rest, Some("/"), Some("noatime")));
+    assert_eq!(
+        (
+            root.size,
+            root.mount.as_deref(),
+            root.mount_options.as_deref()
+        ),
+        (SizeSpec::Rest, Some("/"), Some("noatime"))
+    );
     assert!(!root.fat32 && root.part_uuid.is_none() && root.fs_uuid.is_none());
-    assert_eq!((data.preserve, data.wipe, data.partitions.len()), (true, false, 0));
+    assert_eq!(
+        (data.preserve, data.wipe, data.partitions.len()),
+        (true, false, 0)
+    );
     assert_eq!(data.mounts[0].label, "home");
-    assert_eq!(data.mounts[0].mount_options.as_deref(), Some("nodev,nosuid"));
+    assert_eq!(
+        data.mounts[0].mount_options.as_deref(),
+        Some("nodev,nosuid")
+    );
     assert!(!data.mounts[0].mount_during_install);
-    assert!(matches!(&v.install, Some(Install::Rootfs { source: RootfsSource::Url(_), sha256: Some(_), .. })));
-    assert!(matches!(&v.bootloader, Bootloader::SystemdBoot { options: Some(_), .. }));
+    assert!(matches!(
+        &v.install,
+        Some(Install::Rootfs {
+            source: RootfsSource::Url(_),
+            sha256: Some(_),
+            ..
+        })
+    ));
+    assert!(matches!(
+        &v.bootloader,
+        Bootloader::SystemdBoot {
+            options: Some(_),
+            ..
+        }
+    ));
     assert_eq!(v.deploy.finish, Finish::Kexec);
     assert_eq!(v.network.interfaces.len(), 1);
     assert!(v.network.interfaces[0].dhcp);
@@ -72,7 +124,10 @@ fn examples_load() {
     let v = load(MINIMAL, "minimal/anemos.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(v.layout.seed, "anemos-example");
     assert!(v.layout.disks.is_empty());
-    assert_eq!((v.install, v.bootloader, v.deploy.finish), (None, Bootloader::None, Finish::Reboot));
+    assert_eq!(
+        (v.install, v.bootloader, v.deploy.finish),
+        (None, Bootloader::None, Finish::Reboot)
+    );
 }
 
 #[test]
@@ -91,25 +146,39 @@ fn docs_examples_parse() {
     let mut rest = DOCS;
     while let Some(start) = rest.find("```toml\n") {
         let body = &rest[start + 8..];
-        let end = body.find("```").expect("unterminated toml block in docs/config.md");
+        let end = body
+            .find("```")
+            .expect("unterminated toml block in docs/config.md");
         let block = &body[..end];
         blocks += 1;
         if block.starts_with("# complete") {
             complete += 1;
-            load(block, "docs/config.md").unwrap_or_else(|e| panic!("docs block {blocks}:\n{e}\n---\n{block}"));
+            load(block, "docs/config.md")
+                .unwrap_or_else(|e| panic!("docs block {blocks}:\n{e}\n---\n{block}"));
         } else {
-            parse(block, "docs/config.md").unwrap_or_else(|e| panic!("docs block {blocks}:\n{e}\n---\n{block}"));
+            parse(block, "docs/config.md")
+                .unwrap_or_else(|e| panic!("docs block {blocks}:\n{e}\n---\n{block}"));
         }
         rest = &body[end + 3..];
     }
-    assert!(blocks >= 8 && complete >= 2, "docs/config.md has {blocks} toml blocks, {complete} complete");
-    assert!(DOCS.contains(TWO_DISKS.trim()), "docs/config.md must embed examples/two-disks/anemos.toml verbatim");
+    assert!(
+        blocks >= 8 && complete >= 2,
+        "docs/config.md has {blocks} toml blocks, {complete} complete"
+    );
+    assert!(
+        DOCS.contains(TWO_DISKS.trim()),
+        "docs/config.md must embed examples/two-disks/anemos.toml verbatim"
+    );
 }
 
 #[test]
 fn disk_rules_name_their_key() {
     let two_systems = format!("{}{}", sys(ROOT), sys(ESP).replace("\"s0\"", "\"s1\""));
-    let second_disk = |parts: &str| sys(parts).replace("\"system\"", "\"other\"").replace("\"s0\"", "\"s1\"");
+    let second_disk = |parts: &str| {
+        sys(parts)
+            .replace("\"system\"", "\"other\"")
+            .replace("\"s0\"", "\"s1\"")
+    };
     let cases: Vec<(&str, String, &str, &str)> = vec![
         ("duplicate disk name", two_systems, "disk[1].name", "duplicate disk name \"system\" (already used by disk[0].name)"),
         (
@@ -288,16 +357,27 @@ fn partitions_accept_what_the_docs_promise() {
     let parts = &v.layout.disks[0].partitions;
     assert!(parts[0].fat32, "ESP defaults to FAT32");
     assert!(!parts[1].fat32, "other vfat defaults to FAT12/16");
-    assert_eq!(parts[2].type_guid, super::units::part_type_guid("linux").unwrap());
+    assert_eq!(
+        parts[2].type_guid,
+        super::units::part_type_guid("linux").unwrap()
+    );
     assert_eq!(parts[2].size, SizeSpec::Bytes(100 * 1024));
     assert_eq!(parts[4].part_uuid, parts[4].fs_uuid);
     assert_eq!(parts[4].part_uuid.unwrap()[0], 0x11);
-    load(&sys(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", mount = "/srv" },"#), "x").unwrap();
+    load(
+        &sys(r#"{ label = "a", type = "linux", size = "1G", format = "ext4", mount = "/srv" },"#),
+        "x",
+    )
+    .unwrap();
     // An empty wiped disk: a new, empty table.
     load(&sys(""), "x").unwrap();
     // Fits exactly: 1GiB + 2MiB of tables.
-    load(&sys(r#"{ label = "a", type = "linux", size = "1GiB" },"#).replace("serial = \"s0\"", "serial = \"s0\", size = \"..1026MiB\""), "x")
-        .unwrap();
+    load(
+        &sys(r#"{ label = "a", type = "linux", size = "1GiB" },"#)
+            .replace("serial = \"s0\"", "serial = \"s0\", size = \"..1026MiB\""),
+        "x",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -372,8 +452,19 @@ fn sections_accept_what_the_docs_promise() {
         "x",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(v.install, Some(Install::Makeimg { command: "makeimg".into(), args: vec!["--verbose".into()] }));
-    assert_eq!(v.bootloader, Bootloader::Command { command: "grub-install /dev/vda".into() });
+    assert_eq!(
+        v.install,
+        Some(Install::Makeimg {
+            command: "makeimg".into(),
+            args: vec!["--verbose".into()]
+        })
+    );
+    assert_eq!(
+        v.bootloader,
+        Bootloader::Command {
+            command: "grub-install /dev/vda".into()
+        }
+    );
     assert_eq!(v.deploy.finish, Finish::Poweroff);
     let i = &v.network.interfaces[0];
     assert_eq!(i.matcher.mac, Some([0x52, 0x54, 0, 0xab, 0xcd, 1]));
@@ -382,9 +473,18 @@ fn sections_accept_what_the_docs_promise() {
 
     let v = load(&format!("{base}\n[install]\nkind = \"rootfs\"\nurl = \"https://h/r.tar\"\ninsecure = true\nprovision = \"setup.sh\"\n"), "x")
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(v.install, Some(Install::Rootfs { sha256: None, insecure: true, provision: Some(_), .. })));
+    assert!(matches!(
+        v.install,
+        Some(Install::Rootfs {
+            sha256: None,
+            insecure: true,
+            provision: Some(_),
+            ..
+        })
+    ));
     // script needs no "/" partition: it may do anything.
-    let v = load("[install]\nkind = \"script\"\npath = \"bin/flash\"\n", "x").unwrap_or_else(|e| panic!("{e}"));
+    let v = load("[install]\nkind = \"script\"\npath = \"bin/flash\"\n", "x")
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(v.install, Some(Install::Script { .. })));
 }
 
@@ -393,7 +493,8 @@ fn all_problems_are_reported_in_file_order() {
     let text = format!(
         "hostname = \"bad_name\"\n{}",
         sys(concat!(
-            r#"{ label = "a", type = "linux", size = "12Q" },"#, "\n",
+            r#"{ label = "a", type = "linux", size = "12Q" },"#,
+            "\n",
             r#"{ label = "a", type = "roo", size = "1G" },"#
         ))
     );
@@ -401,13 +502,21 @@ fn all_problems_are_reported_in_file_order() {
     let keys: Vec<&str> = errs.errors.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["hostname", "disk[0].partitions[0].size", "disk[0].partitions[1].label", "disk[0].partitions[1].type"],
+        [
+            "hostname",
+            "disk[0].partitions[0].size",
+            "disk[0].partitions[1].label",
+            "disk[0].partitions[1].type"
+        ],
         "{errs}"
     );
     let shown = errs.to_string();
     let lines: Vec<&str> = shown.lines().collect();
     assert_eq!(lines.len(), 4, "{shown}");
-    assert!(lines[0].starts_with("anemos.toml:1:1: hostname: \"bad_name\""), "{shown}");
+    assert!(
+        lines[0].starts_with("anemos.toml:1:1: hostname: \"bad_name\""),
+        "{shown}"
+    );
     assert_eq!(
         lines[1],
         "anemos.toml:7:32: disk[0].partitions[0].size: \"12Q\" is not a size (use KiB, MiB, GiB, TiB, e.g. \"512MiB\", or \"rest\")"
@@ -421,22 +530,51 @@ fn unknown_keys_are_all_named_with_their_table() {
     let errs = parse(text, "anemos.toml").expect_err("unknown keys");
     let shown = errs.to_string();
     let keys: Vec<&str> = errs.errors.iter().map(|e| e.key.as_str()).collect();
-    for want in ["hostnme", "disk[0].match.colour", "disk[0].partitions[0].sise", "bootloader.timeout"] {
+    for want in [
+        "hostnme",
+        "disk[0].match.colour",
+        "disk[0].partitions[0].sise",
+        "bootloader.timeout",
+    ] {
         assert!(keys.contains(&want), "{want} not reported:\n{shown}");
     }
     assert_eq!(errs.errors.len(), 4, "{shown}");
-    assert_eq!(keys, ["hostnme", "disk[0].match.colour", "disk[0].partitions[0].sise", "bootloader.timeout"], "file order");
+    assert_eq!(
+        keys,
+        [
+            "hostnme",
+            "disk[0].match.colour",
+            "disk[0].partitions[0].sise",
+            "bootloader.timeout"
+        ],
+        "file order"
+    );
     assert!(shown.contains("anemos.toml:6:46: disk[0].partitions[0].sise: unknown key; expected one of `label`, `type`, `size`"), "{shown}");
-    assert!(shown.contains("anemos.toml:1:1: hostnme: unknown key"), "{shown}");
-    assert!(shown.lines().all(|l| l.starts_with("anemos.toml:")), "{shown}");
+    assert!(
+        shown.contains("anemos.toml:1:1: hostnme: unknown key"),
+        "{shown}"
+    );
+    assert!(
+        shown.lines().all(|l| l.starts_with("anemos.toml:")),
+        "{shown}"
+    );
 }
 
 #[test]
 fn wrong_types_and_syntax_errors_have_positions() {
-    let errs = parse(&sys(r#"{ label = "a", type = "linux", size = 512 },"#), "anemos.toml").unwrap_err();
+    let errs = parse(
+        &sys(r#"{ label = "a", type = "linux", size = 512 },"#),
+        "anemos.toml",
+    )
+    .unwrap_err();
     assert_eq!(errs.errors.len(), 1, "{errs}");
     assert_eq!(errs.errors[0].key, "disk[0].partitions[0].size");
-    assert!(errs.to_string().starts_with("anemos.toml:6:39: disk[0].partitions[0].size: invalid type: integer `512`"), "{errs}");
+    assert!(
+        errs.to_string().starts_with(
+            "anemos.toml:6:39: disk[0].partitions[0].size: invalid type: integer `512`"
+        ),
+        "{errs}"
+    );
 
     let errs = parse("[disk]\nname = \"x\"\n", "anemos.toml").unwrap_err();
     assert!(errs.to_string().contains("write [[disk]]"), "{errs}");
@@ -455,7 +593,9 @@ fn an_invalid_format_is_reported_once() {
     // Not also "a mount needs a format": the format was given, it is just wrong.
     assert_one(
         "invalid format with mount",
-        &sys(r#"{ label = "a", type = "linux", size = "1G", format = "ext5", mount = "/a", fs_label = "x" },"#),
+        &sys(
+            r#"{ label = "a", type = "linux", size = "1G", format = "ext5", mount = "/a", fs_label = "x" },"#,
+        ),
         "disk[0].partitions[0].format",
         "unknown format \"ext5\"",
     );

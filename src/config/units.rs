@@ -23,14 +23,20 @@ const UNITS: &[(&str, u64)] = &[
 
 /// Decimal units, refused: "500MB" meaning 500 MiB would silently be 4.9% off (or 10% for TB).
 /// (decimal unit, binary replacement, how much larger the binary unit is).
-const DECIMAL_UNITS: &[(&str, &str, &str)] =
-    &[("kb", "KiB", "2.4%"), ("mb", "MiB", "4.9%"), ("gb", "GiB", "7.4%"), ("tb", "TiB", "10%")];
+const DECIMAL_UNITS: &[(&str, &str, &str)] = &[
+    ("kb", "KiB", "2.4%"),
+    ("mb", "MiB", "4.9%"),
+    ("gb", "GiB", "7.4%"),
+    ("tb", "TiB", "10%"),
+];
 
 /// Parses a size such as "512MiB", "1G", "100 KiB". Zero is returned as zero (callers decide).
 /// The error is the full message, starting with the quoted input.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let digits_end = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(digits_end);
     let unit = unit.trim_start();
     let unit_lower = unit.to_ascii_lowercase();
@@ -52,13 +58,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if number.contains('.') {
         return Err(fraction_message(text, number, unit, *factor));
     }
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a size ({SIZE_HINT})"))?;
-    n.checked_mul(*factor).ok_or_else(|| format!("{text:?} is too large"))
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size ({SIZE_HINT})"))?;
+    n.checked_mul(*factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// "1.5GiB" → suggest "1536MiB" when that is exact.
 fn fraction_message(text: &str, number: &str, unit: &str, factor: u64) -> String {
-    let smaller = UNITS.iter().filter(|(u, _)| u.len() == 3).find(|(_, f)| *f * KIB == factor);
+    let smaller = UNITS
+        .iter()
+        .filter(|(u, _)| u.len() == 3)
+        .find(|(_, f)| *f * KIB == factor);
     if let (Ok(x), Some((name, _))) = (number.parse::<f64>(), smaller) {
         let scaled = x * 1024.0;
         if scaled.fract() == 0.0 && scaled > 0.0 && scaled < 1e15 {
@@ -66,7 +78,9 @@ fn fraction_message(text: &str, number: &str, unit: &str, factor: u64) -> String
             return format!("{text:?}: fractions are not accepted; write \"{scaled}{name}\"");
         }
     }
-    format!("{text:?}: fractions are not accepted; use a whole number of a smaller unit than {unit}")
+    format!(
+        "{text:?}: fractions are not accepted; use a whole number of a smaller unit than {unit}"
+    )
 }
 
 /// Parses a disk size range: "100GiB..200GiB", "100GiB..", "..2TiB". Returns (min, max).
@@ -85,8 +99,12 @@ pub fn parse_size_range(text: &str) -> Result<(Option<u64>, Option<u64>), String
     let (min, max) = (bound(lo)?, bound(hi)?);
     match (min, max) {
         (None, None) => Err(format!("{text:?} gives neither bound ({RANGE_HINT})")),
-        (_, Some(0)) => Err(format!("{text:?}: the upper bound must be greater than zero")),
-        (Some(a), Some(b)) if a > b => Err(format!("{text:?}: the lower bound is above the upper bound")),
+        (_, Some(0)) => Err(format!(
+            "{text:?}: the upper bound must be greater than zero"
+        )),
+        (Some(a), Some(b)) if a > b => Err(format!(
+            "{text:?}: the lower bound is above the upper bound"
+        )),
         _ => Ok((min, max)),
     }
 }
@@ -121,7 +139,9 @@ pub fn parse_guid(text: &str) -> Result<[u8; 16], String> {
         out[i] = u8::from_str_radix(s, 16).map_err(|_| bad())?;
     }
     if out == [0; 16] {
-        return Err(format!("{text:?} is the all-zero GUID, which marks an unused entry"));
+        return Err(format!(
+            "{text:?} is the all-zero GUID, which marks an unused entry"
+        ));
     }
     Ok(out)
 }
@@ -134,7 +154,8 @@ pub fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
     }
     let mut out = [0u8; 32];
     for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(pair).map_err(|_| bad())?, 16).map_err(|_| bad())?;
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).map_err(|_| bad())?, 16)
+            .map_err(|_| bad())?;
     }
     Ok(out)
 }
@@ -168,7 +189,10 @@ pub fn parse_part_type(text: &str) -> Result<[u8; 16], String> {
         return parse_guid(text);
     }
     let names: Vec<&str> = PART_TYPES.iter().map(|(n, _)| *n).collect();
-    Err(format!("unknown partition type {text:?} (use one of: {}, or a type GUID)", names.join(", ")))
+    Err(format!(
+        "unknown partition type {text:?} (use one of: {}, or a type GUID)",
+        names.join(", ")
+    ))
 }
 
 /// GPT PARTLABEL (and preserved filesystem label): 1..=36 UTF-16 code units, no control chars.
@@ -178,7 +202,9 @@ pub fn check_label(text: &str) -> Result<(), String> {
     }
     let units = text.encode_utf16().count();
     if units > 36 {
-        return Err(format!("{text:?} is {units} UTF-16 code units long; a GPT label holds at most 36"));
+        return Err(format!(
+            "{text:?} is {units} UTF-16 code units long; a GPT label holds at most 36"
+        ));
     }
     if text.chars().any(char::is_control) {
         return Err(format!("{text:?} contains a control character"));
@@ -193,17 +219,29 @@ pub fn check_hostname(text: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if text.len() > 64 {
-        return Err(format!("{text:?} is {} bytes long; Linux allows at most 64", text.len()));
+        return Err(format!(
+            "{text:?} is {} bytes long; Linux allows at most 64",
+            text.len()
+        ));
     }
     for label in text.split('.') {
         if label.is_empty() {
-            return Err(format!("{text:?} has an empty label (two dots, or a dot at an end)"));
+            return Err(format!(
+                "{text:?} has an empty label (two dots, or a dot at an end)"
+            ));
         }
         if label.len() > 63 {
-            return Err(format!("{text:?}: label {label:?} is longer than 63 characters"));
+            return Err(format!(
+                "{text:?}: label {label:?} is longer than 63 characters"
+            ));
         }
-        if !label.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') {
-            return Err(format!("{text:?}: only letters, digits, '-' and '.' are allowed"));
+        if !label
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        {
+            return Err(format!(
+                "{text:?}: only letters, digits, '-' and '.' are allowed"
+            ));
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err(format!("{text:?}: label {label:?} starts or ends with '-'"));
@@ -232,7 +270,9 @@ pub fn check_relative_path(text: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if text.starts_with('/') {
-        return Err(format!("{text:?} is absolute; give a path relative to the payload directory"));
+        return Err(format!(
+            "{text:?} is absolute; give a path relative to the payload directory"
+        ));
     }
     check_path_chars(text)?;
     check_components(text, text.split('/'))
@@ -240,12 +280,17 @@ pub fn check_relative_path(text: &str) -> Result<(), String> {
 
 fn check_path_chars(text: &str) -> Result<(), String> {
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{text:?} contains whitespace or a control character"));
+        return Err(format!(
+            "{text:?} contains whitespace or a control character"
+        ));
     }
     Ok(())
 }
 
-fn check_components<'a>(text: &str, mut parts: impl Iterator<Item = &'a str>) -> Result<(), String> {
+fn check_components<'a>(
+    text: &str,
+    mut parts: impl Iterator<Item = &'a str>,
+) -> Result<(), String> {
     if parts.any(|c| c.is_empty() || c == "." || c == "..") {
         return Err(format!(
             "{text:?} is not normalized (no \"..\", \".\", \"//\" or trailing '/')"
@@ -260,7 +305,9 @@ pub fn check_mount_options(text: &str) -> Result<(), String> {
         return Err("must not be empty (omit the key for the defaults)".into());
     }
     if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{text:?} contains whitespace or a control character (separate options with ',')"));
+        return Err(format!(
+            "{text:?} contains whitespace or a control character (separate options with ',')"
+        ));
     }
     Ok(())
 }
@@ -299,7 +346,10 @@ mod tests {
             assert_eq!(parse_size(text), Ok(*want), "{text}");
         }
         let bad: &[(&str, &str)] = &[
-            ("12Q", "\"12Q\" is not a size (use KiB, MiB, GiB, TiB, e.g. \"512MiB\")"),
+            (
+                "12Q",
+                "\"12Q\" is not a size (use KiB, MiB, GiB, TiB, e.g. \"512MiB\")",
+            ),
             ("512", "has no unit"),
             ("500MB", "decimal unit"),
             ("1GB", "write GiB, e.g. \"1GiB\""),
@@ -320,7 +370,10 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_size_range("100GiB..200GiB"), Ok((Some(100 * GIB), Some(200 * GIB))));
+        assert_eq!(
+            parse_size_range("100GiB..200GiB"),
+            Ok((Some(100 * GIB), Some(200 * GIB)))
+        );
         assert_eq!(parse_size_range("..2TiB"), Ok((None, Some(2 * TIB))));
         assert_eq!(parse_size_range("100GiB.."), Ok((Some(100 * GIB), None)));
         assert_eq!(parse_size_range("1G..1G"), Ok((Some(GIB), Some(GIB))));
@@ -356,9 +409,14 @@ mod tests {
         let esp = parse_part_type("C12A7328-F81F-11D2-BA4B-00A0C93EC93B").unwrap();
         assert_eq!(Some(esp), part_type_guid("esp"));
         let err = parse_part_type("roo").unwrap_err();
-        assert!(err.contains("esp, xbootldr, root, usr, home, srv, var, tmp, swap, linux"), "{err}");
+        assert!(
+            err.contains("esp, xbootldr, root, usr, home, srv, var, tmp, swap, linux"),
+            "{err}"
+        );
         assert!(parse_part_type("4f68bce3-e8cd-4db1-96e7-fbcaf984b70z").is_err());
-        assert!(parse_guid("00000000-0000-0000-0000-000000000000").unwrap_err().contains("all-zero"));
+        assert!(parse_guid("00000000-0000-0000-0000-000000000000")
+            .unwrap_err()
+            .contains("all-zero"));
         assert!(parse_guid("4f68bce3e8cd-4db1-96e7-fbcaf984b709a").is_err());
     }
 
@@ -366,7 +424,9 @@ mod tests {
     fn labels_hostnames_paths() {
         assert!(check_label("root").is_ok());
         assert!(check_label(&"x".repeat(36)).is_ok());
-        assert!(check_label(&"x".repeat(37)).unwrap_err().contains("37 UTF-16"));
+        assert!(check_label(&"x".repeat(37))
+            .unwrap_err()
+            .contains("37 UTF-16"));
         // 18 characters outside the BMP take 36 UTF-16 units; 19 take 38.
         assert!(check_label(&"😀".repeat(18)).is_ok());
         assert!(check_label(&"😀".repeat(19)).is_err());
@@ -376,7 +436,16 @@ mod tests {
         for ok in ["anemos", "web-1.example.com", "A1"] {
             assert!(check_hostname(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "a-", "a..b", "a_b", "a b", &"a".repeat(64), &format!("{}.b", "a".repeat(63))] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            "a_b",
+            "a b",
+            &"a".repeat(64),
+            &format!("{}.b", "a".repeat(63)),
+        ] {
             assert!(check_hostname(bad).is_err(), "{bad}");
         }
 

@@ -8,8 +8,9 @@ use std::hash::Hash;
 
 use super::schema::{Config, DiskConfig, MatchConfig, MountConfig, PartitionConfig};
 use super::units::{
-    check_absolute_path, check_hostname, check_label, check_mount_options, check_plain, format_size, parse_guid,
-    parse_part_type, parse_size, parse_size_range, part_type_guid, MIB, SIZE_HINT,
+    check_absolute_path, check_hostname, check_label, check_mount_options, check_plain,
+    format_size, parse_guid, parse_part_type, parse_size, parse_size_range, part_type_guid, MIB,
+    SIZE_HINT,
 };
 use super::{sections, Bootloader, Install, Validated};
 use crate::disk::spec::{DiskSpec, FsKind, Layout, Matcher, PartSpec, PreservedMount, SizeSpec};
@@ -77,27 +78,55 @@ pub fn validate(cfg: &Config, p: &mut Problems) -> Validated {
         p.check("hostname", check_hostname(h));
     }
     let mut seen = Seen::default();
-    let disks: Vec<DiskSpec> =
-        cfg.disk.iter().enumerate().map(|(i, d)| validate_disk(d, &format!("disk[{i}]"), &mut seen, p)).collect();
-    let layout = Layout { seed: cfg.hostname.clone().unwrap_or_else(|| "anemos".into()), disks };
+    let disks: Vec<DiskSpec> = cfg
+        .disk
+        .iter()
+        .enumerate()
+        .map(|(i, d)| validate_disk(d, &format!("disk[{i}]"), &mut seen, p))
+        .collect();
+    let layout = Layout {
+        seed: cfg.hostname.clone().unwrap_or_else(|| "anemos".into()),
+        disks,
+    };
     let install = cfg.install.as_ref().map(|c| sections::install(c, p));
     let bootloader = sections::bootloader(cfg.bootloader.as_ref(), p);
     let deploy = sections::deploy(cfg.deploy.as_ref(), &bootloader, p);
     let network = sections::network(cfg.network.as_ref(), p);
     check_targets(&layout, install.as_ref(), &bootloader, p);
-    Validated { hostname: cfg.hostname.clone(), layout, install, bootloader, deploy, network }
+    Validated {
+        hostname: cfg.hostname.clone(),
+        layout,
+        install,
+        bootloader,
+        deploy,
+        network,
+    }
 }
 
 /// What the install and bootloader need from the layout.
-fn check_targets(layout: &Layout, install: Option<&Install>, bootloader: &Bootloader, p: &mut Problems) {
+fn check_targets(
+    layout: &Layout,
+    install: Option<&Install>,
+    bootloader: &Bootloader,
+    p: &mut Problems,
+) {
     let parts = || layout.disks.iter().flat_map(|d| d.partitions.iter());
     let has_root = parts().any(|s| s.mount.as_deref() == Some("/"));
     let esp = part_type_guid("esp");
     let has_esp = parts().any(|s| Some(s.type_guid) == esp && s.format == Some(FsKind::Vfat));
     if let Some(i @ (Install::Makeimg { .. } | Install::Rootfs { .. })) = install {
         if !has_root {
-            let kind = if matches!(i, Install::Makeimg { .. }) { "makeimg" } else { "rootfs" };
-            p.add("install.kind", format!("{kind:?} installs a system, but no partition has mount = \"/\" to hold it"));
+            let kind = if matches!(i, Install::Makeimg { .. }) {
+                "makeimg"
+            } else {
+                "rootfs"
+            };
+            p.add(
+                "install.kind",
+                format!(
+                    "{kind:?} installs a system, but no partition has mount = \"/\" to hold it"
+                ),
+            );
         }
     }
     if matches!(bootloader, Bootloader::SystemdBoot { .. }) && !has_esp {
@@ -162,27 +191,46 @@ fn validate_disk(d: &DiskConfig, dk: &str, seen: &mut Seen, p: &mut Problems) ->
     if let (Some(max), true) = (matcher.size_max, d.wipe && !partitions.is_empty()) {
         check_fit(&partitions, max, dk, p);
     }
-    let mounts =
-        d.mounts.iter().enumerate().map(|(j, m)| validate_mount(m, &format!("{dk}.mounts[{j}]"), seen, p)).collect();
-    DiskSpec { name, matcher, wipe: d.wipe, preserve: d.preserve, removable: d.removable, partitions, mounts }
+    let mounts = d
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(j, m)| validate_mount(m, &format!("{dk}.mounts[{j}]"), seen, p))
+        .collect();
+    DiskSpec {
+        name,
+        matcher,
+        wipe: d.wipe,
+        preserve: d.preserve,
+        removable: d.removable,
+        partitions,
+        mounts,
+    }
 }
 
 fn disk_name(name: Option<&str>, dk: &str, seen: &mut Seen, p: &mut Problems) -> String {
     let key = format!("{dk}.name");
     let Some(n) = name else {
-        p.add(key, "missing: every disk needs a role name, e.g. name = \"system\"");
+        p.add(
+            key,
+            "missing: every disk needs a role name, e.g. name = \"system\"",
+        );
         return String::new();
     };
     let ok = n.len() <= 32
         && n.starts_with(|c: char| c.is_ascii_lowercase())
-        && n.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_');
+        && n.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_');
     if !ok {
         p.add(
             &key,
             format!("{n:?}: a disk name is 1 to 32 lowercase letters, digits, '-' or '_', starting with a letter"),
         );
     } else if let Some(prev) = first_use(&mut seen.disk_names, n.to_string(), &key) {
-        p.add(&key, format!("duplicate disk name {n:?} (already used by {prev})"));
+        p.add(
+            &key,
+            format!("duplicate disk name {n:?} (already used by {prev})"),
+        );
     }
     n.to_string()
 }
@@ -190,7 +238,10 @@ fn disk_name(name: Option<&str>, dk: &str, seen: &mut Seen, p: &mut Problems) ->
 fn validate_matcher(m: Option<&MatchConfig>, dk: &str, p: &mut Problems) -> Matcher {
     let mk = format!("{dk}.match");
     let Some(m) = m else {
-        p.add(mk, "missing: say which disk this is, e.g. match = { serial = \"...\" }");
+        p.add(
+            mk,
+            "missing: say which disk this is, e.g. match = { serial = \"...\" }",
+        );
         return Matcher::default();
     };
     let strings = [
@@ -201,7 +252,10 @@ fn validate_matcher(m: Option<&MatchConfig>, dk: &str, p: &mut Problems) -> Matc
         ("path", &m.path),
     ];
     if strings.iter().all(|(_, v)| v.is_none()) && m.size.is_none() {
-        p.add(&mk, "no matcher given: set at least one of by_id, serial, wwn, model, path, size");
+        p.add(
+            &mk,
+            "no matcher given: set at least one of by_id, serial, wwn, model, path, size",
+        );
     }
     for (field, value) in strings {
         if let Some(v) = value {
@@ -215,7 +269,10 @@ fn validate_matcher(m: Option<&MatchConfig>, dk: &str, p: &mut Problems) -> Matc
         );
     }
     if let Some(v) = m.path.as_deref().filter(|v| !v.starts_with("/dev/")) {
-        p.add(format!("{mk}.path"), format!("{v:?} is not a device path under /dev/"));
+        p.add(
+            format!("{mk}.path"),
+            format!("{v:?} is not a device path under /dev/"),
+        );
     }
     let (size_min, size_max) = match m.size.as_deref().map(parse_size_range) {
         Some(Ok(r)) => r,
@@ -259,7 +316,13 @@ fn check_fit(parts: &[PartSpec], max: u64, dk: &str, p: &mut Problems) {
 }
 
 fn parse_format(text: &str) -> Result<FsKind, String> {
-    let all = [FsKind::Vfat, FsKind::Ext4, FsKind::Xfs, FsKind::Btrfs, FsKind::Swap];
+    let all = [
+        FsKind::Vfat,
+        FsKind::Ext4,
+        FsKind::Xfs,
+        FsKind::Btrfs,
+        FsKind::Swap,
+    ];
     all.into_iter().find(|k| k.name() == text).ok_or_else(|| {
         let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
         format!("unknown format {text:?} (use one of: {})", names.join(", "))
@@ -276,19 +339,34 @@ fn check_fs_label(text: &str, fs: FsKind) -> Result<(), String> {
         FsKind::Btrfs => 255,
     };
     if text.len() > max {
-        return Err(format!("{text:?} is {} bytes long; a {} label holds at most {max}", text.len(), fs.name()));
+        return Err(format!(
+            "{text:?} is {} bytes long; a {} label holds at most {max}",
+            text.len(),
+            fs.name()
+        ));
     }
-    let vfat_ok = |c: u8| (c.is_ascii_graphic() || c == b' ') && !b"\"*+,./:;<=>?[\\]|".contains(&c);
+    let vfat_ok =
+        |c: u8| (c.is_ascii_graphic() || c == b' ') && !b"\"*+,./:;<=>?[\\]|".contains(&c);
     if fs == FsKind::Vfat && !text.bytes().all(vfat_ok) {
-        return Err(format!("{text:?}: a vfat label is ASCII without any of \"*+,./:;<=>?[\\]|"));
+        return Err(format!(
+            "{text:?}: a vfat label is ASCII without any of \"*+,./:;<=>?[\\]|"
+        ));
     }
     Ok(())
 }
 
-fn validate_partition(c: &PartitionConfig, pk: &str, seen: &mut Seen, p: &mut Problems) -> PartSpec {
+fn validate_partition(
+    c: &PartitionConfig,
+    pk: &str,
+    seen: &mut Seen,
+    p: &mut Problems,
+) -> PartSpec {
     let key = |f: &str| format!("{pk}.{f}");
     match c.label.as_deref() {
-        None => p.add(key("label"), "missing: every partition needs a label (its GPT PARTLABEL)"),
+        None => p.add(
+            key("label"),
+            "missing: every partition needs a label (its GPT PARTLABEL)",
+        ),
         Some(l) => {
             if p.check(&key("label"), check_label(l)) {
                 check_unique_label(l, &key("label"), seen, p);
@@ -297,7 +375,10 @@ fn validate_partition(c: &PartitionConfig, pk: &str, seen: &mut Seen, p: &mut Pr
     }
     let type_guid = match c.type_name.as_deref().map(parse_part_type) {
         None => {
-            p.add(key("type"), "missing: give a type name (esp, root, swap, linux, ...) or a type GUID");
+            p.add(
+                key("type"),
+                "missing: give a type name (esp, root, swap, linux, ...) or a type GUID",
+            );
             [0; 16]
         }
         Some(Err(e)) => {
@@ -308,7 +389,10 @@ fn validate_partition(c: &PartitionConfig, pk: &str, seen: &mut Seen, p: &mut Pr
     };
     let is_esp = Some(type_guid) == part_type_guid("esp");
     let size = partition_size(c.size.as_deref(), &key("size"), p);
-    let format = c.format.as_deref().and_then(|f| parse_format(f).map_err(|e| p.add(key("format"), e)).ok());
+    let format = c
+        .format
+        .as_deref()
+        .and_then(|f| parse_format(f).map_err(|e| p.add(key("format"), e)).ok());
     check_format_rules(c, type_guid, is_esp, format, pk, p);
 
     if let Some(m) = c.mount.as_deref() {
@@ -319,7 +403,10 @@ fn validate_partition(c: &PartitionConfig, pk: &str, seen: &mut Seen, p: &mut Pr
     if let Some(o) = c.options.as_deref() {
         p.check(&key("options"), check_mount_options(o));
         if c.mount.is_none() && format != Some(FsKind::Swap) {
-            p.add(key("options"), "options are for the fstab line, but this partition has no mount");
+            p.add(
+                key("options"),
+                "options are for the fstab line, but this partition has no mount",
+            );
         }
     }
     let part_uuid = unique_guid(c.guid.as_deref(), &key("guid"), &mut seen.part_guids, p);
@@ -357,9 +444,15 @@ fn partition_size(text: Option<&str>, key: &str, p: &mut Problems) -> SizeSpec {
         None => p.add(key, "missing: give a size (\"512MiB\") or \"rest\""),
         Some("rest") => return SizeSpec::Rest,
         Some(t) => match parse_size(t) {
-            Ok(0) => p.add(key, format!("{t:?}: a partition size must be greater than zero")),
+            Ok(0) => p.add(
+                key,
+                format!("{t:?}: a partition size must be greater than zero"),
+            ),
             Ok(b) => return SizeSpec::Bytes(b),
-            Err(e) => p.add(key, e.replace(SIZE_HINT, &format!("{SIZE_HINT}, or \"rest\""))),
+            Err(e) => p.add(
+                key,
+                e.replace(SIZE_HINT, &format!("{SIZE_HINT}, or \"rest\"")),
+            ),
         },
     }
     SizeSpec::Bytes(0)
@@ -379,11 +472,17 @@ fn check_format_rules(
     match format {
         Some(f) if is_swap_type && f != FsKind::Swap => p.add(
             key("format"),
-            format!("{:?} on a partition of type \"swap\": use format = \"swap\" (or no format)", f.name()),
+            format!(
+                "{:?} on a partition of type \"swap\": use format = \"swap\" (or no format)",
+                f.name()
+            ),
         ),
         Some(f) if is_esp && f != FsKind::Vfat => p.add(
             key("format"),
-            format!("{:?} on the ESP: UEFI firmware reads only FAT, use format = \"vfat\"", f.name()),
+            format!(
+                "{:?} on the ESP: UEFI firmware reads only FAT, use format = \"vfat\"",
+                f.name()
+            ),
         ),
         _ => {}
     }
@@ -437,7 +536,10 @@ fn check_unique_label(label: &str, key: &str, seen: &mut Seen, p: &mut Problems)
 
 fn check_unique_mount(mount: &str, key: &str, seen: &mut Seen, p: &mut Problems) {
     if let Some(prev) = first_use(&mut seen.mounts, mount.to_string(), key) {
-        p.add(key, format!("duplicate mount point {mount:?} (already used by {prev})"));
+        p.add(
+            key,
+            format!("duplicate mount point {mount:?} (already used by {prev})"),
+        );
     }
 }
 
@@ -449,7 +551,13 @@ fn unique_guid(
 ) -> Option<[u8; 16]> {
     let g = parse_guid(text?).map_err(|e| p.add(key, e)).ok()?;
     if let Some(prev) = first_use(seen, g, key) {
-        p.add(key, format!("duplicate GUID {:?} (already used by {prev})", text.unwrap_or_default()));
+        p.add(
+            key,
+            format!(
+                "duplicate GUID {:?} (already used by {prev})",
+                text.unwrap_or_default()
+            ),
+        );
     }
     Some(g)
 }
@@ -457,7 +565,10 @@ fn unique_guid(
 fn validate_mount(c: &MountConfig, mk: &str, seen: &mut Seen, p: &mut Problems) -> PreservedMount {
     let key = |f: &str| format!("{mk}.{f}");
     match c.label.as_deref() {
-        None => p.add(key("label"), "missing: the filesystem label or PARTLABEL of the filesystem to mount"),
+        None => p.add(
+            key("label"),
+            "missing: the filesystem label or PARTLABEL of the filesystem to mount",
+        ),
         Some(l) => {
             if p.check(&key("label"), check_label(l)) {
                 check_unique_label(l, &key("label"), seen, p);
@@ -465,7 +576,10 @@ fn validate_mount(c: &MountConfig, mk: &str, seen: &mut Seen, p: &mut Problems) 
         }
     }
     match c.mount.as_deref() {
-        None => p.add(key("mount"), "missing: where the filesystem goes in the target, e.g. mount = \"/home\""),
+        None => p.add(
+            key("mount"),
+            "missing: where the filesystem goes in the target, e.g. mount = \"/home\"",
+        ),
         Some(m) => {
             if p.check(&key("mount"), check_absolute_path(m)) {
                 check_unique_mount(m, &key("mount"), seen, p);

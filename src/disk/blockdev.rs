@@ -31,9 +31,17 @@ pub fn open_exclusive(dev: &str) -> Result<Exclusive> {
         .custom_flags(libc::O_EXCL | libc::O_CLOEXEC)
         .open(dev)
         .with_context(|| format!("refusing to write {dev}: exclusive open failed (is a partition mounted, used as swap, or held by md/dm?)"))?;
-    let lock = nix::fcntl::Flock::lock(f.try_clone().context("duplicating the device handle")?, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| anyhow::anyhow!("refusing to write {dev}: another process holds a lock on it ({e})"))?;
-    Ok(Exclusive { file: f, _lock: lock })
+    let lock = nix::fcntl::Flock::lock(
+        f.try_clone().context("duplicating the device handle")?,
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|(_, e)| {
+        anyhow::anyhow!("refusing to write {dev}: another process holds a lock on it ({e})")
+    })?;
+    Ok(Exclusive {
+        file: f,
+        _lock: lock,
+    })
 }
 
 /// Asks the kernel to re-read the partition table, retrying while the device is busy
@@ -52,7 +60,10 @@ pub fn reread_partitions(f: &File, dev: &str) -> Result<()> {
             Err(e) => bail!("{dev}: re-reading the partition table failed: {}", e.desc()),
         }
     }
-    bail!("{dev}: re-reading the partition table failed: device busy after 20 tries ({:?})", last)
+    bail!(
+        "{dev}: re-reading the partition table failed: device busy after 20 tries ({:?})",
+        last
+    )
 }
 
 /// Waits until /dev/<kname><N> (or <kname>p<N>) exists for every partition number.
@@ -64,8 +75,15 @@ pub fn wait_partition_nodes(kname: &str, count: u32, timeout: Duration) -> Resul
             return Ok(nodes);
         }
         if t.elapsed() > timeout {
-            let missing: Vec<&String> = nodes.iter().filter(|n| !Path::new(n.as_str()).exists()).collect();
-            bail!("partition nodes did not appear within {} s: {:?}", timeout.as_secs(), missing);
+            let missing: Vec<&String> = nodes
+                .iter()
+                .filter(|n| !Path::new(n.as_str()).exists())
+                .collect();
+            bail!(
+                "partition nodes did not appear within {} s: {:?}",
+                timeout.as_secs(),
+                missing
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -74,7 +92,11 @@ pub fn wait_partition_nodes(kname: &str, count: u32, timeout: Duration) -> Resul
 /// The kernel's partition naming: a trailing digit in the disk name gets a "p" (nvme0n1p1).
 pub fn partition_node(kname: &str, n: u32) -> String {
     let k = kname.trim_start_matches("/dev/");
-    if k.chars().last().map(|c| c.is_ascii_digit()).unwrap_or(false) {
+    if k.chars()
+        .last()
+        .map(|c| c.is_ascii_digit())
+        .unwrap_or(false)
+    {
         format!("/dev/{k}p{n}")
     } else {
         format!("/dev/{k}{n}")

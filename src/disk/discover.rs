@@ -9,15 +9,22 @@ use anyhow::{bail, Context, Result};
 use super::plan::DiskInfo;
 
 fn read_trim(p: &Path) -> Option<String> {
-    fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    fs::read_to_string(p)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Whole disks under `<sysfs>/block` (skipping loop, ram, zram, optical and device-mapper).
 /// `by_id` names come from `/dev/disk/by-id` links when present (the init creates them).
 pub fn from_sysfs(sysfs: &Path, dev: &Path) -> Result<Vec<DiskInfo>> {
     let mut out = Vec::new();
-    let rd = fs::read_dir(sysfs.join("block")).with_context(|| format!("reading {}/block", sysfs.display()))?;
-    let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let rd = fs::read_dir(sysfs.join("block"))
+        .with_context(|| format!("reading {}/block", sysfs.display()))?;
+    let mut names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     let mut links = by_id_links(dev);
     if links.is_empty() {
@@ -34,16 +41,25 @@ pub fn from_sysfs(sysfs: &Path, dev: &Path) -> Result<Vec<DiskInfo>> {
         }
     }
     for k in names {
-        if ["loop", "ram", "zram", "sr", "dm-", "md", "nbd"].iter().any(|p| k.starts_with(p)) {
+        if ["loop", "ram", "zram", "sr", "dm-", "md", "nbd"]
+            .iter()
+            .any(|p| k.starts_with(p))
+        {
             continue;
         }
         let b = sysfs.join("block").join(&k);
-        let sectors: u64 = read_trim(&b.join("size")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let sectors: u64 = read_trim(&b.join("size"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         if sectors == 0 {
             continue;
         }
-        let lbs: u64 = read_trim(&b.join("queue/logical_block_size")).and_then(|s| s.parse().ok()).unwrap_or(512);
-        let devpath = fs::canonicalize(&b).map(|p| p.display().to_string()).unwrap_or_default();
+        let lbs: u64 = read_trim(&b.join("queue/logical_block_size"))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(512);
+        let devpath = fs::canonicalize(&b)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         let path = format!("/dev/{k}");
         out.push(DiskInfo {
             path: path.clone(),
@@ -52,7 +68,11 @@ pub fn from_sysfs(sysfs: &Path, dev: &Path) -> Result<Vec<DiskInfo>> {
             serial: read_trim(&b.join("serial")).or_else(|| read_trim(&b.join("device/serial"))),
             wwn: read_trim(&b.join("wwid")).or_else(|| read_trim(&b.join("device/wwid"))),
             model: read_trim(&b.join("device/model")),
-            by_id: links.iter().filter(|(_, t)| *t == k).map(|(n, _)| n.clone()).collect(),
+            by_id: links
+                .iter()
+                .filter(|(_, t)| *t == k)
+                .map(|(n, _)| n.clone())
+                .collect(),
             aliases: vec![],
             removable: read_trim(&b.join("removable")).as_deref() == Some("1"),
             usb: devpath.contains("/usb"),
@@ -68,7 +88,10 @@ fn by_id_links(dev: &Path) -> Vec<(String, String)> {
         for e in rd.flatten() {
             if let Ok(t) = fs::read_link(e.path()) {
                 if let Some(k) = t.file_name() {
-                    v.push((e.file_name().to_string_lossy().into_owned(), k.to_string_lossy().into_owned()));
+                    v.push((
+                        e.file_name().to_string_lossy().into_owned(),
+                        k.to_string_lossy().into_owned(),
+                    ));
                 }
             }
         }
@@ -83,9 +106,16 @@ pub fn from_image_spec(spec: &str) -> Result<DiskInfo> {
     let mut it = spec.split(':');
     let file = it.next().unwrap_or_default();
     let md = fs::metadata(file).with_context(|| format!("--disk {spec}: cannot read {file}"))?;
-    let mut d = DiskInfo { path: file.to_string(), size_bytes: md.len(), sector_size: 512, ..Default::default() };
+    let mut d = DiskInfo {
+        path: file.to_string(),
+        size_bytes: md.len(),
+        sector_size: 512,
+        ..Default::default()
+    };
     for kv in it {
-        let Some((k, v)) = kv.split_once('=') else { bail!("--disk {spec}: expected KEY=VALUE after ':', got {kv:?}") };
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--disk {spec}: expected KEY=VALUE after ':', got {kv:?}")
+        };
         match k {
             "serial" => {
                 d.serial = Some(v.to_string());
@@ -93,7 +123,11 @@ pub fn from_image_spec(spec: &str) -> Result<DiskInfo> {
             }
             "model" => d.model = Some(v.to_string()),
             "id" => d.by_id.push(v.to_string()),
-            "sector" => d.sector_size = v.parse().with_context(|| format!("--disk {spec}: sector={v:?} is not a number"))?,
+            "sector" => {
+                d.sector_size = v
+                    .parse()
+                    .with_context(|| format!("--disk {spec}: sector={v:?} is not a number"))?
+            }
             other => bail!("--disk {spec}: unknown key {other:?} (serial, model, id, sector)"),
         }
     }
@@ -110,11 +144,17 @@ mod tests {
         let f = dir.path().join("a.img");
         fs::File::create(&f).unwrap().set_len(1 << 20).unwrap();
         let d = from_image_spec(&format!("{}:serial=sys0:sector=4096", f.display())).unwrap();
-        assert_eq!((d.size_bytes, d.sector_size, d.serial.as_deref()), (1 << 20, 4096, Some("sys0")));
+        assert_eq!(
+            (d.size_bytes, d.sector_size, d.serial.as_deref()),
+            (1 << 20, 4096, Some("sys0"))
+        );
         assert_eq!(d.by_id, ["virtio-sys0"]);
         let e = from_image_spec(&format!("{}:colour=red", f.display())).unwrap_err();
         assert!(e.to_string().contains("unknown key \"colour\""), "{e}");
-        assert!(from_image_spec("/nonexistent.img").unwrap_err().to_string().contains("cannot read /nonexistent.img"));
+        assert!(from_image_spec("/nonexistent.img")
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read /nonexistent.img"));
     }
 
     #[test]

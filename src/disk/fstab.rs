@@ -33,7 +33,11 @@ pub fn target_mounts(plan: &Plan) -> Vec<TargetMount> {
             }
         }
     }
-    v.sort_by(|a, b| mount_depth(&a.mount).cmp(&mount_depth(&b.mount)).then(a.mount.cmp(&b.mount)));
+    v.sort_by(|a, b| {
+        mount_depth(&a.mount)
+            .cmp(&mount_depth(&b.mount))
+            .then(a.mount.cmp(&b.mount))
+    });
     v
 }
 
@@ -50,21 +54,41 @@ pub fn render(plan: &Plan) -> String {
         match &d.action {
             DiskAction::Repartition { parts, .. } => {
                 for p in parts {
-                    let (Some(fs), Some(uuid)) = (p.fs, p.fs_uuid) else { continue };
+                    let (Some(fs), Some(uuid)) = (p.fs, p.fs_uuid) else {
+                        continue;
+                    };
                     let id = format!("UUID={}", display_uuid(fs, &uuid));
                     if fs == FsKind::Swap {
-                        lines.push((usize::MAX, String::new(), format!("{id} none swap defaults 0 0")));
+                        lines.push((
+                            usize::MAX,
+                            String::new(),
+                            format!("{id} none swap defaults 0 0"),
+                        ));
                     } else if let Some(m) = &p.mount {
                         let pass = if m == "/" { 1 } else { 2 };
-                        let opts = p.mount_options.clone().unwrap_or_else(|| if fs == FsKind::Vfat { "umask=0077".into() } else { "defaults".into() });
-                        lines.push((mount_depth(m), m.clone(), format!("{id} {m} {} {opts} 0 {pass}", fs.name())));
+                        let opts = p.mount_options.clone().unwrap_or_else(|| {
+                            if fs == FsKind::Vfat {
+                                "umask=0077".into()
+                            } else {
+                                "defaults".into()
+                            }
+                        });
+                        lines.push((
+                            mount_depth(m),
+                            m.clone(),
+                            format!("{id} {m} {} {opts} 0 {pass}", fs.name()),
+                        ));
                     }
                 }
             }
             DiskAction::Preserve => {
                 for m in &d.spec.mounts {
                     let opts = m.mount_options.clone().unwrap_or_else(|| "defaults".into());
-                    lines.push((mount_depth(&m.mount), m.mount.clone(), format!("LABEL={} {} auto {opts},nofail 0 2", m.label, m.mount)));
+                    lines.push((
+                        mount_depth(&m.mount),
+                        m.mount.clone(),
+                        format!("LABEL={} {} auto {opts},nofail 0 2", m.label, m.mount),
+                    ));
                 }
             }
         }
@@ -84,7 +108,19 @@ mod tests {
     use crate::disk::spec::{DiskSpec, Layout, Matcher, PartSpec, PreservedMount, SizeSpec};
 
     fn p(label: &str, size: SizeSpec, fs: FsKind, mount: Option<&str>) -> PartSpec {
-        PartSpec { label: label.into(), type_name: "linux".into(), type_guid: [1; 16], size, format: Some(fs), mount: mount.map(String::from), mount_options: None, fs_label: None, part_uuid: None, fs_uuid: None, fat32: fs == FsKind::Vfat }
+        PartSpec {
+            label: label.into(),
+            type_name: "linux".into(),
+            type_guid: [1; 16],
+            size,
+            format: Some(fs),
+            mount: mount.map(String::from),
+            mount_options: None,
+            fs_label: None,
+            part_uuid: None,
+            fs_uuid: None,
+            fat32: fs == FsKind::Vfat,
+        }
     }
 
     #[test]
@@ -94,32 +130,65 @@ mod tests {
             disks: vec![
                 DiskSpec {
                     name: "system".into(),
-                    matcher: Matcher { serial: Some("s".into()), ..Default::default() },
+                    matcher: Matcher {
+                        serial: Some("s".into()),
+                        ..Default::default()
+                    },
                     wipe: true,
                     preserve: false,
                     removable: false,
                     partitions: vec![
-                        p("esp", SizeSpec::Bytes(100 * MIB), FsKind::Vfat, Some("/boot")),
+                        p(
+                            "esp",
+                            SizeSpec::Bytes(100 * MIB),
+                            FsKind::Vfat,
+                            Some("/boot"),
+                        ),
                         p("swap", SizeSpec::Bytes(64 * MIB), FsKind::Swap, None),
-                        p("var", SizeSpec::Bytes(100 * MIB), FsKind::Ext4, Some("/var")),
+                        p(
+                            "var",
+                            SizeSpec::Bytes(100 * MIB),
+                            FsKind::Ext4,
+                            Some("/var"),
+                        ),
                         p("root", SizeSpec::Rest, FsKind::Ext4, Some("/")),
                     ],
                     mounts: vec![],
                 },
                 DiskSpec {
                     name: "data".into(),
-                    matcher: Matcher { serial: Some("d".into()), ..Default::default() },
+                    matcher: Matcher {
+                        serial: Some("d".into()),
+                        ..Default::default()
+                    },
                     wipe: false,
                     preserve: true,
                     removable: false,
                     partitions: vec![],
-                    mounts: vec![PreservedMount { label: "home".into(), mount: "/home".into(), mount_options: None, mount_during_install: false }],
+                    mounts: vec![PreservedMount {
+                        label: "home".into(),
+                        mount: "/home".into(),
+                        mount_options: None,
+                        mount_during_install: false,
+                    }],
                 },
             ],
         };
         let disks = vec![
-            DiskInfo { path: "/dev/vda".into(), size_bytes: 1 << 30, sector_size: 512, serial: Some("s".into()), ..Default::default() },
-            DiskInfo { path: "/dev/vdb".into(), size_bytes: 1 << 30, sector_size: 512, serial: Some("d".into()), ..Default::default() },
+            DiskInfo {
+                path: "/dev/vda".into(),
+                size_bytes: 1 << 30,
+                sector_size: 512,
+                serial: Some("s".into()),
+                ..Default::default()
+            },
+            DiskInfo {
+                path: "/dev/vdb".into(),
+                size_bytes: 1 << 30,
+                sector_size: 512,
+                serial: Some("d".into()),
+                ..Default::default()
+            },
         ];
         let pl = plan(&layout, &disks).unwrap();
         let tm = target_mounts(&pl);
@@ -129,7 +198,12 @@ mod tests {
         let body: Vec<&str> = f.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(body.len(), 5, "{f}");
         assert!(body[0].contains(" / ext4 defaults 0 1"), "{f}");
-        assert!(body[1].contains(" /boot vfat umask=0077 0 2") && body[1].starts_with("UUID=") && body[1].len() < 60, "{f}");
+        assert!(
+            body[1].contains(" /boot vfat umask=0077 0 2")
+                && body[1].starts_with("UUID=")
+                && body[1].len() < 60,
+            "{f}"
+        );
         assert_eq!(body[2], "LABEL=home /home auto defaults,nofail 0 2");
         assert!(body[3].contains(" /var ext4 "), "{f}");
         assert!(body[4].ends_with(" none swap defaults 0 0"), "{f}");

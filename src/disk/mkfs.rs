@@ -22,7 +22,7 @@ pub fn swap_header(len: u64, uuid: &[u8; 16], label: &str) -> Result<Vec<u8>> {
     h[1024..1028].copy_from_slice(&1u32.to_le_bytes()); // version
     let last = u32::try_from(pages - 1).unwrap_or(u32::MAX);
     h[1028..1032].copy_from_slice(&last.to_le_bytes()); // last_page
-    // nr_badpages = 0 at 1032
+                                                        // nr_badpages = 0 at 1032
     h[1036..1052].copy_from_slice(uuid);
     let lb = label.as_bytes();
     let n = lb.len().min(15);
@@ -32,12 +32,34 @@ pub fn swap_header(len: u64, uuid: &[u8; 16], label: &str) -> Result<Vec<u8>> {
 }
 
 /// The mkfs command line for a tool-made filesystem. Pure.
-pub fn mkfs_command(fs: FsKind, dev: &str, uuid: &str, label: &str) -> Option<(&'static str, Vec<String>)> {
+pub fn mkfs_command(
+    fs: FsKind,
+    dev: &str,
+    uuid: &str,
+    label: &str,
+) -> Option<(&'static str, Vec<String>)> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
     match fs {
-        FsKind::Ext4 => Some(("mkfs.ext4", s(&["-F", "-q", "-U", uuid, "-L", &truncate(label, 16), dev]))),
-        FsKind::Xfs => Some(("mkfs.xfs", s(&["-f", "-q", "-m", &format!("uuid={uuid}"), "-L", &truncate(label, 12), dev]))),
-        FsKind::Btrfs => Some(("mkfs.btrfs", s(&["-f", "-q", "-U", uuid, "-L", &truncate(label, 255), dev]))),
+        FsKind::Ext4 => Some((
+            "mkfs.ext4",
+            s(&["-F", "-q", "-U", uuid, "-L", &truncate(label, 16), dev]),
+        )),
+        FsKind::Xfs => Some((
+            "mkfs.xfs",
+            s(&[
+                "-f",
+                "-q",
+                "-m",
+                &format!("uuid={uuid}"),
+                "-L",
+                &truncate(label, 12),
+                dev,
+            ]),
+        )),
+        FsKind::Btrfs => Some((
+            "mkfs.btrfs",
+            s(&["-f", "-q", "-U", uuid, "-L", &truncate(label, 255), dev]),
+        )),
         FsKind::Vfat | FsKind::Swap => None,
     }
 }
@@ -48,11 +70,21 @@ pub fn vfat_label(label: &str) -> Option<String> {
     let l: String = label
         .chars()
         .map(|c| c.to_ascii_uppercase())
-        .map(|c| if c.is_ascii_graphic() && !"\"*+,./:;<=>?[\\]|".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && !"\"*+,./:;<=>?[\\]|".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(11)
         .collect();
     let l = l.trim_start_matches(' ').to_string();
-    if l.is_empty() { None } else { Some(l) }
+    if l.is_empty() {
+        None
+    } else {
+        Some(l)
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -62,19 +94,29 @@ fn truncate(s: &str, n: usize) -> String {
 /// Creates the planned filesystem on `dev` (a partition node of `len` bytes).
 pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64) -> Result<()> {
     let Some(fs) = p.fs else { return Ok(()) };
-    let uuid = p.fs_uuid.ok_or_else(|| anyhow!("partition {}: no filesystem UUID planned", p.label))?;
+    let uuid = p
+        .fs_uuid
+        .ok_or_else(|| anyhow!("partition {}: no filesystem UUID planned", p.label))?;
     let label = p.fs_label.clone().unwrap_or_else(|| p.label.clone());
     match fs {
         FsKind::Swap => {
             let h = swap_header(len, &uuid, &label)?;
-            let mut f = OpenOptions::new().write(true).open(dev).with_context(|| format!("opening {dev}"))?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(dev)
+                .with_context(|| format!("opening {dev}"))?;
             f.seek(SeekFrom::Start(0))?;
-            f.write_all(&h).with_context(|| format!("writing the swap header to {dev}"))?;
+            f.write_all(&h)
+                .with_context(|| format!("writing the swap header to {dev}"))?;
             f.sync_all()?;
             Ok(())
         }
         FsKind::Vfat => {
-            let mut f = OpenOptions::new().read(true).write(true).open(dev).with_context(|| format!("opening {dev}"))?;
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(dev)
+                .with_context(|| format!("opening {dev}"))?;
             let id = u32::from_be_bytes([uuid[0], uuid[1], uuid[2], uuid[3]]);
             let opts = super::vfat::VfatOptions {
                 label: vfat_label(&label),
@@ -82,12 +124,15 @@ pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64) -> Result<()> 
                 fat32: p.fat32,
                 hidden_sectors: u32::try_from(first_lba).unwrap_or(0),
             };
-            super::vfat::format(&mut f, len, &opts).with_context(|| format!("formatting {dev} as vfat"))?;
+            super::vfat::format(&mut f, len, &opts)
+                .with_context(|| format!("formatting {dev} as vfat"))?;
             f.sync_all()?;
             Ok(())
         }
         _ => {
-            let Some((tool, args)) = mkfs_command(fs, dev, &uuid_string(&uuid), &label) else { return Ok(()) };
+            let Some((tool, args)) = mkfs_command(fs, dev, &uuid_string(&uuid), &label) else {
+                return Ok(());
+            };
             let prog = cmd::which(tool).or_else(|| if fs == FsKind::Ext4 { cmd::which("mke2fs") } else { None }).ok_or_else(|| {
                 anyhow!(
                     "partition {}: {tool} not found in the image; pack it with `--binary /sbin/{tool}` or a tools root (--rootfs) that has it",
@@ -107,7 +152,10 @@ pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64) -> Result<()> 
 /// The filesystem UUID as blkid shows it (vfat: "XXXX-XXXX" from the volume id).
 pub fn display_uuid(fs: FsKind, uuid: &[u8; 16]) -> String {
     match fs {
-        FsKind::Vfat => format!("{:02X}{:02X}-{:02X}{:02X}", uuid[0], uuid[1], uuid[2], uuid[3]),
+        FsKind::Vfat => format!(
+            "{:02X}{:02X}-{:02X}{:02X}",
+            uuid[0], uuid[1], uuid[2], uuid[3]
+        ),
         _ => uuid_string(uuid),
     }
 }
@@ -120,11 +168,18 @@ mod tests {
     fn swap_header_is_recognised_by_blkid() {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("swap.img");
-        let uuid = [0x11u8, 0x22, 0x33, 0x44, 0x55, 0x66, 0x47, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x00];
+        let uuid = [
+            0x11u8, 0x22, 0x33, 0x44, 0x55, 0x66, 0x47, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+            0xff, 0x00,
+        ];
         let mut data = swap_header(8 << 20, &uuid, "swap").unwrap();
         data.resize(8 << 20, 0);
         std::fs::write(&img, &data).unwrap();
-        let o = std::process::Command::new("blkid").args(["-p", "-o", "export"]).arg(&img).output().expect("blkid");
+        let o = std::process::Command::new("blkid")
+            .args(["-p", "-o", "export"])
+            .arg(&img)
+            .output()
+            .expect("blkid");
         let s = String::from_utf8_lossy(&o.stdout);
         assert!(s.contains("TYPE=swap"), "{s}");
         assert!(s.contains(&format!("UUID={}", uuid_string(&uuid))), "{s}");
@@ -134,14 +189,27 @@ mod tests {
 
     #[test]
     fn mkfs_commands() {
-        let (t, a) = mkfs_command(FsKind::Ext4, "/dev/vda3", "u", "a-very-long-label-here").unwrap();
+        let (t, a) =
+            mkfs_command(FsKind::Ext4, "/dev/vda3", "u", "a-very-long-label-here").unwrap();
         assert_eq!(t, "mkfs.ext4");
-        assert_eq!(a, ["-F", "-q", "-U", "u", "-L", "a-very-long-labe", "/dev/vda3"]);
+        assert_eq!(
+            a,
+            ["-F", "-q", "-U", "u", "-L", "a-very-long-labe", "/dev/vda3"]
+        );
         assert!(mkfs_command(FsKind::Vfat, "x", "u", "l").is_none());
         assert_eq!(vfat_label("esp").as_deref(), Some("ESP"));
         assert_eq!(vfat_label("boot.efi/x").as_deref(), Some("BOOT_EFI_X"));
-        assert_eq!(vfat_label("a-very-long-label").as_deref(), Some("A-VERY-LONG"));
+        assert_eq!(
+            vfat_label("a-very-long-label").as_deref(),
+            Some("A-VERY-LONG")
+        );
         assert_eq!(vfat_label(""), None);
-        assert_eq!(display_uuid(FsKind::Vfat, &[0x12, 0x34, 0xab, 0xcd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), "1234-ABCD");
+        assert_eq!(
+            display_uuid(
+                FsKind::Vfat,
+                &[0x12, 0x34, 0xab, 0xcd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            ),
+            "1234-ABCD"
+        );
     }
 }

@@ -6,6 +6,6 @@ pub mod fstab;
 pub mod gpt;
 pub mod guard;
 pub mod mkfs;
-pub mod vfat;
 pub mod plan;
 pub mod spec;
+pub mod vfat;

@@ -41,7 +41,11 @@ impl DiskInfo {
         format!(
             "{} (by-id {}, serial {}, model {}, {})",
             self.path,
-            if self.by_id.is_empty() { "-".into() } else { self.by_id.join(",") },
+            if self.by_id.is_empty() {
+                "-".into()
+            } else {
+                self.by_id.join(",")
+            },
             self.serial.as_deref().unwrap_or("-"),
             self.model.as_deref().unwrap_or("-"),
             human(self.size_bytes)
@@ -53,15 +57,37 @@ impl DiskInfo {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error("disk \"{name}\": match {rule} found no disk; candidates:\n{candidates}")]
-    NoMatch { name: String, rule: String, candidates: String },
+    NoMatch {
+        name: String,
+        rule: String,
+        candidates: String,
+    },
     #[error("disk \"{name}\": match {rule} is ambiguous, it matches {count} disks:\n{candidates}")]
-    Ambiguous { name: String, rule: String, count: usize, candidates: String },
+    Ambiguous {
+        name: String,
+        rule: String,
+        count: usize,
+        candidates: String,
+    },
     #[error("disks \"{first}\" and \"{second}\" both match {path}; a disk may be claimed by one entry only")]
-    Claimed { first: String, second: String, path: String },
+    Claimed {
+        first: String,
+        second: String,
+        path: String,
+    },
     #[error("disk \"{name}\" ({path}): partitions need {need} but the disk has {have} usable")]
-    DoesNotFit { name: String, path: String, need: String, have: String },
+    DoesNotFit {
+        name: String,
+        path: String,
+        need: String,
+        have: String,
+    },
     #[error("disk \"{name}\" ({path}): sector size {sector} is not supported (512 or 4096)")]
-    SectorSize { name: String, path: String, sector: u64 },
+    SectorSize {
+        name: String,
+        path: String,
+        sector: u64,
+    },
 }
 
 /// One partition in the plan.
@@ -92,7 +118,12 @@ impl PlannedPart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskAction {
     /// Wipe and write a new GPT with these partitions.
-    Repartition { disk_guid: [u8; 16], parts: Vec<PlannedPart>, first_usable: u64, last_usable: u64 },
+    Repartition {
+        disk_guid: [u8; 16],
+        parts: Vec<PlannedPart>,
+        first_usable: u64,
+        last_usable: u64,
+    },
     /// Never opened for writing.
     Preserve,
 }
@@ -142,7 +173,14 @@ pub fn derive_uuid(purpose: &str, seed: &str, disk: &str, label: &str) -> [u8; 1
 /// Formats 16 bytes (canonical order) as a lowercase UUID string.
 pub fn uuid_string(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn rule_text(m: &Matcher) -> String {
@@ -184,13 +222,18 @@ pub fn disk_matches(m: &Matcher, d: &DiskInfo) -> bool {
     };
     let model = match &m.model {
         None => true,
-        Some(w) => d.model.as_deref().map(|h| h.contains(w.as_str())).unwrap_or(false),
+        Some(w) => d
+            .model
+            .as_deref()
+            .map(|h| h.contains(w.as_str()))
+            .unwrap_or(false),
     };
     let path = match &m.path {
         None => true,
         Some(w) => d.path == *w || d.aliases.iter().any(|a| a == w),
     };
-    let size = m.size_min.map(|min| d.size_bytes >= min).unwrap_or(true) && m.size_max.map(|max| d.size_bytes <= max).unwrap_or(true);
+    let size = m.size_min.map(|min| d.size_bytes >= min).unwrap_or(true)
+        && m.size_max.map(|max| d.size_bytes <= max).unwrap_or(true);
     by_id && model && path && size && opt_eq(&m.serial, &d.serial) && opt_eq(&m.wwn, &d.wwn)
 }
 
@@ -198,28 +241,55 @@ fn candidates(disks: &[&DiskInfo]) -> String {
     if disks.is_empty() {
         return "  (no disks found)".into();
     }
-    disks.iter().map(|d| format!("  {}", d.describe())).collect::<Vec<_>>().join("\n")
+    disks
+        .iter()
+        .map(|d| format!("  {}", d.describe()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Resolves every disk entry to exactly one disk. Removable and USB disks are only
 /// candidates for entries with `removable = true`.
-pub fn match_disks<'a>(layout: &Layout, disks: &'a [DiskInfo]) -> Result<Vec<&'a DiskInfo>, PlanError> {
+pub fn match_disks<'a>(
+    layout: &Layout,
+    disks: &'a [DiskInfo],
+) -> Result<Vec<&'a DiskInfo>, PlanError> {
     let mut out: Vec<&DiskInfo> = Vec::new();
     for spec in &layout.disks {
-        let pool: Vec<&DiskInfo> = disks.iter().filter(|d| spec.removable || !(d.removable || d.usb)).collect();
-        let hits: Vec<&DiskInfo> = pool.iter().copied().filter(|d| disk_matches(&spec.matcher, d)).collect();
+        let pool: Vec<&DiskInfo> = disks
+            .iter()
+            .filter(|d| spec.removable || !(d.removable || d.usb))
+            .collect();
+        let hits: Vec<&DiskInfo> = pool
+            .iter()
+            .copied()
+            .filter(|d| disk_matches(&spec.matcher, d))
+            .collect();
         match hits.len() {
             0 => {
-                return Err(PlanError::NoMatch { name: spec.name.clone(), rule: rule_text(&spec.matcher), candidates: candidates(&disks.iter().collect::<Vec<_>>()) })
+                return Err(PlanError::NoMatch {
+                    name: spec.name.clone(),
+                    rule: rule_text(&spec.matcher),
+                    candidates: candidates(&disks.iter().collect::<Vec<_>>()),
+                })
             }
             1 => {}
             n => {
-                return Err(PlanError::Ambiguous { name: spec.name.clone(), rule: rule_text(&spec.matcher), count: n, candidates: candidates(&hits) })
+                return Err(PlanError::Ambiguous {
+                    name: spec.name.clone(),
+                    rule: rule_text(&spec.matcher),
+                    count: n,
+                    candidates: candidates(&hits),
+                })
             }
         }
         let d = hits[0];
         if let Some(i) = out.iter().position(|o| o.path == d.path) {
-            return Err(PlanError::Claimed { first: layout.disks[i].name.clone(), second: spec.name.clone(), path: d.path.clone() });
+            return Err(PlanError::Claimed {
+                first: layout.disks[i].name.clone(),
+                second: spec.name.clone(),
+                path: d.path.clone(),
+            });
         }
         out.push(d);
     }
@@ -237,7 +307,11 @@ pub fn layout_disk(seed: &str, spec: &DiskSpec, disk: &DiskInfo) -> Result<DiskA
     }
     let ss = disk.sector_size;
     if ss != 512 && ss != 4096 {
-        return Err(PlanError::SectorSize { name: spec.name.clone(), path: disk.path.clone(), sector: ss });
+        return Err(PlanError::SectorSize {
+            name: spec.name.clone(),
+            path: disk.path.clone(),
+            sector: ss,
+        });
     }
     let entry_sectors = GPT_ENTRIES_BYTES / ss;
     let total = disk.sectors();
@@ -254,12 +328,28 @@ pub fn layout_disk(seed: &str, spec: &DiskSpec, disk: &DiskInfo) -> Result<DiskA
         .sum();
     let start0 = align_up(first_usable, align);
     // The usable area, trimmed to whole MiB.
-    let end_excl = if last_usable + 1 > start0 { start0 + (last_usable + 1 - start0) / align * align } else { start0 };
+    let end_excl = if last_usable + 1 > start0 {
+        start0 + (last_usable + 1 - start0) / align * align
+    } else {
+        start0
+    };
     let have = (end_excl - start0) * ss;
     if fixed > have {
-        return Err(PlanError::DoesNotFit { name: spec.name.clone(), path: disk.path.clone(), need: human(fixed), have: human(have) });
+        return Err(PlanError::DoesNotFit {
+            name: spec.name.clone(),
+            path: disk.path.clone(),
+            need: human(fixed),
+            have: human(have),
+        });
     }
-    let rest_bytes = have - (fixed - spec.partitions.iter().filter(|p| p.size == SizeSpec::Rest).count() as u64 * MIB);
+    let rest_bytes = have
+        - (fixed
+            - spec
+                .partitions
+                .iter()
+                .filter(|p| p.size == SizeSpec::Rest)
+                .count() as u64
+                * MIB);
     let mut cur = start0;
     let mut parts = Vec::new();
     for (i, p) in spec.partitions.iter().enumerate() {
@@ -274,19 +364,31 @@ pub fn layout_disk(seed: &str, spec: &DiskSpec, disk: &DiskInfo) -> Result<DiskA
             label: p.label.clone(),
             type_name: p.type_name.clone(),
             type_guid: p.type_guid,
-            part_uuid: p.part_uuid.unwrap_or_else(|| derive_uuid("partuuid", seed, &spec.name, &p.label)),
+            part_uuid: p
+                .part_uuid
+                .unwrap_or_else(|| derive_uuid("partuuid", seed, &spec.name, &p.label)),
             first_lba: cur,
             last_lba: cur + sectors - 1,
             fs: p.format,
-            fs_uuid: p.format.map(|_| p.fs_uuid.unwrap_or_else(|| derive_uuid("fsuuid", seed, &spec.name, &p.label))),
-            fs_label: p.format.map(|_| p.fs_label.clone().unwrap_or_else(|| p.label.clone())),
+            fs_uuid: p.format.map(|_| {
+                p.fs_uuid
+                    .unwrap_or_else(|| derive_uuid("fsuuid", seed, &spec.name, &p.label))
+            }),
+            fs_label: p
+                .format
+                .map(|_| p.fs_label.clone().unwrap_or_else(|| p.label.clone())),
             mount: p.mount.clone(),
             mount_options: p.mount_options.clone(),
             fat32: p.fat32,
         });
         cur += sectors;
     }
-    Ok(DiskAction::Repartition { disk_guid: derive_uuid("diskguid", seed, &spec.name, ""), parts, first_usable, last_usable })
+    Ok(DiskAction::Repartition {
+        disk_guid: derive_uuid("diskguid", seed, &spec.name, ""),
+        parts,
+        first_usable,
+        last_usable,
+    })
 }
 
 /// Matches disks and lays out every entry.
@@ -294,7 +396,12 @@ pub fn plan(layout: &Layout, disks: &[DiskInfo]) -> Result<Plan, PlanError> {
     let matched = match_disks(layout, disks)?;
     let mut out = Vec::new();
     for (spec, d) in layout.disks.iter().zip(matched) {
-        out.push(DiskPlan { name: spec.name.clone(), disk: d.clone(), action: layout_disk(&layout.seed, spec, d)?, spec: spec.clone() });
+        out.push(DiskPlan {
+            name: spec.name.clone(),
+            disk: d.clone(),
+            action: layout_disk(&layout.seed, spec, d)?,
+            spec: spec.clone(),
+        });
     }
     Ok(Plan { disks: out })
 }
@@ -308,10 +415,21 @@ pub fn render(plan: &Plan) -> String {
             DiskAction::Preserve => {
                 s.push_str("  PRESERVED: never opened for writing\n");
                 for m in &d.spec.mounts {
-                    s.push_str(&format!("  fstab: {} on {}{}\n", m.label, m.mount, if m.mount_during_install { " (mounted read-only during install)" } else { "" }));
+                    s.push_str(&format!(
+                        "  fstab: {} on {}{}\n",
+                        m.label,
+                        m.mount,
+                        if m.mount_during_install {
+                            " (mounted read-only during install)"
+                        } else {
+                            ""
+                        }
+                    ));
                 }
             }
-            DiskAction::Repartition { parts, disk_guid, .. } => {
+            DiskAction::Repartition {
+                parts, disk_guid, ..
+            } => {
                 s.push_str(&format!(
                     "  DESTROYED: every partition and all data on {} ({}) is erased; new GPT, disk GUID {}, {}-byte sectors\n",
                     d.disk.path,
@@ -319,7 +437,19 @@ pub fn render(plan: &Plan) -> String {
                     uuid_string(disk_guid),
                     d.disk.sector_size
                 ));
-                s.push_str(&format!("  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {:<36}  {}\n", "#", "start", "end", "size", "type", "label", "fs", "mount", "partuuid", "fs-uuid"));
+                s.push_str(&format!(
+                    "  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {:<36}  {}\n",
+                    "#",
+                    "start",
+                    "end",
+                    "size",
+                    "type",
+                    "label",
+                    "fs",
+                    "mount",
+                    "partuuid",
+                    "fs-uuid"
+                ));
                 for p in parts {
                     s.push_str(&format!(
                         "  {:>2}  {:>10}  {:>10}  {:>9}  {:<8}  {:<12}  {:<6}  {:<10}  {:<36}  {}\n",
@@ -349,7 +479,12 @@ mod tests {
     use super::*;
     use crate::disk::spec::PartSpec;
 
-    pub(crate) fn part(label: &str, size: SizeSpec, fs: Option<FsKind>, mount: Option<&str>) -> PartSpec {
+    pub(crate) fn part(
+        label: &str,
+        size: SizeSpec,
+        fs: Option<FsKind>,
+        mount: Option<&str>,
+    ) -> PartSpec {
         PartSpec {
             label: label.into(),
             type_name: "linux".into(),
@@ -366,15 +501,33 @@ mod tests {
     }
 
     pub(crate) fn spec(name: &str, m: Matcher, parts: Vec<PartSpec>) -> DiskSpec {
-        DiskSpec { name: name.into(), matcher: m, wipe: true, preserve: false, removable: false, partitions: parts, mounts: vec![] }
+        DiskSpec {
+            name: name.into(),
+            matcher: m,
+            wipe: true,
+            preserve: false,
+            removable: false,
+            partitions: parts,
+            mounts: vec![],
+        }
     }
 
     fn disk(path: &str, serial: &str, size: u64, ss: u64) -> DiskInfo {
-        DiskInfo { path: path.into(), size_bytes: size, sector_size: ss, serial: Some(serial.into()), by_id: vec![format!("virtio-{serial}")], ..Default::default() }
+        DiskInfo {
+            path: path.into(),
+            size_bytes: size,
+            sector_size: ss,
+            serial: Some(serial.into()),
+            by_id: vec![format!("virtio-{serial}")],
+            ..Default::default()
+        }
     }
 
     fn by_serial(s: &str) -> Matcher {
-        Matcher { serial: Some(s.into()), ..Default::default() }
+        Matcher {
+            serial: Some(s.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -385,12 +538,25 @@ mod tests {
                 "system",
                 by_serial("sys0"),
                 vec![
-                    part("esp", SizeSpec::Bytes(100 * MIB), Some(FsKind::Vfat), Some("/boot")),
+                    part(
+                        "esp",
+                        SizeSpec::Bytes(100 * MIB),
+                        Some(FsKind::Vfat),
+                        Some("/boot"),
+                    ),
                     part("swap", SizeSpec::Bytes(64 * MIB), Some(FsKind::Swap), None),
                     part("root", SizeSpec::Rest, Some(FsKind::Ext4), Some("/")),
                 ],
             );
-            let DiskAction::Repartition { parts, first_usable, last_usable, .. } = layout_disk("h", &s, &d).unwrap() else { panic!() };
+            let DiskAction::Repartition {
+                parts,
+                first_usable,
+                last_usable,
+                ..
+            } = layout_disk("h", &s, &d).unwrap()
+            else {
+                panic!()
+            };
             let align = MIB / ss;
             assert_eq!(first_usable, 2 + 16384 / ss, "ss {ss}");
             assert_eq!(last_usable, d.sectors() - 2 - 16384 / ss);
@@ -398,20 +564,43 @@ mod tests {
             assert_eq!(parts[0].sectors() * ss, 100 * MIB);
             assert_eq!(parts[1].first_lba, parts[0].last_lba + 1);
             assert_eq!(parts[2].first_lba % align, 0);
-            assert_eq!((parts[2].last_lba + 1) % align, 0, "rest ends on a MiB boundary");
+            assert_eq!(
+                (parts[2].last_lba + 1) % align,
+                0,
+                "rest ends on a MiB boundary"
+            );
             assert!(parts[2].last_lba <= last_usable);
-            assert!(parts[2].last_lba + align > last_usable, "rest uses the disk up to the last whole MiB");
+            assert!(
+                parts[2].last_lba + align > last_usable,
+                "rest uses the disk up to the last whole MiB"
+            );
         }
     }
 
     #[test]
     fn sizes_round_up_to_mib_and_too_small_disk_is_named() {
         let d = disk("/dev/vdb", "s", 64 * MIB, 512);
-        let s = spec("small", by_serial("s"), vec![part("a", SizeSpec::Bytes(MIB + 1), None, None), part("b", SizeSpec::Bytes(70 * MIB), None, None)]);
+        let s = spec(
+            "small",
+            by_serial("s"),
+            vec![
+                part("a", SizeSpec::Bytes(MIB + 1), None, None),
+                part("b", SizeSpec::Bytes(70 * MIB), None, None),
+            ],
+        );
         let e = layout_disk("h", &s, &d).unwrap_err();
-        assert_eq!(e.to_string(), "disk \"small\" (/dev/vdb): partitions need 72 MiB but the disk has 62 MiB usable");
-        let s = spec("small", by_serial("s"), vec![part("a", SizeSpec::Bytes(MIB + 1), None, None)]);
-        let DiskAction::Repartition { parts, .. } = layout_disk("h", &s, &d).unwrap() else { panic!() };
+        assert_eq!(
+            e.to_string(),
+            "disk \"small\" (/dev/vdb): partitions need 72 MiB but the disk has 62 MiB usable"
+        );
+        let s = spec(
+            "small",
+            by_serial("s"),
+            vec![part("a", SizeSpec::Bytes(MIB + 1), None, None)],
+        );
+        let DiskAction::Repartition { parts, .. } = layout_disk("h", &s, &d).unwrap() else {
+            panic!()
+        };
         assert_eq!(parts[0].sectors() * 512, 2 * MIB);
     }
 
@@ -423,48 +612,116 @@ mod tests {
         assert_ne!(a, derive_uuid("fsuuid", "host", "system", "root"));
         assert_eq!(a[6] >> 4, 4, "version nibble");
         assert_eq!(a[8] >> 6, 2, "variant bits");
-        assert_eq!(uuid_string(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
+        assert_eq!(
+            uuid_string(&[0xab; 16]),
+            "abababab-abab-abab-abab-abababababab"
+        );
     }
 
     #[test]
     fn matching_rules() {
-        let disks = vec![disk("/dev/vda", "sys0", 10 << 30, 512), disk("/dev/vdb", "data0", 20 << 30, 512), {
-            let mut u = disk("/dev/sda", "usb0", 10 << 30, 512);
-            u.usb = true;
-            u
-        }];
-        let layout = |specs: Vec<DiskSpec>| Layout { seed: "h".into(), disks: specs };
+        let disks = vec![
+            disk("/dev/vda", "sys0", 10 << 30, 512),
+            disk("/dev/vdb", "data0", 20 << 30, 512),
+            {
+                let mut u = disk("/dev/sda", "usb0", 10 << 30, 512);
+                u.usb = true;
+                u
+            },
+        ];
+        let layout = |specs: Vec<DiskSpec>| Layout {
+            seed: "h".into(),
+            disks: specs,
+        };
         let m = match_disks(&layout(vec![spec("s", by_serial("sys0"), vec![])]), &disks).unwrap();
         assert_eq!(m[0].path, "/dev/vda");
-        let by_id = Matcher { by_id: Some("virtio-data0".into()), ..Default::default() };
-        assert_eq!(match_disks(&layout(vec![spec("d", by_id, vec![])]), &disks).unwrap()[0].path, "/dev/vdb");
+        let by_id = Matcher {
+            by_id: Some("virtio-data0".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            match_disks(&layout(vec![spec("d", by_id, vec![])]), &disks).unwrap()[0].path,
+            "/dev/vdb"
+        );
         // Size range matching two disks is ambiguous; the error lists both candidates.
-        let range = Matcher { size_min: Some(5 << 30), size_max: Some(30 << 30), ..Default::default() };
+        let range = Matcher {
+            size_min: Some(5 << 30),
+            size_max: Some(30 << 30),
+            ..Default::default()
+        };
         let e = match_disks(&layout(vec![spec("any", range.clone(), vec![])]), &disks).unwrap_err();
         let t = e.to_string();
-        assert!(t.contains("ambiguous, it matches 2 disks") && t.contains("/dev/vda") && t.contains("/dev/vdb") && !t.contains("/dev/sda"), "{t}");
+        assert!(
+            t.contains("ambiguous, it matches 2 disks")
+                && t.contains("/dev/vda")
+                && t.contains("/dev/vdb")
+                && !t.contains("/dev/sda"),
+            "{t}"
+        );
         // USB disks only with removable = true.
-        let e = match_disks(&layout(vec![spec("u", by_serial("usb0"), vec![])]), &disks).unwrap_err();
+        let e =
+            match_disks(&layout(vec![spec("u", by_serial("usb0"), vec![])]), &disks).unwrap_err();
         assert!(matches!(e, PlanError::NoMatch { .. }));
         let mut s = spec("u", by_serial("usb0"), vec![]);
         s.removable = true;
-        assert_eq!(match_disks(&layout(vec![s]), &disks).unwrap()[0].path, "/dev/sda");
+        assert_eq!(
+            match_disks(&layout(vec![s]), &disks).unwrap()[0].path,
+            "/dev/sda"
+        );
         // Two entries claiming one disk.
-        let e = match_disks(&layout(vec![spec("a", by_serial("sys0"), vec![]), spec("b", Matcher { path: Some("/dev/vda".into()), ..Default::default() }, vec![])]), &disks).unwrap_err();
-        assert_eq!(e.to_string(), "disks \"a\" and \"b\" both match /dev/vda; a disk may be claimed by one entry only");
-        let e = match_disks(&layout(vec![spec("x", by_serial("nope"), vec![])]), &disks).unwrap_err();
+        let e = match_disks(
+            &layout(vec![
+                spec("a", by_serial("sys0"), vec![]),
+                spec(
+                    "b",
+                    Matcher {
+                        path: Some("/dev/vda".into()),
+                        ..Default::default()
+                    },
+                    vec![],
+                ),
+            ]),
+            &disks,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "disks \"a\" and \"b\" both match /dev/vda; a disk may be claimed by one entry only"
+        );
+        let e =
+            match_disks(&layout(vec![spec("x", by_serial("nope"), vec![])]), &disks).unwrap_err();
         assert!(e.to_string().starts_with("disk \"x\": match { serial = \"nope\" } found no disk; candidates:\n  /dev/vda (by-id virtio-sys0, serial sys0"), "{e}");
     }
 
     #[test]
     fn render_says_what_is_destroyed() {
-        let disks = vec![disk("/dev/vda", "sys0", 1 << 30, 512), disk("/dev/vdb", "data0", 1 << 30, 512)];
+        let disks = vec![
+            disk("/dev/vda", "sys0", 1 << 30, 512),
+            disk("/dev/vdb", "data0", 1 << 30, 512),
+        ];
         let mut keep = spec("data", by_serial("data0"), vec![]);
         keep.preserve = true;
-        let l = Layout { seed: "h".into(), disks: vec![spec("system", by_serial("sys0"), vec![part("root", SizeSpec::Rest, Some(FsKind::Ext4), Some("/"))]), keep] };
+        let l = Layout {
+            seed: "h".into(),
+            disks: vec![
+                spec(
+                    "system",
+                    by_serial("sys0"),
+                    vec![part("root", SizeSpec::Rest, Some(FsKind::Ext4), Some("/"))],
+                ),
+                keep,
+            ],
+        };
         let r = render(&plan(&l, &disks).unwrap());
-        assert!(r.contains("DESTROYED: every partition and all data on /dev/vda (1 GiB) is erased"), "{r}");
-        assert!(r.contains("disk \"data\" = /dev/vdb") && r.contains("PRESERVED: never opened for writing"), "{r}");
+        assert!(
+            r.contains("DESTROYED: every partition and all data on /dev/vda (1 GiB) is erased"),
+            "{r}"
+        );
+        assert!(
+            r.contains("disk \"data\" = /dev/vdb")
+                && r.contains("PRESERVED: never opened for writing"),
+            "{r}"
+        );
         assert!(r.contains("root") && r.contains("ext4"), "{r}");
     }
 
@@ -487,18 +744,30 @@ mod tests {
             let rest_at = if rnd(2) == 0 { Some(rnd(n)) } else { None };
             let parts: Vec<PartSpec> = (0..n)
                 .map(|i| {
-                    let sz = if Some(i) == rest_at { SizeSpec::Rest } else { SizeSpec::Bytes(rnd(600 * MIB) + 1) };
+                    let sz = if Some(i) == rest_at {
+                        SizeSpec::Rest
+                    } else {
+                        SizeSpec::Bytes(rnd(600 * MIB) + 1)
+                    };
                     part(&format!("p{i}"), sz, None, None)
                 })
                 .collect();
             let d = disk("/dev/x", "s", size, ss);
             let s = spec("d", by_serial("s"), parts);
             match layout_disk("h", &s, &d) {
-                Ok(DiskAction::Repartition { parts, first_usable, last_usable, .. }) => {
+                Ok(DiskAction::Repartition {
+                    parts,
+                    first_usable,
+                    last_usable,
+                    ..
+                }) => {
                     fitted += 1;
                     let align = MIB / ss;
                     for (i, p) in parts.iter().enumerate() {
-                        assert!(p.first_lba >= first_usable && p.last_lba <= last_usable, "inside usable: {p:?}");
+                        assert!(
+                            p.first_lba >= first_usable && p.last_lba <= last_usable,
+                            "inside usable: {p:?}"
+                        );
                         assert_eq!(p.first_lba % align, 0, "aligned start");
                         assert_eq!((p.last_lba + 1) % align, 0, "aligned end");
                         assert!(p.last_lba >= p.first_lba);
@@ -512,6 +781,9 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
-        assert!(fitted > 1000, "the generator must produce fitting layouts too ({fitted})");
+        assert!(
+            fitted > 1000,
+            "the generator must produce fitting layouts too ({fitted})"
+        );
     }
 }

@@ -54,7 +54,9 @@
 use std::collections::HashSet;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
-use fatfs::{Date, DateTime, FatType, FileSystem, FormatVolumeOptions, FsOptions, Time, TimeProvider};
+use fatfs::{
+    Date, DateTime, FatType, FileSystem, FormatVolumeOptions, FsOptions, Time, TimeProvider,
+};
 
 /// Bytes per logical sector; the only size this module formats with.
 const SECTOR: u64 = 512;
@@ -202,7 +204,10 @@ pub fn format<D: Read + Write + Seek>(dev: &mut D, len: u64, opts: &VfatOptions)
 pub fn write_file<D: Read + Write + Seek>(dev: &mut D, path: &str, data: &[u8]) -> Result<()> {
     let parts = split_path(path)?;
     if u32::try_from(data.len()).is_err() {
-        return Err(VfatError::FileTooLarge { path: path.to_string(), size: data.len() });
+        return Err(VfatError::FileTooLarge {
+            path: path.to_string(),
+            size: data.len(),
+        });
     }
     for depth in 1..parts.len() {
         ensure_dir(dev, &parts[..depth].join("/"))?;
@@ -216,8 +221,12 @@ pub fn read_file<D: Read + Write + Seek>(dev: &mut D, path: &str) -> Result<Vec<
     let fs = mount(dev)?;
     let mut data = Vec::new();
     {
-        let mut file = fs.root_dir().open_file(&path).map_err(file_err("opening", &path))?;
-        file.read_to_end(&mut data).map_err(file_err("reading", &path))?;
+        let mut file = fs
+            .root_dir()
+            .open_file(&path)
+            .map_err(file_err("opening", &path))?;
+        file.read_to_end(&mut data)
+            .map_err(file_err("reading", &path))?;
     }
     fs.unmount().map_err(io_err("unmounting"))?;
     Ok(data)
@@ -237,7 +246,12 @@ pub struct Slice<T> {
 impl<T> Slice<T> {
     /// A window of `len` bytes starting at byte `start` of `inner`.
     pub fn new(inner: T, start: u64, len: u64) -> Self {
-        Slice { inner, start, len, pos: 0 }
+        Slice {
+            inner,
+            start,
+            len,
+            pos: 0,
+        }
     }
 
     /// Length of the window in bytes.
@@ -263,9 +277,9 @@ impl<T> Slice<T> {
 
     /// Absolute inner offset of the current position.
     fn inner_pos(&self) -> io::Result<u64> {
-        self.start
-            .checked_add(self.pos)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "slice offset overflows u64"))
+        self.start.checked_add(self.pos).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "slice offset overflows u64")
+        })
     }
 }
 
@@ -290,7 +304,10 @@ impl<T: Write + Seek> Write for Slice<T> {
         }
         let n = self.room(buf.len());
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the end of the partition"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the partition",
+            ));
         }
         let at = self.inner_pos()?;
         self.inner.seek(SeekFrom::Start(at))?;
@@ -311,9 +328,12 @@ impl<T> Seek for Slice<T> {
             SeekFrom::End(d) => (self.len, d),
             SeekFrom::Current(d) => (self.pos, d),
         };
-        self.pos = base
-            .checked_add_signed(delta)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the slice"))?;
+        self.pos = base.checked_add_signed(delta).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the slice",
+            )
+        })?;
         Ok(self.pos)
     }
 }
@@ -331,17 +351,31 @@ static FIXED_TIME: FixedTime = FixedTime;
 
 impl TimeProvider for FixedTime {
     fn get_current_date(&self) -> Date {
-        Date { year: 1980, month: 1, day: 1 }
+        Date {
+            year: 1980,
+            month: 1,
+            day: 1,
+        }
     }
 
     fn get_current_date_time(&self) -> DateTime {
-        DateTime { date: self.get_current_date(), time: Time { hour: 0, min: 0, sec: 0, millis: 0 } }
+        DateTime {
+            date: self.get_current_date(),
+            time: Time {
+                hour: 0,
+                min: 0,
+                sec: 0,
+                millis: 0,
+            },
+        }
     }
 }
 
 /// Mount options: fixed clock, no access-date updates.
 fn fs_options() -> FsOptions {
-    FsOptions::new().time_provider(&FIXED_TIME).update_accessed_date(false)
+    FsOptions::new()
+        .time_provider(&FIXED_TIME)
+        .update_accessed_date(false)
 }
 
 /// Mounts the volume at the start of `dev`.
@@ -352,7 +386,10 @@ fn mount<D: Read + Write + Seek>(dev: &mut D) -> Result<FileSystem<&mut D>> {
 
 /// Validates and pads a volume label to the 11 bytes FAT stores.
 fn label_bytes(label: &str) -> Result<[u8; 11]> {
-    let bad = |reason| VfatError::BadLabel { label: label.to_string(), reason };
+    let bad = |reason| VfatError::BadLabel {
+        label: label.to_string(),
+        reason,
+    };
     let upper = label.to_ascii_uppercase();
     if upper.is_empty() {
         return Err(bad("empty (use None for no label)"));
@@ -387,7 +424,10 @@ fn label_char_problem(b: u8) -> Option<&'static str> {
 /// Number of 512-byte sectors for a partition of `len` bytes, within FAT's limits.
 fn total_sectors(len: u64) -> Result<u32> {
     if len < MIN_VOLUME_BYTES {
-        return Err(VfatError::TooSmall { size: len, min: MIN_VOLUME_BYTES });
+        return Err(VfatError::TooSmall {
+            size: len,
+            min: MIN_VOLUME_BYTES,
+        });
     }
     u32::try_from(len / SECTOR).map_err(|_| VfatError::TooLarge { size: len })
 }
@@ -432,7 +472,10 @@ fn check_fat32_fits(len: u64, total_sectors: u64, cluster_bytes: u64) -> Result<
     if fat32_clusters(total_sectors, cluster_bytes / SECTOR) >= FAT32_MIN_CLUSTERS {
         Ok(())
     } else {
-        Err(VfatError::TooSmallForFat32 { size: len, min: fat32_min_bytes() })
+        Err(VfatError::TooSmallForFat32 {
+            size: len,
+            min: fat32_min_bytes(),
+        })
     }
 }
 
@@ -441,7 +484,8 @@ fn check_fat32_fits(len: u64, total_sectors: u64, cluster_bytes: u64) -> Result<
 fn wipe_start<D: Write + Seek>(dev: &mut D, len: u64) -> Result<()> {
     let n = usize::try_from(len.min(WIPE_BYTES)).unwrap_or(0);
     dev.seek(SeekFrom::Start(0)).map_err(io_err("seeking"))?;
-    dev.write_all(&vec![0u8; n]).map_err(io_err("wiping the partition start"))
+    dev.write_all(&vec![0u8; n])
+        .map_err(io_err("wiping the partition start"))
 }
 
 /// Writes `hidden` into the BPB of the boot sector and, on FAT32, of its backup.
@@ -465,7 +509,9 @@ fn finish_format<D: Read + Write + Seek>(dev: &mut D, want_fat32: bool) -> Resul
     let fs = mount(dev)?;
     let fat_type = fs.fat_type();
     if want_fat32 && fat_type != FatType::Fat32 {
-        return Err(VfatError::NotFat32 { found: fat_type_name(fat_type) });
+        return Err(VfatError::NotFat32 {
+            found: fat_type_name(fat_type),
+        });
     }
     fs.stats().map_err(io_err("counting free clusters"))?;
     fs.unmount().map_err(io_err("unmounting"))
@@ -486,7 +532,10 @@ fn fat_type_name(fat_type: FatType) -> &'static str {
 
 /// Splits a `/`-separated path into its components, rejecting empty, `.` and `..` ones.
 fn split_path(path: &str) -> Result<Vec<&str>> {
-    let bad = |reason| VfatError::BadPath { path: path.to_string(), reason };
+    let bad = |reason| VfatError::BadPath {
+        path: path.to_string(),
+        reason,
+    };
     let trimmed = path.strip_prefix('/').unwrap_or(path);
     if trimmed.is_empty() {
         return Err(bad("names no file"));
@@ -509,7 +558,8 @@ fn ensure_dir<D: Read + Write + Seek>(dev: &mut D, dir: &str) -> Result<()> {
         match root.open_dir(dir) {
             Ok(_) => false,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                root.create_dir(dir).map_err(file_err("creating directory", dir))?;
+                root.create_dir(dir)
+                    .map_err(file_err("creating directory", dir))?;
                 true
             }
             Err(e) => return Err(file_err("opening directory", dir)(e)),
@@ -526,7 +576,10 @@ fn ensure_dir<D: Read + Write + Seek>(dev: &mut D, dir: &str) -> Result<()> {
 fn write_data<D: Read + Write + Seek>(dev: &mut D, path: &str, data: &[u8]) -> Result<()> {
     let fs = mount(dev)?;
     {
-        let mut file = fs.root_dir().create_file(path).map_err(file_err("creating", path))?;
+        let mut file = fs
+            .root_dir()
+            .create_file(path)
+            .map_err(file_err("creating", path))?;
         file.truncate().map_err(file_err("truncating", path))?;
         file.write_all(data).map_err(file_err("writing", path))?;
         file.flush().map_err(file_err("writing", path))?;
@@ -572,14 +625,20 @@ enum DirLoc {
 /// written.
 fn fix_dot_entries<D: Read + Write + Seek>(dev: &mut D) -> Result<()> {
     let geo = read_geometry(dev)?;
-    let root = if geo.fat_bits == 32 { DirLoc::Cluster(geo.root_cluster) } else { DirLoc::FixedRoot };
+    let root = if geo.fat_bits == 32 {
+        DirLoc::Cluster(geo.root_cluster)
+    } else {
+        DirLoc::FixedRoot
+    };
     let mut seen = HashSet::new();
     let mut todo = vec![(root, true)];
     while let Some((dir, is_root)) = todo.pop() {
         let parent = if is_root { 0 } else { dir_cluster(dir) };
         for child in subdirs(dev, &geo, dir)? {
             if !seen.insert(child) {
-                return Err(VfatError::Layout(format!("directory cluster {child} is reachable twice")));
+                return Err(VfatError::Layout(format!(
+                    "directory cluster {child} is reachable twice"
+                )));
             }
             fix_one_dir(dev, &geo, child, parent)?;
             todo.push((DirLoc::Cluster(child), false));
@@ -597,13 +656,22 @@ fn dir_cluster(dir: DirLoc) -> u32 {
 }
 
 /// Rewrites the first slots of directory `cluster` (parent's cluster `parent`) if needed.
-fn fix_one_dir<D: Read + Write + Seek>(dev: &mut D, geo: &Geometry, cluster: u32, parent: u32) -> Result<()> {
+fn fix_one_dir<D: Read + Write + Seek>(
+    dev: &mut D,
+    geo: &Geometry,
+    cluster: u32,
+    parent: u32,
+) -> Result<()> {
     let offset = cluster_offset(geo, cluster)?;
     let mut head = [0u8; 5 * DIR_ENTRY];
     read_at(dev, offset, &mut head)?;
     let slot = |i: usize| &head[i * DIR_ENTRY..(i + 1) * DIR_ENTRY];
     let mut fixed = [0u8; 4 * DIR_ENTRY];
-    if is_lfn(slot(0)) && has_name(slot(1), &DOT_NAME) && is_lfn(slot(2)) && has_name(slot(3), &DOTDOT_NAME) {
+    if is_lfn(slot(0))
+        && has_name(slot(1), &DOT_NAME)
+        && is_lfn(slot(2))
+        && has_name(slot(3), &DOTDOT_NAME)
+    {
         // [LFN][.][LFN][..] -> [.][..][free][free]
         fixed[..DIR_ENTRY].copy_from_slice(slot(1));
         fixed[DIR_ENTRY..2 * DIR_ENTRY].copy_from_slice(slot(3));
@@ -615,7 +683,9 @@ fn fix_one_dir<D: Read + Write + Seek>(dev: &mut D, geo: &Geometry, cluster: u32
     } else if has_name(slot(0), &DOT_NAME) && has_name(slot(1), &DOTDOT_NAME) {
         fixed.copy_from_slice(&head[..4 * DIR_ENTRY]);
     } else {
-        return Err(VfatError::Layout(format!("directory at cluster {cluster} does not start with '.' and '..'")));
+        return Err(VfatError::Layout(format!(
+            "directory at cluster {cluster} does not start with '.' and '..'"
+        )));
     }
     set_entry_cluster(&mut fixed[..DIR_ENTRY], cluster);
     set_entry_cluster(&mut fixed[DIR_ENTRY..2 * DIR_ENTRY], parent);
@@ -650,7 +720,8 @@ fn set_entry_cluster(entry: &mut [u8], cluster: u32) {
 fn subdirs<D: Read + Seek>(dev: &mut D, geo: &Geometry, dir: DirLoc) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     for (offset, len) in dir_extents(dev, geo, dir)? {
-        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| layout("directory extent too large"))?];
+        let mut buf =
+            vec![0u8; usize::try_from(len).map_err(|_| layout("directory extent too large"))?];
         read_at(dev, offset, &mut buf)?;
         for entry in buf.chunks_exact(DIR_ENTRY) {
             match entry[0] {
@@ -660,7 +731,11 @@ fn subdirs<D: Read + Seek>(dev: &mut D, geo: &Geometry, dir: DirLoc) -> Result<V
             }
             let attr = entry[11];
             let special = has_name(entry, &DOT_NAME) || has_name(entry, &DOTDOT_NAME);
-            if attr == ATTR_LFN || attr & ATTR_VOLUME_ID != 0 || attr & ATTR_DIRECTORY == 0 || special {
+            if attr == ATTR_LFN
+                || attr & ATTR_VOLUME_ID != 0
+                || attr & ATTR_DIRECTORY == 0
+                || special
+            {
                 continue;
             }
             out.push(entry_cluster(entry, geo));
@@ -672,12 +747,20 @@ fn subdirs<D: Read + Seek>(dev: &mut D, geo: &Geometry, dir: DirLoc) -> Result<V
 /// The first-cluster number stored in a 32-byte short entry.
 fn entry_cluster(entry: &[u8], geo: &Geometry) -> u32 {
     let lo = u32::from(le16(entry, 26));
-    let hi = if geo.fat_bits == 32 { u32::from(le16(entry, 20)) } else { 0 };
+    let hi = if geo.fat_bits == 32 {
+        u32::from(le16(entry, 20))
+    } else {
+        0
+    };
     (hi << 16) | lo
 }
 
 /// The byte ranges holding a directory's entries.
-fn dir_extents<D: Read + Seek>(dev: &mut D, geo: &Geometry, dir: DirLoc) -> Result<Vec<(u64, u64)>> {
+fn dir_extents<D: Read + Seek>(
+    dev: &mut D,
+    geo: &Geometry,
+    dir: DirLoc,
+) -> Result<Vec<(u64, u64)>> {
     match dir {
         DirLoc::FixedRoot => Ok(vec![(geo.root_offset, geo.root_bytes)]),
         DirLoc::Cluster(first) => cluster_chain(dev, geo, first)?
@@ -755,7 +838,11 @@ fn read_geometry<D: Read + Seek>(dev: &mut D) -> Result<Geometry> {
     let total16 = u64::from(le16(&boot, 0x13));
     let fat16_size = u64::from(le16(&boot, 0x16));
     let total32 = u64::from(le32(&boot, 0x20));
-    let fat_size = if fat16_size != 0 { fat16_size } else { u64::from(le32(&boot, 0x24)) };
+    let fat_size = if fat16_size != 0 {
+        fat16_size
+    } else {
+        u64::from(le32(&boot, 0x24))
+    };
     let total = if total16 != 0 { total16 } else { total32 };
     if bytes_per_sector == 0 || sectors_per_cluster == 0 {
         return Err(layout("boot sector has zero sector or cluster size"));
@@ -763,7 +850,9 @@ fn read_geometry<D: Read + Seek>(dev: &mut D) -> Result<Geometry> {
     let root_bytes = root_entries * DIR_ENTRY as u64;
     let root_sectors = root_bytes.div_ceil(bytes_per_sector);
     let meta_sectors = reserved + fats * fat_size + root_sectors;
-    let clusters = total.checked_sub(meta_sectors).ok_or_else(|| layout("boot sector sizes exceed the volume"))?
+    let clusters = total
+        .checked_sub(meta_sectors)
+        .ok_or_else(|| layout("boot sector sizes exceed the volume"))?
         / sectors_per_cluster;
     let fat_bits = match clusters {
         c if c < 4085 => 12,
@@ -816,13 +905,15 @@ fn read_sector<D: Read + Seek>(dev: &mut D, n: u64) -> Result<[u8; 512]> {
 
 /// Fills `buf` from byte `offset`.
 fn read_at<D: Read + Seek>(dev: &mut D, offset: u64, buf: &mut [u8]) -> Result<()> {
-    dev.seek(SeekFrom::Start(offset)).map_err(io_err("seeking"))?;
+    dev.seek(SeekFrom::Start(offset))
+        .map_err(io_err("seeking"))?;
     dev.read_exact(buf).map_err(io_err("reading"))
 }
 
 /// Writes `buf` at byte `offset`.
 fn write_at<D: Write + Seek>(dev: &mut D, offset: u64, buf: &[u8]) -> Result<()> {
-    dev.seek(SeekFrom::Start(offset)).map_err(io_err("seeking"))?;
+    dev.seek(SeekFrom::Start(offset))
+        .map_err(io_err("seeking"))?;
     dev.write_all(buf).map_err(io_err("writing"))
 }
 
@@ -839,7 +930,12 @@ mod tests {
     const ID: u32 = 0x1234_ABCD;
 
     fn esp_opts() -> VfatOptions {
-        VfatOptions { label: Some(LABEL.into()), volume_id: ID, fat32: true, hidden_sectors: 2048 }
+        VfatOptions {
+            label: Some(LABEL.into()),
+            volume_id: ID,
+            fat32: true,
+            hidden_sectors: 2048,
+        }
     }
 
     /// A sparse temp file of `len` bytes.
@@ -875,8 +971,10 @@ mod tests {
     /// Finds a system tool in PATH or the sbin directories; panics (fails the test) if absent.
     fn tool(name: &str) -> PathBuf {
         let path = std::env::var("PATH").unwrap_or_default();
-        let dirs =
-            path.split(':').map(PathBuf::from).chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
+        let dirs = path
+            .split(':')
+            .map(PathBuf::from)
+            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
         for d in dirs {
             let p = d.join(name);
             if p.is_file() {
@@ -887,11 +985,16 @@ mod tests {
     }
 
     fn run(cmd: &mut Command) -> Output {
-        cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+        cmd.output()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
     }
 
     fn text(o: &Output) -> String {
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
     }
 
     /// `fsck.vfat -n` must exit 0 and print nothing but its banner and the summary line.
@@ -899,19 +1002,31 @@ mod tests {
         let out = run(Command::new(tool("fsck.vfat")).arg("-n").arg(img));
         let all = text(&out);
         let summary = format!("{}: ", img.display());
-        let is_quiet = |l: &str| l.starts_with("fsck.fat ") || (l.starts_with(&summary) && l.contains(" files, "));
+        let is_quiet = |l: &str| {
+            l.starts_with("fsck.fat ") || (l.starts_with(&summary) && l.contains(" files, "))
+        };
         let noise: Vec<&str> = all.lines().filter(|l| !is_quiet(l)).collect();
-        assert!(out.status.success() && noise.is_empty(), "fsck.vfat -n {}: {:?}\n{all}", img.display(), out.status);
+        assert!(
+            out.status.success() && noise.is_empty(),
+            "fsck.vfat -n {}: {:?}\n{all}",
+            img.display(),
+            out.status
+        );
         assert!(all.contains(&summary), "no summary line from fsck:\n{all}");
     }
 
     /// `blkid -p -o export` as a map.
     fn blkid(img: &Path) -> HashMap<String, String> {
-        let out = run(Command::new(tool("blkid")).args(["-p", "-o", "export"]).arg(img));
+        let out = run(Command::new(tool("blkid"))
+            .args(["-p", "-o", "export"])
+            .arg(img));
         assert!(out.status.success(), "blkid failed: {}", text(&out));
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
             .collect()
     }
 
@@ -919,15 +1034,32 @@ mod tests {
         let b = blkid(img);
         assert_eq!(b.get("TYPE").map(String::as_str), Some("vfat"), "{b:?}");
         assert_eq!(b.get("VERSION").map(String::as_str), Some(version), "{b:?}");
-        assert_eq!(b.get("LABEL").map(String::as_str), label, "root-dir label {b:?}");
-        assert_eq!(b.get("LABEL_FATBOOT").map(String::as_str), label, "BPB label {b:?}");
+        assert_eq!(
+            b.get("LABEL").map(String::as_str),
+            label,
+            "root-dir label {b:?}"
+        );
+        assert_eq!(
+            b.get("LABEL_FATBOOT").map(String::as_str),
+            label,
+            "BPB label {b:?}"
+        );
         assert_eq!(b.get("UUID").map(String::as_str), Some(uuid), "{b:?}");
     }
 
     /// A file read back with mtools (independent of fatfs).
     fn mtype(img: &Path, path: &str) -> Vec<u8> {
-        let out = run(Command::new(tool("mcopy")).arg("-n").arg("-i").arg(img).arg(format!("::/{path}")).arg("-"));
-        assert!(out.status.success(), "mcopy {path}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = run(Command::new(tool("mcopy"))
+            .arg("-n")
+            .arg("-i")
+            .arg(img)
+            .arg(format!("::/{path}"))
+            .arg("-"));
+        assert!(
+            out.status.success(),
+            "mcopy {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 
@@ -952,7 +1084,10 @@ mod tests {
             let mut f = open_rw(img.path());
             let fs = mount(&mut f).unwrap();
             assert_eq!(fs.fat_type(), FatType::Fat32, "{mib} MiB");
-            assert_eq!(fs.read_volume_label_from_root_dir().unwrap().as_deref(), Some("ESP"));
+            assert_eq!(
+                fs.read_volume_label_from_root_dir().unwrap().as_deref(),
+                Some("ESP")
+            );
             assert_eq!(fs.volume_label(), "ESP");
             assert_eq!(fs.volume_id(), ID);
             drop(fs);
@@ -971,7 +1106,10 @@ mod tests {
         write_file(&mut dev, "/loader/entries/a.conf", &conf).unwrap();
         drop(dev);
         assert_fsck_clean(img.path());
-        assert!(mtype(img.path(), "EFI/BOOT/BOOTX64.EFI") == efi, "mcopy returned different bytes");
+        assert!(
+            mtype(img.path(), "EFI/BOOT/BOOTX64.EFI") == efi,
+            "mcopy returned different bytes"
+        );
         assert_eq!(mtype(img.path(), "loader/entries/a.conf"), conf);
         let mut dev = open_rw(img.path());
         assert!(read_file(&mut dev, "EFI/BOOT/BOOTX64.EFI").unwrap() == efi);
@@ -993,7 +1131,10 @@ mod tests {
             let mut head = [0u8; 64];
             read_at(&mut dev, cluster_offset(&geo, dir).unwrap(), &mut head).unwrap();
             assert!(has_name(&head[..32], &DOT_NAME), "slot 0 of cluster {dir}");
-            assert!(has_name(&head[32..], &DOTDOT_NAME), "slot 1 of cluster {dir}");
+            assert!(
+                has_name(&head[32..], &DOTDOT_NAME),
+                "slot 1 of cluster {dir}"
+            );
             assert_eq!(entry_cluster(&head[..32], &geo), dir);
             assert_eq!(entry_cluster(&head[32..], &geo), parent);
         }
@@ -1007,16 +1148,29 @@ mod tests {
         write_file(&mut dev, "EFI/BOOT/BOOTX64.EFI", b"short").unwrap();
         // 40 long names (3 slots each) overflow a 512-byte directory cluster several times.
         for i in 0..40 {
-            write_file(&mut dev, &format!("EFI/Linux/kernel-with-a-long-name-{i}.efi"), &noise(1000 + i, i as u64))
-                .unwrap();
+            write_file(
+                &mut dev,
+                &format!("EFI/Linux/kernel-with-a-long-name-{i}.efi"),
+                &noise(1000 + i, i as u64),
+            )
+            .unwrap();
         }
         write_file(&mut dev, "EFI/Linux/sub/dir/after/growth.txt", b"deep").unwrap();
         drop(dev);
         assert_fsck_clean(img.path());
         let mut dev = open_rw(img.path());
-        assert_eq!(read_file(&mut dev, "EFI/BOOT/BOOTX64.EFI").unwrap(), b"short");
-        assert_eq!(read_file(&mut dev, "EFI/Linux/kernel-with-a-long-name-39.efi").unwrap(), noise(1039, 39));
-        assert_eq!(mtype(img.path(), "EFI/Linux/sub/dir/after/growth.txt"), b"deep");
+        assert_eq!(
+            read_file(&mut dev, "EFI/BOOT/BOOTX64.EFI").unwrap(),
+            b"short"
+        );
+        assert_eq!(
+            read_file(&mut dev, "EFI/Linux/kernel-with-a-long-name-39.efi").unwrap(),
+            noise(1039, 39)
+        );
+        assert_eq!(
+            mtype(img.path(), "EFI/Linux/sub/dir/after/growth.txt"),
+            b"deep"
+        );
     }
 
     #[test]
@@ -1025,8 +1179,14 @@ mod tests {
         std::fs::write(img.path(), noise(32 * MIB as usize, 3)).unwrap();
         let err = format(&mut open_rw(img.path()), 32 * MIB, &esp_opts()).unwrap_err();
         assert!(matches!(err, VfatError::TooSmallForFat32 { .. }), "{err:?}");
-        assert_eq!(err.to_string(), "partition of 32 MiB is too small for FAT32 (needs at least 33 MiB)");
-        assert!(std::fs::read(img.path()).unwrap() == noise(32 * MIB as usize, 3), "device was modified");
+        assert_eq!(
+            err.to_string(),
+            "partition of 32 MiB is too small for FAT32 (needs at least 33 MiB)"
+        );
+        assert!(
+            std::fs::read(img.path()).unwrap() == noise(32 * MIB as usize, 3),
+            "device was modified"
+        );
     }
 
     #[test]
@@ -1041,8 +1201,12 @@ mod tests {
     #[test]
     fn fat16_and_fat12_when_fat32_is_not_asked() {
         for (mib, version) in [(32u64, "FAT16"), (2, "FAT12")] {
-            let opts =
-                VfatOptions { label: Some("data".into()), volume_id: 0xDEAD_BEEF, fat32: false, hidden_sectors: 0 };
+            let opts = VfatOptions {
+                label: Some("data".into()),
+                volume_id: 0xDEAD_BEEF,
+                fat32: false,
+                hidden_sectors: 0,
+            };
             let img = formatted(mib * MIB, &opts);
             assert_fsck_clean(img.path());
             assert_blkid(img.path(), version, Some("DATA"), "DEAD-BEEF");
@@ -1052,13 +1216,22 @@ mod tests {
             drop(dev);
             assert_fsck_clean(img.path());
             assert_eq!(mtype(img.path(), "a/b/c.txt"), b"hello", "{version}");
-            assert_eq!(mtype(img.path(), "a/second.txt"), noise(5000, 9), "{version}");
+            assert_eq!(
+                mtype(img.path(), "a/second.txt"),
+                noise(5000, 9),
+                "{version}"
+            );
         }
     }
 
     #[test]
     fn no_label_gives_no_name() {
-        let opts = VfatOptions { label: None, volume_id: 1, fat32: true, hidden_sectors: 0 };
+        let opts = VfatOptions {
+            label: None,
+            volume_id: 1,
+            fat32: true,
+            hidden_sectors: 0,
+        };
         let img = formatted(64 * MIB, &opts);
         assert_fsck_clean(img.path());
         assert_blkid(img.path(), "FAT32", None, "0000-0001");
@@ -1077,10 +1250,20 @@ mod tests {
         format(&mut part, len, &esp_opts()).unwrap();
         write_file(&mut part, "EFI/BOOT/BOOTX64.EFI", b"efi").unwrap();
         drop(part);
-        assert!(read_range(img.path(), 0, start as usize) == before_head, "bytes before the slice changed");
-        assert!(read_range(img.path(), tail.0, tail.1) == before_tail, "bytes after the slice changed");
+        assert!(
+            read_range(img.path(), 0, start as usize) == before_head,
+            "bytes before the slice changed"
+        );
+        assert!(
+            read_range(img.path(), tail.0, tail.1) == before_tail,
+            "bytes after the slice changed"
+        );
         let extracted = NamedTempFile::new().unwrap();
-        std::fs::write(extracted.path(), read_range(img.path(), start, len as usize)).unwrap();
+        std::fs::write(
+            extracted.path(),
+            read_range(img.path(), start, len as usize),
+        )
+        .unwrap();
         assert_fsck_clean(extracted.path());
         assert_blkid(extracted.path(), "FAT32", Some("ESP"), "1234-ABCD");
         assert_eq!(mtype(extracted.path(), "EFI/BOOT/BOOTX64.EFI"), b"efi");
@@ -1095,7 +1278,10 @@ mod tests {
         let mut buf = [0u8; 4];
         assert_eq!(s.read(&mut buf).unwrap(), 2);
         assert!(s.seek(SeekFrom::Current(-9)).is_err());
-        assert_eq!(s.into_inner().into_inner(), [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]);
+        assert_eq!(
+            s.into_inner().into_inner(),
+            [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+        );
     }
 
     #[test]
@@ -1118,7 +1304,10 @@ mod tests {
         assert_fsck_clean(img.path());
         assert_blkid(img.path(), "FAT32", Some("ESP"), "1234-ABCD");
         let head = read_range(img.path(), 0, 8 * 512);
-        assert!(head[2 * 512..6 * 512].iter().all(|&b| b == 0), "reserved sectors not zeroed");
+        assert!(
+            head[2 * 512..6 * 512].iter().all(|&b| b == 0),
+            "reserved sectors not zeroed"
+        );
     }
 
     #[test]
@@ -1135,13 +1324,19 @@ mod tests {
     #[test]
     fn bad_inputs_are_rejected() {
         let mut dev = io::Cursor::new(vec![0u8; 2 * MIB as usize]);
-        let with_label = |l: &str| VfatOptions { label: Some(l.into()), ..VfatOptions::default() };
+        let with_label = |l: &str| VfatOptions {
+            label: Some(l.into()),
+            ..VfatOptions::default()
+        };
         for bad in ["", "TWELVE_CHARS", "A.B", " X", "Ä"] {
             let e = format(&mut dev, 2 * MIB, &with_label(bad)).unwrap_err();
             assert!(matches!(e, VfatError::BadLabel { .. }), "{bad:?}: {e:?}");
         }
         let e = format(&mut dev, 512 * 1024, &VfatOptions::default()).unwrap_err();
-        assert_eq!(e.to_string(), "partition of 512 KiB is too small for a FAT filesystem (needs at least 1 MiB)");
+        assert_eq!(
+            e.to_string(),
+            "partition of 512 KiB is too small for a FAT filesystem (needs at least 1 MiB)"
+        );
         let e = format(&mut dev, 3 << 40, &VfatOptions::default()).unwrap_err();
         assert!(matches!(e, VfatError::TooLarge { .. }), "{e:?}");
         format(&mut dev, 2 * MIB, &with_label("ok")).unwrap();
@@ -1153,6 +1348,9 @@ mod tests {
         let e = write_file(&mut dev, "file/below", b"x").unwrap_err();
         assert!(matches!(e, VfatError::File { .. }), "{e:?}");
         let e = read_file(&mut dev, "missing").unwrap_err();
-        assert!(matches!(&e, VfatError::File { source, .. } if source.kind() == io::ErrorKind::NotFound), "{e:?}");
+        assert!(
+            matches!(&e, VfatError::File { source, .. } if source.kind() == io::ErrorKind::NotFound),
+            "{e:?}"
+        );
     }
 }

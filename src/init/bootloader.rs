@@ -40,8 +40,12 @@ pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
             }
         }
     }
-    let esp = esp.ok_or_else(|| anyhow!("systemd-boot needs an ESP (type = \"esp\") with a mount point in anemos.toml"))?;
-    let root = root.ok_or_else(|| anyhow!("systemd-boot needs a partition mounted at \"/\" for root=PARTUUID="))?;
+    let esp = esp.ok_or_else(|| {
+        anyhow!("systemd-boot needs an ESP (type = \"esp\") with a mount point in anemos.toml")
+    })?;
+    let root = root.ok_or_else(|| {
+        anyhow!("systemd-boot needs a partition mounted at \"/\" for root=PARTUUID=")
+    })?;
     Ok((esp, root))
 }
 
@@ -54,14 +58,28 @@ pub fn find_kernel(boot: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
         .filter(|n| n == "vmlinuz" || n.starts_with("vmlinuz-"))
         .collect();
     names.sort_by(|a, b| version_cmp(a, b));
-    let k = names.pop().ok_or_else(|| anyhow!("no kernel (vmlinuz or vmlinuz-*) in the target's {}; set [bootloader] kernel", boot.display()))?;
+    let k = names.pop().ok_or_else(|| {
+        anyhow!(
+            "no kernel (vmlinuz or vmlinuz-*) in the target's {}; set [bootloader] kernel",
+            boot.display()
+        )
+    })?;
     let ver = k.strip_prefix("vmlinuz-").unwrap_or("");
     let cands = if ver.is_empty() {
         vec!["initrd.img".to_string(), "initramfs.img".to_string()]
     } else {
-        vec![format!("initrd.img-{ver}"), format!("initramfs-{ver}.img"), format!("initrd-{ver}")]
+        vec![
+            format!("initrd.img-{ver}"),
+            format!("initramfs-{ver}.img"),
+            format!("initrd-{ver}"),
+        ]
     };
-    let initrd = cands.into_iter().map(|c| boot.join(c)).filter(|p| p.is_file()).take(1).collect();
+    let initrd = cands
+        .into_iter()
+        .map(|c| boot.join(c))
+        .filter(|p| p.is_file())
+        .take(1)
+        .collect();
     Ok((boot.join(k), initrd))
 }
 
@@ -97,7 +115,13 @@ pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// Renders a BLS type #1 entry. Pure.
-pub fn render_entry(title: &str, version: &str, linux: &str, initrds: &[String], options: &str) -> String {
+pub fn render_entry(
+    title: &str,
+    version: &str,
+    linux: &str,
+    initrds: &[String],
+    options: &str,
+) -> String {
     let mut s = format!("# written by anemos\ntitle {title}\n");
     if !version.is_empty() {
         s.push_str(&format!("version {version}\n"));
@@ -116,45 +140,108 @@ fn on_esp(esp: &Path, file: &Path) -> Result<String> {
     if let Ok(rel) = file.strip_prefix(esp) {
         return Ok(format!("/{}", rel.display()));
     }
-    let name = file.file_name().ok_or_else(|| anyhow!("bad kernel path {}", file.display()))?;
+    let name = file
+        .file_name()
+        .ok_or_else(|| anyhow!("bad kernel path {}", file.display()))?;
     let dir = esp.join("anemos");
     fs::create_dir_all(&dir)?;
-    fs::copy(file, dir.join(name)).with_context(|| format!("copying {} to the ESP", file.display()))?;
+    fs::copy(file, dir.join(name))
+        .with_context(|| format!("copying {} to the ESP", file.display()))?;
     Ok(format!("/anemos/{}", name.to_string_lossy()))
 }
 
 /// Installs systemd-boot and its entry. `target` is the mounted target root.
-pub fn install_systemd_boot(plan: &Plan, target: &Path, options: Option<&str>, kernel: Option<&str>, initrd: &[String], title: &str) -> Result<Entry> {
+pub fn install_systemd_boot(
+    plan: &Plan,
+    target: &Path,
+    options: Option<&str>,
+    kernel: Option<&str>,
+    initrd: &[String],
+    title: &str,
+) -> Result<Entry> {
     let (esp_mount, root_partuuid) = esp_and_root(plan)?;
     let esp = target.join(esp_mount.trim_start_matches('/'));
-    let sources = [target.join(SD_BOOT), Path::new("/").join(SD_BOOT), PathBuf::from("/payload/systemd-bootx64.efi")];
+    let sources = [
+        target.join(SD_BOOT),
+        Path::new("/").join(SD_BOOT),
+        PathBuf::from("/payload/systemd-bootx64.efi"),
+    ];
     let efi = sources.iter().find(|p| p.is_file()).ok_or_else(|| {
         anyhow!("systemd-bootx64.efi not found in the target, the tools root or the payload (looked at {})", sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
     })?;
     for dst in ["EFI/systemd/systemd-bootx64.efi", "EFI/BOOT/BOOTX64.EFI"] {
         let d = esp.join(dst);
         fs::create_dir_all(d.parent().unwrap_or(&esp))?;
-        fs::copy(efi, &d).with_context(|| format!("copying {} to {}", efi.display(), d.display()))?;
+        fs::copy(efi, &d)
+            .with_context(|| format!("copying {} to {}", efi.display(), d.display()))?;
     }
-    log::info!("installed systemd-boot from {} to the ESP ({})", efi.display(), esp.display());
+    log::info!(
+        "installed systemd-boot from {} to the ESP ({})",
+        efi.display(),
+        esp.display()
+    );
     let (kpath, ipaths) = match kernel {
-        Some(k) => (target.join(k.trim_start_matches('/')), initrd.iter().map(|i| target.join(i.trim_start_matches('/'))).collect()),
+        Some(k) => (
+            target.join(k.trim_start_matches('/')),
+            initrd
+                .iter()
+                .map(|i| target.join(i.trim_start_matches('/')))
+                .collect(),
+        ),
         None => find_kernel(&target.join("boot"))?,
     };
     if !kpath.is_file() {
         bail!("kernel {} does not exist in the target", kpath.display());
     }
     let linux = on_esp(&esp, &kpath)?;
-    let initrds: Vec<String> = ipaths.iter().map(|i| on_esp(&esp, i)).collect::<Result<_>>()?;
-    let version = kpath.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("vmlinuz-")).unwrap_or("").to_string();
-    let opts = format!("root=PARTUUID={root_partuuid} {}", options.unwrap_or("rw")).trim().to_string();
-    let entry_name = format!("anemos-{}.conf", title.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"));
+    let initrds: Vec<String> = ipaths
+        .iter()
+        .map(|i| on_esp(&esp, i))
+        .collect::<Result<_>>()?;
+    let version = kpath
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vmlinuz-"))
+        .unwrap_or("")
+        .to_string();
+    let opts = format!("root=PARTUUID={root_partuuid} {}", options.unwrap_or("rw"))
+        .trim()
+        .to_string();
+    let entry_name = format!(
+        "anemos-{}.conf",
+        title.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+    );
     fs::create_dir_all(esp.join("loader/entries"))?;
-    fs::write(esp.join("loader/loader.conf"), format!("# written by anemos\ndefault {entry_name}\ntimeout 0\n"))?;
+    fs::write(
+        esp.join("loader/loader.conf"),
+        format!("# written by anemos\ndefault {entry_name}\ntimeout 0\n"),
+    )?;
     let entry_path = esp.join("loader/entries").join(&entry_name);
-    fs::write(&entry_path, render_entry(&format!("{title} (anemos)"), &version, &linux, &initrds, &opts))?;
-    log::info!("wrote boot entry {}: linux {linux}, initrd {}, options {opts}", entry_path.display(), if initrds.is_empty() { "-".into() } else { initrds.join(" ") });
-    Ok(Entry { entry_path, kernel: kpath, initrd: ipaths, options: opts })
+    fs::write(
+        &entry_path,
+        render_entry(
+            &format!("{title} (anemos)"),
+            &version,
+            &linux,
+            &initrds,
+            &opts,
+        ),
+    )?;
+    log::info!(
+        "wrote boot entry {}: linux {linux}, initrd {}, options {opts}",
+        entry_path.display(),
+        if initrds.is_empty() {
+            "-".into()
+        } else {
+            initrds.join(" ")
+        }
+    );
+    Ok(Entry {
+        entry_path,
+        kernel: kpath,
+        initrd: ipaths,
+        options: opts,
+    })
 }
 
 #[cfg(test)]
@@ -164,19 +251,33 @@ mod tests {
     #[test]
     fn kernel_discovery_picks_newest_with_matching_initrd() {
         let d = tempfile::tempdir().unwrap();
-        for f in ["vmlinuz-6.9.0-1", "vmlinuz-6.10.0-1", "initrd.img-6.9.0-1", "initrd.img-6.10.0-1", "config-6.10.0-1"] {
+        for f in [
+            "vmlinuz-6.9.0-1",
+            "vmlinuz-6.10.0-1",
+            "initrd.img-6.9.0-1",
+            "initrd.img-6.10.0-1",
+            "config-6.10.0-1",
+        ] {
             fs::write(d.path().join(f), "x").unwrap();
         }
         let (k, i) = find_kernel(d.path()).unwrap();
         assert_eq!(k.file_name().unwrap(), "vmlinuz-6.10.0-1");
         assert_eq!(i, vec![d.path().join("initrd.img-6.10.0-1")]);
-        let e = find_kernel(tempfile::tempdir().unwrap().path()).unwrap_err().to_string();
+        let e = find_kernel(tempfile::tempdir().unwrap().path())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no kernel"), "{e}");
     }
 
     #[test]
     fn entry_text() {
-        let e = render_entry("web1 (anemos)", "6.1.0", "/vmlinuz-6.1.0", &["/initrd.img-6.1.0".into()], "root=PARTUUID=abc rw");
+        let e = render_entry(
+            "web1 (anemos)",
+            "6.1.0",
+            "/vmlinuz-6.1.0",
+            &["/initrd.img-6.1.0".into()],
+            "root=PARTUUID=abc rw",
+        );
         assert_eq!(e, "# written by anemos\ntitle web1 (anemos)\nversion 6.1.0\nlinux /vmlinuz-6.1.0\ninitrd /initrd.img-6.1.0\noptions root=PARTUUID=abc rw\n");
     }
 }

@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 use super::pid1;
 
 fn quote(a: &str) -> String {
-    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
         a.to_string()
     } else {
         format!("'{}'", a.replace('\'', "'\\''"))
@@ -19,7 +22,11 @@ fn quote(a: &str) -> String {
 
 /// Renders an argv the way a shell would accept it.
 pub fn render(prog: &str, args: &[String]) -> String {
-    std::iter::once(prog.to_string()).chain(args.iter().cloned()).map(|a| quote(&a)).collect::<Vec<_>>().join(" ")
+    std::iter::once(prog.to_string())
+        .chain(args.iter().cloned())
+        .map(|a| quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs `prog args`, capturing combined output. Fails with the tail of the output.
@@ -27,7 +34,10 @@ pub fn run(prog: &str, args: &[String]) -> Result<String> {
     let line = render(prog, args);
     log::debug!("running: {line}");
     let mut cmd = Command::new(prog);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = pid1::spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
     let mut out = String::new();
     let mut err = String::new();
@@ -47,7 +57,14 @@ pub fn run(prog: &str, args: &[String]) -> Result<String> {
     let status = pid1::wait(&mut child).with_context(|| format!("waiting for {line}"))?;
     if !status.success() {
         let all = format!("{out}{err}");
-        let tail: Vec<&str> = all.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = all
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         bail!("{line} failed ({status}):\n{}", tail.join("\n"));
     }
     Ok(out)
@@ -56,7 +73,9 @@ pub fn run(prog: &str, args: &[String]) -> Result<String> {
 /// Finds `name` in PATH.
 pub fn which(name: &str) -> Option<String> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    path.split(':').map(|d| format!("{d}/{name}")).find(|p| std::path::Path::new(p).is_file())
+    path.split(':')
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| std::path::Path::new(p).is_file())
 }
 
 #[cfg(test)]
@@ -65,11 +84,27 @@ mod tests {
 
     #[test]
     fn quoting_and_failure_tail() {
-        assert_eq!(render("mkfs.ext4", &["-L".into(), "my root".into(), "/dev/vda1".into()]), "mkfs.ext4 -L 'my root' /dev/vda1");
+        assert_eq!(
+            render(
+                "mkfs.ext4",
+                &["-L".into(), "my root".into(), "/dev/vda1".into()]
+            ),
+            "mkfs.ext4 -L 'my root' /dev/vda1"
+        );
         let out = run("sh", &["-c".into(), "echo hi".into()]).unwrap();
         assert_eq!(out, "hi\n");
-        let e = run("sh", &["-c".into(), "echo one; echo two >&2; exit 3".into()]).unwrap_err().to_string();
-        assert!(e.starts_with("sh -c 'echo one; echo two >&2; exit 3' failed (exit status: 3):\none\ntwo"), "{e}");
+        let e = run(
+            "sh",
+            &["-c".into(), "echo one; echo two >&2; exit 3".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "sh -c 'echo one; echo two >&2; exit 3' failed (exit status: 3):\none\ntwo"
+            ),
+            "{e}"
+        );
         assert!(which("sh").is_some());
         assert!(which("definitely-not-a-tool").is_none());
     }

@@ -100,7 +100,9 @@ fn flag(v: Option<&str>) -> Result<bool, String> {
     match v {
         None | Some("1") | Some("yes") | Some("true") | Some("on") => Ok(true),
         Some("0") | Some("no") | Some("false") | Some("off") => Ok(false),
-        Some(o) => Err(format!("expected 1/0, yes/no, true/false or on/off, got {o:?}")),
+        Some(o) => Err(format!(
+            "expected 1/0, yes/no, true/false or on/off, got {o:?}"
+        )),
     }
 }
 
@@ -114,11 +116,17 @@ pub fn parse(cmdline: &str) -> Params {
         };
         if key == "modprobe.blacklist" {
             if let Some(v) = &val {
-                p.blacklist.extend(v.split(',').filter(|s| !s.is_empty()).map(|s| s.replace('-', "_")));
+                p.blacklist.extend(
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.replace('-', "_")),
+                );
             }
             continue;
         }
-        let Some(name) = key.strip_prefix("anemos.") else { continue };
+        let Some(name) = key.strip_prefix("anemos.") else {
+            continue;
+        };
         let v = val.as_deref();
         let r: Result<(), String> = match name {
             "debug" => flag(v).map(|b| p.debug = b),
@@ -132,10 +140,14 @@ pub fn parse(cmdline: &str) -> Params {
                     .ok_or_else(|| format!("expected shell, reboot or poweroff, got {s:?}"))
             }),
             "timeout" => need(v).and_then(|s| {
-                s.parse::<u64>().map(|n| p.timeout = Duration::from_secs(n)).map_err(|_| format!("expected seconds, got {s:?}"))
+                s.parse::<u64>()
+                    .map(|n| p.timeout = Duration::from_secs(n))
+                    .map_err(|_| format!("expected seconds, got {s:?}"))
             }),
             "countdown" => need(v).and_then(|s| {
-                s.parse::<u64>().map(|n| p.countdown = n).map_err(|_| format!("expected seconds, got {s:?}"))
+                s.parse::<u64>()
+                    .map(|n| p.countdown = n)
+                    .map_err(|_| format!("expected seconds, got {s:?}"))
             }),
             _ => {
                 p.warnings.push(format!("unknown kernel parameter {word:?} ignored (see docs/init.md for anemos.* parameters)"));
@@ -143,7 +155,8 @@ pub fn parse(cmdline: &str) -> Params {
             }
         };
         if let Err(e) = r {
-            p.warnings.push(format!("kernel parameter {word:?} ignored: {e}"));
+            p.warnings
+                .push(format!("kernel parameter {word:?} ignored: {e}"));
         }
     }
     p
@@ -199,7 +212,11 @@ mod tests {
         assert!(p.warnings[2].contains("expected shell, reboot or poweroff"));
         assert!(p.warnings[3].contains("a value is required"));
         assert!(p.warnings[4].contains("expected 1/0"));
-        assert_eq!(p.timeout, Duration::from_secs(30), "bad value keeps the default");
+        assert_eq!(
+            p.timeout,
+            Duration::from_secs(30),
+            "bad value keeps the default"
+        );
         assert!(!p.debug);
     }
 

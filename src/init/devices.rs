@@ -11,7 +11,11 @@ use super::devnames;
 /// Block device names currently in sysfs.
 fn block_names(sysfs: &Path) -> BTreeSet<String> {
     fs::read_dir(sysfs.join("class/block"))
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -23,7 +27,11 @@ pub fn wait_for(needed: &[String], timeout: Duration) -> (Duration, Vec<String>)
     let mut last = block_names(Path::new("/sys"));
     let mut stable_since = Instant::now();
     loop {
-        let missing: Vec<String> = needed.iter().filter(|p| !Path::new(p).exists()).cloned().collect();
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|p| !Path::new(p).exists())
+            .cloned()
+            .collect();
         if !needed.is_empty() && missing.is_empty() {
             return (t.elapsed(), missing);
         }
@@ -69,19 +77,34 @@ pub fn create_disk_links(verbose: bool) -> usize {
             }
         }
         let links = devnames::link_names(info, &probe);
-        if info.parent.is_none() && !info.kname.starts_with("loop") && !info.kname.starts_with("ram") {
+        if info.parent.is_none()
+            && !info.kname.starts_with("loop")
+            && !info.kname.starts_with("ram")
+        {
             let sectors: u64 = fs::read_to_string(format!("/sys/class/block/{}/size", info.kname))
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
-            let ids: Vec<&str> = links.iter().map(|(l, _)| l.as_str()).filter(|l| l.starts_with("by-id/")).collect();
-            let level = if verbose { log::Level::Info } else { log::Level::Debug };
+            let ids: Vec<&str> = links
+                .iter()
+                .map(|(l, _)| l.as_str())
+                .filter(|l| l.starts_with("by-id/"))
+                .collect();
+            let level = if verbose {
+                log::Level::Info
+            } else {
+                log::Level::Debug
+            };
             log::log!(
                 level,
                 "disk {node}: {} MiB, serial {}, {}",
                 sectors * 512 / (1 << 20),
                 info.serial.as_deref().unwrap_or("-"),
-                if ids.is_empty() { "no by-id name".to_string() } else { ids.join(" ") }
+                if ids.is_empty() {
+                    "no by-id name".to_string()
+                } else {
+                    ids.join(" ")
+                }
             );
         }
         all.extend(links);

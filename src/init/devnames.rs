@@ -171,7 +171,14 @@ fn uuid_be(b: &[u8]) -> Option<String> {
         return None;
     }
     let h = hex(b);
-    Some(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 /// A GUID in the mixed-endian layout of EFI (first three fields little-endian).
@@ -185,7 +192,14 @@ fn guid_le(b: &[u8]) -> Option<String> {
     s[4..6].reverse();
     s[6..8].reverse();
     let h = hex(&s);
-    Some(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 /// C `isspace`: blank, tab, newline, vertical tab, form feed, carriage return.
@@ -301,8 +315,8 @@ fn numbered(name: &str, prefix: &str) -> Option<u32> {
 /// logged and skipped; only a missing or unreadable `class/block` is an error.
 pub fn read_block_infos(sysfs: &Path) -> io::Result<Vec<BlockInfo>> {
     let class = sysfs.join("class/block");
-    let root =
-        fs::canonicalize(sysfs).map_err(|e| io::Error::new(e.kind(), format!("resolving {}: {e}", sysfs.display())))?;
+    let root = fs::canonicalize(sysfs)
+        .map_err(|e| io::Error::new(e.kind(), format!("resolving {}: {e}", sysfs.display())))?;
     let mut names: Vec<String> = fs::read_dir(&class)
         .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", class.display())))?
         .flatten()
@@ -335,10 +349,15 @@ fn read_one(sysfs: &Path, root: &Path, name: &str) -> io::Result<Option<BlockInf
     }
     let partnum: Option<u32> = read_num(&dir, "partition");
     let disk_dir = match partnum {
-        Some(_) => dir.parent().map(Path::to_path_buf).unwrap_or_else(|| dir.clone()),
+        Some(_) => dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.clone()),
         None => dir.clone(),
     };
-    let parent = partnum.and(disk_dir.file_name()).map(|n| n.to_string_lossy().into_owned());
+    let parent = partnum
+        .and(disk_dir.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
     let mut info = BlockInfo {
         kname: name.to_string(),
         parent,
@@ -387,7 +406,11 @@ fn read_nvme(info: &mut BlockInfo, sysfs: &Path, root: &Path, disk_dir: &Path, d
     info.subsystem_hint = Some("nvme".into());
     if info.devpath.contains("/nvme-subsystem/") {
         // As udev's find_real_nvme_parent: the controller named by the `nvme<N>` prefix.
-        let digits: String = disk.trim_start_matches("nvme").chars().take_while(char::is_ascii_digit).collect();
+        let digits: String = disk
+            .trim_start_matches("nvme")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
         if let Ok(ctrl) = fs::canonicalize(sysfs.join("class/nvme").join(format!("nvme{digits}"))) {
             info.nvme_ctrl_path = Some(sys_path(root, &ctrl));
         }
@@ -406,7 +429,11 @@ fn read_scsi(info: &mut BlockInfo, sysfs: &Path, root: &Path, disk_dir: &Path) {
     let unit_serial = pg80.as_deref().and_then(vpd80_serial);
     if vendor.trim_end() == "ATA" {
         info.subsystem_hint = Some("ata".into());
-        match fs::read(device.join("vpd_pg89")).ok().as_deref().and_then(ata_identify_from_vpd89) {
+        match fs::read(device.join("vpd_pg89"))
+            .ok()
+            .as_deref()
+            .and_then(ata_identify_from_vpd89)
+        {
             Some(id) => {
                 info.model = Some(id.model);
                 info.serial = Some(id.serial);
@@ -417,14 +444,21 @@ fn read_scsi(info: &mut BlockInfo, sysfs: &Path, root: &Path, disk_dir: &Path) {
         info.ata_port_no = ata_port_no(sysfs, root, disk_dir);
     } else {
         info.subsystem_hint = Some("scsi".into());
-        info.serial = unit_serial.as_deref().map(|s| s.trim_matches(is_c_space).to_string());
-        let from83 = fs::read(device.join("vpd_pg83")).ok().and_then(|p| scsi_id_from_vpd83(&p, &vendor, &model));
+        info.serial = unit_serial
+            .as_deref()
+            .map(|s| s.trim_matches(is_c_space).to_string());
+        let from83 = fs::read(device.join("vpd_pg83"))
+            .ok()
+            .and_then(|p| scsi_id_from_vpd83(&p, &vendor, &model));
         match from83 {
             Some((id, wwn)) => {
                 info.id_serial = Some(id);
                 info.wwn = wwn;
             }
-            None => info.id_serial = unit_serial.map(|s| format!("S{}{s}", vendor_model(&vendor, &model))),
+            None => {
+                info.id_serial =
+                    unit_serial.map(|s| format!("S{}{s}", vendor_model(&vendor, &model)))
+            }
         }
     }
     info.scsi_host_base = scsi_host_base(root, disk_dir);
@@ -435,7 +469,12 @@ fn ata_port_no(sysfs: &Path, root: &Path, disk_dir: &Path) -> Option<u32> {
     let ata = disk_dir
         .ancestors()
         .take_while(|a| a.starts_with(root))
-        .find(|a| a.file_name().and_then(|n| n.to_str()).and_then(|n| numbered(n, "ata")).is_some())?;
+        .find(|a| {
+            a.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| numbered(n, "ata"))
+                .is_some()
+        })?;
     let name = ata.file_name()?;
     read_num(&ata.join("ata_port").join(name), "port_no")
         .or_else(|| read_num(&sysfs.join("class/ata_port").join(name), "port_no"))
@@ -446,7 +485,12 @@ fn scsi_host_base(root: &Path, disk_dir: &Path) -> Option<u32> {
     let host = disk_dir
         .ancestors()
         .take_while(|a| a.starts_with(root))
-        .find(|a| a.file_name().and_then(|n| n.to_str()).and_then(|n| numbered(n, "host")).is_some())?;
+        .find(|a| {
+            a.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| numbered(n, "host"))
+                .is_some()
+        })?;
     fs::read_dir(host.parent()?)
         .ok()?
         .flatten()
@@ -474,7 +518,11 @@ fn vpd80_serial(page: &[u8]) -> Option<String> {
 fn ata_string(id: &[u8], first_word: usize, words: usize) -> Option<String> {
     let raw = bytes_at(id, first_word * 2, words * 2)?;
     let swapped: Vec<u8> = raw.chunks_exact(2).flat_map(|w| [w[1], w[0]]).collect();
-    Some(String::from_utf8_lossy(&swapped).trim_end_matches('\0').to_string())
+    Some(
+        String::from_utf8_lossy(&swapped)
+            .trim_end_matches('\0')
+            .to_string(),
+    )
 }
 
 /// Model, serial and WWN from ATA IDENTIFY DEVICE data.
@@ -541,7 +589,9 @@ fn scsi_id_from_vpd83(page: &[u8], vendor: &str, model: &str) -> Option<(String,
     let mut j = 4;
     while j + 4 <= end {
         let len = usize::from(page[j + 3]);
-        let Some(d) = page.get(j..(j + 4 + len).min(end)) else { break };
+        let Some(d) = page.get(j..(j + 4 + len).min(end)) else {
+            break;
+        };
         descriptors.push(d);
         j += 4 + len;
     }
@@ -572,8 +622,16 @@ fn match_designator(
     if !matches {
         return None;
     }
-    let id = if code_set == 2 { String::from_utf8_lossy(body).into_owned() } else { hex(body) };
-    let prefix = if id_type == 0 { vendor_model(vendor, model) } else { String::new() };
+    let id = if code_set == 2 {
+        String::from_utf8_lossy(body).into_owned()
+    } else {
+        hex(body)
+    };
+    let prefix = if id_type == 0 {
+        vendor_model(vendor, model)
+    } else {
+        String::new()
+    };
     let wwn = (id_type == 3).then(|| format!("0x{}", id.chars().take(32).collect::<String>()));
     Some((format!("{id_type}{prefix}{id}"), wwn))
 }
@@ -592,18 +650,33 @@ const PROBE_LEN: usize = 0x11000;
 /// Errors are I/O errors only; malformed data is "no filesystem".
 pub fn probe_fs<R: Read + Seek>(r: &mut R) -> io::Result<Probe> {
     let head = read_upto(r, 0, PROBE_LEN)?;
-    let mut found: Vec<Probe> =
-        [probe_xfs(&head), probe_ext(&head), probe_btrfs(&head), probe_swap(&head)].into_iter().flatten().collect();
+    let mut found: Vec<Probe> = [
+        probe_xfs(&head),
+        probe_ext(&head),
+        probe_btrfs(&head),
+        probe_swap(&head),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     found.extend(probe_vfat(r, &head)?);
     if found.len() > 1 {
         let types: Vec<_> = found.iter().filter_map(|p| p.fs_type.clone()).collect();
-        log::debug!("several superblocks match ({}); using the first", types.join(", "));
+        log::debug!(
+            "several superblocks match ({}); using the first",
+            types.join(", ")
+        );
     }
     Ok(found.into_iter().next().unwrap_or_default())
 }
 
 fn fs_probe(fs_type: &str, uuid: Option<String>, label: Option<String>) -> Probe {
-    Probe { fs_type: Some(fs_type.to_string()), fs_uuid: uuid, fs_label: label, ..Probe::default() }
+    Probe {
+        fs_type: Some(fs_type.to_string()),
+        fs_uuid: uuid,
+        fs_label: label,
+        ..Probe::default()
+    }
 }
 
 /// ext2/3/4: superblock at 1024. The type follows libblkid: a journal device is not a
@@ -628,7 +701,11 @@ fn probe_ext(head: &[u8]) -> Option<Probe> {
     } else {
         "ext2"
     };
-    Some(fs_probe(fs_type, uuid_be(bytes_at(sb, 0x68, 16)?), label_from(bytes_at(sb, 0x78, 16)?)))
+    Some(fs_probe(
+        fs_type,
+        uuid_be(bytes_at(sb, 0x68, 16)?),
+        label_from(bytes_at(sb, 0x78, 16)?),
+    ))
 }
 
 /// XFS: `XFSB` at 0, UUID at 32, 12-byte label at 108.
@@ -640,7 +717,11 @@ fn probe_xfs(head: &[u8]) -> Option<Probe> {
     if !(512..=65536).contains(&block_size) || !block_size.is_power_of_two() {
         return None;
     }
-    Some(fs_probe("xfs", uuid_be(bytes_at(head, 32, 16)?), label_from(bytes_at(head, 108, 12)?)))
+    Some(fs_probe(
+        "xfs",
+        uuid_be(bytes_at(head, 32, 16)?),
+        label_from(bytes_at(head, 108, 12)?),
+    ))
 }
 
 /// btrfs: superblock at 64 KiB; magic at +0x40, fsid at +0x20, 256-byte label at +0x12b.
@@ -649,7 +730,11 @@ fn probe_btrfs(head: &[u8]) -> Option<Probe> {
     if bytes_at(sb, 0x40, 8)? != b"_BHRfS_M" {
         return None;
     }
-    Some(fs_probe("btrfs", uuid_be(bytes_at(sb, 0x20, 16)?), label_from(bytes_at(sb, 0x12b, 256)?)))
+    Some(fs_probe(
+        "btrfs",
+        uuid_be(bytes_at(sb, 0x20, 16)?),
+        label_from(bytes_at(sb, 0x12b, 256)?),
+    ))
 }
 
 /// Linux swap: `SWAPSPACE2` in the last 10 bytes of the first page (any page size up to
@@ -689,13 +774,23 @@ fn fat_boot(head: &[u8]) -> Option<FatBoot> {
     let reserved = le16(head, 0x0E)?;
     let fats = *head.get(0x10)?;
     let media = *head.get(0x15)?;
-    if !matches!(bps, 512 | 1024 | 2048 | 4096) || spc == 0 || !spc.is_power_of_two() || reserved == 0 || fats == 0 {
+    if !matches!(bps, 512 | 1024 | 2048 | 4096)
+        || spc == 0
+        || !spc.is_power_of_two()
+        || reserved == 0
+        || fats == 0
+    {
         return None;
     }
     if !(media == 0xF0 || media >= 0xF8) {
         return None;
     }
-    let (bps, spc, reserved, fats) = (u64::from(bps), u64::from(spc), u64::from(reserved), u64::from(fats));
+    let (bps, spc, reserved, fats) = (
+        u64::from(bps),
+        u64::from(spc),
+        u64::from(reserved),
+        u64::from(fats),
+    );
     if bytes_at(head, 0x52, 8)? == b"FAT32   " {
         let fat_size = u64::from(le32(head, 0x24)?);
         let root_cluster = u64::from(le32(head, 0x2C)?);
@@ -703,12 +798,20 @@ fn fat_boot(head: &[u8]) -> Option<FatBoot> {
         let root = data + root_cluster.checked_sub(2)? * spc * bps;
         // Only the first cluster of the root directory is searched (libblkid follows the chain).
         let len = usize::try_from((spc * bps).min(1 << 20)).ok()?;
-        Some(FatBoot { serial_off: 0x43, ext_sig_off: 0x42, root_dir: (root, len) })
+        Some(FatBoot {
+            serial_off: 0x43,
+            ext_sig_off: 0x42,
+            root_dir: (root, len),
+        })
     } else if bytes_at(head, 0x36, 4)? == b"FAT1" || bytes_at(head, 0x36, 8)? == b"FAT     " {
         let fat_size = u64::from(le16(head, 0x16)?);
         let entries = usize::from(le16(head, 0x11)?);
         let root = (reserved + fats * fat_size) * bps;
-        Some(FatBoot { serial_off: 0x27, ext_sig_off: 0x26, root_dir: (root, (entries * 32).min(1 << 20)) })
+        Some(FatBoot {
+            serial_off: 0x27,
+            ext_sig_off: 0x26,
+            root_dir: (root, (entries * 32).min(1 << 20)),
+        })
     } else {
         None
     }
@@ -718,13 +821,22 @@ fn fat_boot(head: &[u8]) -> Option<FatBoot> {
 /// the root directory, as libblkid reports it (the boot-sector copy is only its
 /// `LABEL_FATBOOT`); "NO NAME" is no label.
 fn probe_vfat<R: Read + Seek>(r: &mut R, head: &[u8]) -> io::Result<Option<Probe>> {
-    let Some(boot) = fat_boot(head) else { return Ok(None) };
-    let uuid = match (head.get(boot.ext_sig_off), bytes_at(head, boot.serial_off, 4)) {
-        (Some(0x28 | 0x29), Some(s)) => Some(format!("{:02X}{:02X}-{:02X}{:02X}", s[3], s[2], s[1], s[0])),
+    let Some(boot) = fat_boot(head) else {
+        return Ok(None);
+    };
+    let uuid = match (
+        head.get(boot.ext_sig_off),
+        bytes_at(head, boot.serial_off, 4),
+    ) {
+        (Some(0x28 | 0x29), Some(s)) => {
+            Some(format!("{:02X}{:02X}-{:02X}{:02X}", s[3], s[2], s[1], s[0]))
+        }
         _ => None,
     };
     let dir = read_upto(r, boot.root_dir.0, boot.root_dir.1)?;
-    let label = fat_volume_label(&dir).filter(|l| l != b"NO NAME    ").and_then(|l| label_from(&l));
+    let label = fat_volume_label(&dir)
+        .filter(|l| l != b"NO NAME    ")
+        .and_then(|l| label_from(&l));
     Ok(Some(fs_probe("vfat", uuid, label)))
 }
 
@@ -796,20 +908,36 @@ fn has_protective_mbr<R: Read + Seek>(r: &mut R) -> io::Result<bool> {
 
 /// The GPT whose header is at `lba`, if that header and its entry array are valid.
 fn read_gpt_at<R: Read + Seek>(r: &mut R, ss: u64, lba: u64) -> io::Result<Option<Vec<GptPart>>> {
-    let Some(offset) = lba.checked_mul(ss) else { return Ok(None) };
-    let hdr = read_upto(r, offset, usize::try_from(ss).unwrap_or(512))?;
-    let Some(array) = gpt_array_location(&hdr, ss, lba) else { return Ok(None) };
-    let (entries_lba, count, entry_size, array_crc) = array;
-    let Some(len) = count.checked_mul(entry_size).filter(|&l| l <= MAX_GPT_ARRAY) else {
-        log::warn!("GPT at LBA {lba}: partition array of {count} x {entry_size} bytes is implausible");
+    let Some(offset) = lba.checked_mul(ss) else {
         return Ok(None);
     };
-    let Some(array_off) = entries_lba.checked_mul(ss) else { return Ok(None) };
+    let hdr = read_upto(r, offset, usize::try_from(ss).unwrap_or(512))?;
+    let Some(array) = gpt_array_location(&hdr, ss, lba) else {
+        return Ok(None);
+    };
+    let (entries_lba, count, entry_size, array_crc) = array;
+    let Some(len) = count
+        .checked_mul(entry_size)
+        .filter(|&l| l <= MAX_GPT_ARRAY)
+    else {
+        log::warn!(
+            "GPT at LBA {lba}: partition array of {count} x {entry_size} bytes is implausible"
+        );
+        return Ok(None);
+    };
+    let Some(array_off) = entries_lba.checked_mul(ss) else {
+        return Ok(None);
+    };
     let data = read_upto(r, array_off, len)?;
     if data.len() != len || crc32(&data) != array_crc {
         return Ok(None);
     }
-    Ok(Some(data.chunks_exact(entry_size).enumerate().filter_map(|(i, e)| gpt_entry(i, e)).collect()))
+    Ok(Some(
+        data.chunks_exact(entry_size)
+            .enumerate()
+            .filter_map(|(i, e)| gpt_entry(i, e))
+            .collect(),
+    ))
 }
 
 /// Checks a GPT header; returns (entries LBA, entry count, entry size, entry array CRC).
@@ -901,24 +1029,31 @@ fn bus_of(info: &BlockInfo) -> Bus {
 /// The kernel names `60-persistent-storage.rules` handles at all.
 fn handled_by_rules(kname: &str) -> bool {
     const PREFIXES: &[&str] = &[
-        "loop", "mmcblk", "msblk", "mspblk", "nvme", "sd", "sr", "vd", "xvd", "bcache", "cciss", "dasd", "ubd", "ubi",
-        "scm", "pmem", "nbd", "zd",
+        "loop", "mmcblk", "msblk", "mspblk", "nvme", "sd", "sr", "vd", "xvd", "bcache", "cciss",
+        "dasd", "ubd", "ubi", "scm", "pmem", "nbd", "zd",
     ];
-    let Some(prefix) = PREFIXES.iter().find(|p| kname.starts_with(**p)) else { return false };
+    let Some(prefix) = PREFIXES.iter().find(|p| kname.starts_with(**p)) else {
+        return false;
+    };
     // mmcblk*[0-9], msblk*[0-9], mspblk*[0-9]: must end in a digit.
-    !matches!(*prefix, "mmcblk" | "msblk" | "mspblk") || kname.ends_with(|c: char| c.is_ascii_digit())
+    !matches!(*prefix, "mmcblk" | "msblk" | "mspblk")
+        || kname.ends_with(|c: char| c.is_ascii_digit())
 }
 
 /// `mmcblk<N>boot<M>`: eMMC boot areas, named `<path>-boot<M>` and never probed.
 fn mmc_boot_area(kname: &str) -> Option<&str> {
     let rest = kname.strip_prefix("mmcblk")?;
     let (n, m) = rest.split_once("boot")?;
-    (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()))
-        .then_some(m)
+    (!n.is_empty()
+        && n.bytes().all(|b| b.is_ascii_digit())
+        && !m.is_empty()
+        && m.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(m)
 }
 
 fn nonempty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().filter(|v| !v.trim_matches(is_c_space).is_empty())
+    s.as_deref()
+        .filter(|v| !v.trim_matches(is_c_space).is_empty())
 }
 
 /// The symlinks udev would create for this device: (path relative to `/dev/disk`, e.g.
@@ -929,13 +1064,20 @@ fn nonempty(s: &Option<String>) -> Option<&str> {
 /// by-diskseq. Partition names come with the `-part<N>` suffix of their disk's names.
 pub fn link_names(info: &BlockInfo, probe: &Probe) -> Vec<(String, String)> {
     let kname = info.kname.as_str();
-    let suffix = info.partnum.map(|n| format!("-part{n}")).unwrap_or_default();
+    let suffix = info
+        .partnum
+        .map(|n| format!("-part{n}"))
+        .unwrap_or_default();
     let mut names: Vec<String> = Vec::new();
     let handled = handled_by_rules(kname);
     let boot_area = mmc_boot_area(kname);
     let path = if handled { path_id(info) } else { None };
     if handled {
-        names.extend(by_id_names(info).into_iter().map(|n| format!("by-id/{n}{suffix}")));
+        names.extend(
+            by_id_names(info)
+                .into_iter()
+                .map(|n| format!("by-id/{n}{suffix}")),
+        );
         if let Some(p) = &path {
             match boot_area {
                 Some(m) => names.push(format!("by-path/{}-boot{m}", p.path)),
@@ -951,14 +1093,21 @@ pub fn link_names(info: &BlockInfo, probe: &Probe) -> Vec<(String, String)> {
             }
         }
     }
-    let probed = boot_area.is_none() && (handled || kname.starts_with("dm-") || kname.starts_with("md"));
+    let probed =
+        boot_area.is_none() && (handled || kname.starts_with("dm-") || kname.starts_with("md"));
     let mut content = Vec::new(); // names that also go under by-path/<path>-part/
     if probed {
         if let Some(u) = nonempty(&probe.fs_uuid) {
-            content.push(format!("by-uuid/{}", encode_string(u.trim_end_matches(is_c_space))));
+            content.push(format!(
+                "by-uuid/{}",
+                encode_string(u.trim_end_matches(is_c_space))
+            ));
         }
         if let Some(l) = nonempty(&probe.fs_label) {
-            content.push(format!("by-label/{}", encode_string(l.trim_end_matches(is_c_space))));
+            content.push(format!(
+                "by-label/{}",
+                encode_string(l.trim_end_matches(is_c_space))
+            ));
         }
     }
     if handled || probed {
@@ -966,13 +1115,20 @@ pub fn link_names(info: &BlockInfo, probe: &Probe) -> Vec<(String, String)> {
             content.push(format!("by-partuuid/{}", replace_chars(u)));
         }
         if let Some(l) = nonempty(&probe.part_label) {
-            content.push(format!("by-partlabel/{}", encode_string(l.trim_end_matches(is_c_space))));
+            content.push(format!(
+                "by-partlabel/{}",
+                encode_string(l.trim_end_matches(is_c_space))
+            ));
         }
     }
     names.extend(content.iter().cloned());
     if let (Some(p), Some(n)) = (&path, info.partnum) {
         names.push(format!("by-path/{}-part/by-partnum/{n}", p.path));
-        names.extend(content.iter().map(|c| format!("by-path/{}-part/{c}", p.path)));
+        names.extend(
+            content
+                .iter()
+                .map(|c| format!("by-path/{}-part/{c}", p.path)),
+        );
     }
     if handled {
         if let Some(seq) = info.diskseq {
@@ -1057,7 +1213,10 @@ fn scsi_id_serial(info: &BlockInfo) -> Option<String> {
         });
         from_wwid.or_else(|| {
             let serial = nonempty(&info.serial)?;
-            let vm = vendor_model(info.vendor.as_deref().unwrap_or(""), info.model.as_deref().unwrap_or(""));
+            let vm = vendor_model(
+                info.vendor.as_deref().unwrap_or(""),
+                info.model.as_deref().unwrap_or(""),
+            );
             Some(format!("S{vm}{serial}"))
         })
     })?;
@@ -1108,8 +1267,12 @@ fn all_digits(s: &str) -> bool {
 /// `dddd:bb:dd.f` (domain may be longer, as with VMD).
 fn is_pci_addr(s: &str) -> bool {
     let parts: Vec<&str> = s.split(':').collect();
-    let [domain, bus, devfn] = parts.as_slice() else { return false };
-    let Some((dev, func)) = devfn.split_once('.') else { return false };
+    let [domain, bus, devfn] = parts.as_slice() else {
+        return false;
+    };
+    let Some((dev, func)) = devfn.split_once('.') else {
+        return false;
+    };
     domain.len() >= 4
         && all_hex(domain)
         && bus.len() == 2
@@ -1122,7 +1285,9 @@ fn is_pci_addr(s: &str) -> bool {
 
 fn parse_hctl(s: &str) -> Option<Node<'_>> {
     let parts: Vec<&str> = s.split(':').collect();
-    let [h, c, t, l] = parts.as_slice() else { return None };
+    let [h, c, t, l] = parts.as_slice() else {
+        return None;
+    };
     if ![h, c, t, l].iter().all(|p| all_digits(p)) {
         return None;
     }
@@ -1136,14 +1301,20 @@ fn parse_hctl(s: &str) -> Option<Node<'_>> {
 
 /// `1-2.3:1.0`: a USB interface.
 fn is_usb_interface(s: &str) -> bool {
-    let Some((dev, cfg)) = s.split_once(':') else { return false };
-    let Some((c, i)) = cfg.split_once('.') else { return false };
+    let Some((dev, cfg)) = s.split_once(':') else {
+        return false;
+    };
+    let Some((c, i)) = cfg.split_once('.') else {
+        return false;
+    };
     is_usb_device(dev) && all_digits(c) && all_digits(i)
 }
 
 /// `1-2.3`: a USB device.
 fn is_usb_device(s: &str) -> bool {
-    let Some((bus, ports)) = s.split_once('-') else { return false };
+    let Some((bus, ports)) = s.split_once('-') else {
+        return false;
+    };
     all_digits(bus) && ports.split('.').all(all_digits)
 }
 
@@ -1154,7 +1325,10 @@ fn classify(name: &str) -> Node<'_> {
     if let Some(n) = parse_hctl(name) {
         return n;
     }
-    if name.strip_prefix("pci").is_some_and(|r| r.split(':').all(all_hex) && r.contains(':')) {
+    if name
+        .strip_prefix("pci")
+        .is_some_and(|r| r.split(':').all(all_hex) && r.contains(':'))
+    {
         return Node::PciRoot;
     }
     if numbered(name, "virtio").is_some() {
@@ -1163,7 +1337,10 @@ fn classify(name: &str) -> Node<'_> {
     if numbered(name, "host").is_some() {
         return Node::ScsiHost;
     }
-    if name.strip_prefix("target").is_some_and(|r| r.split(':').count() == 3 && r.split(':').all(all_digits)) {
+    if name
+        .strip_prefix("target")
+        .is_some_and(|r| r.split(':').count() == 3 && r.split(':').all(all_digits))
+    {
         return Node::ScsiTarget;
     }
     if numbered(name, "ata").is_some() {
@@ -1178,12 +1355,26 @@ fn classify(name: &str) -> Node<'_> {
     if numbered(name, "usb").is_some() || is_usb_device(name) {
         return Node::Usb;
     }
-    if ["rport-", "end_device-", "session", "vmbus_", "VMBUS"].iter().any(|p| name.starts_with(p)) {
+    if ["rport-", "end_device-", "session", "vmbus_", "VMBUS"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
         return Node::Unsupported;
     }
-    let mmc = name.strip_prefix("mmc").map(|r| r.split(':').next().map(all_digits).unwrap_or(false));
+    let mmc = name
+        .strip_prefix("mmc")
+        .map(|r| r.split(':').next().map(all_digits).unwrap_or(false));
     if mmc == Some(true)
-        || ["block", "nvme", "mmc_host", "scsi_host", "ata_port", "ata_link", "ata_device"].contains(&name)
+        || [
+            "block",
+            "nvme",
+            "mmc_host",
+            "scsi_host",
+            "ata_port",
+            "ata_link",
+            "ata_device",
+        ]
+        .contains(&name)
     {
         return Node::Glue;
     }
@@ -1192,7 +1383,10 @@ fn classify(name: &str) -> Node<'_> {
 
 /// The sysfs directories above the whole disk, root first (the part after `/devices/`).
 fn disk_ancestors(info: &BlockInfo) -> Option<Vec<&str>> {
-    let (base, is_ctrl) = match (&info.nvme_ctrl_path, info.devpath.contains("/nvme-subsystem/")) {
+    let (base, is_ctrl) = match (
+        &info.nvme_ctrl_path,
+        info.devpath.contains("/nvme-subsystem/"),
+    ) {
         (Some(ctrl), true) => (ctrl.as_str(), true),
         (None, true) => return None,
         _ => (info.devpath.as_str(), false),
@@ -1231,7 +1425,12 @@ fn path_id(info: &BlockInfo) -> Option<PathId> {
             path.push(s);
         };
         match classify(comps[i]) {
-            Node::ScsiDevice { host, bus, target, lun } => {
+            Node::ScsiDevice {
+                host,
+                bus,
+                target,
+                lun,
+            } => {
                 transport = true;
                 let above = &comps[..i];
                 if above.iter().any(|a| classify(a) == Node::Unsupported) {
@@ -1239,7 +1438,11 @@ fn path_id(info: &BlockInfo) -> Option<PathId> {
                 }
                 if above.iter().any(|a| classify(a) == Node::AtaPort) {
                     let port = info.ata_port_no?;
-                    path.push(if bus != 0 { format!("ata-{port}.{bus}.0") } else { format!("ata-{port}.{target}") });
+                    path.push(if bus != 0 {
+                        format!("ata-{port}.{bus}.0")
+                    } else {
+                        format!("ata-{port}.{target}")
+                    });
                     compat = Some(vec![format!("ata-{port}")]);
                 } else {
                     let host_idx = above.iter().rposition(|a| classify(a) == Node::ScsiHost)?;
@@ -1289,7 +1492,10 @@ fn path_id(info: &BlockInfo) -> Option<PathId> {
         v.reverse();
         v.join("-")
     };
-    Some(PathId { path: join(path), ata_compat: compat.map(join) })
+    Some(PathId {
+        path: join(path),
+        ata_compat: compat.map(join),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1298,7 +1504,9 @@ fn path_id(info: &BlockInfo) -> Option<PathId> {
 /// A link name as a relative path of normal components only.
 fn safe_rel(name: &str) -> Option<PathBuf> {
     let parts: Vec<&str> = name.split('/').collect();
-    let ok = parts.iter().all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\0'));
+    let ok = parts
+        .iter()
+        .all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\0'));
     ok.then(|| parts.iter().collect())
 }
 
@@ -1347,7 +1555,8 @@ fn lexical(p: &Path) -> PathBuf {
 /// and skipped; only failing to create `<dev>/disk` is an error.
 pub fn create_links(dev: &Path, links: &[(String, String)]) -> io::Result<usize> {
     let root = dev.join("disk");
-    fs::create_dir_all(&root).map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", root.display())))?;
+    fs::create_dir_all(&root)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", root.display())))?;
     let mut wanted: BTreeMap<PathBuf, PathBuf> = BTreeMap::new(); // link rel path -> node rel path
     for (name, kname) in links {
         let (Some(rel), Some(node)) = (safe_rel(name), node_rel(kname)) else {
@@ -1356,7 +1565,10 @@ pub fn create_links(dev: &Path, links: &[(String, String)]) -> io::Result<usize>
         };
         match wanted.get(&rel) {
             Some(other) if *other != node => {
-                log::warn!("/dev/disk/{name}: claimed by {} and {kname}; keeping the first", other.display());
+                log::warn!(
+                    "/dev/disk/{name}: claimed by {} and {kname}; keeping the first",
+                    other.display()
+                );
             }
             Some(_) => {}
             None => {
@@ -1383,11 +1595,17 @@ fn place_link(path: &Path, target: &Path) -> io::Result<()> {
         return Ok(());
     }
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "link path has no parent"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "link path has no parent",
+        ));
     };
     fs::create_dir_all(dir)?;
     if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"));
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        ));
     }
     let tmp = dir.join(format!(".{}.anemos-tmp", name.to_string_lossy()));
     let _ = fs::remove_file(&tmp);
@@ -1399,7 +1617,9 @@ fn place_link(path: &Path, target: &Path) -> io::Result<()> {
 
 /// Removes stale symlinks below `dir` (see [`create_links`]) and then empty directories.
 fn prune(root: &Path, dir: &Path, wanted: &BTreeMap<PathBuf, PathBuf>, nodes: &BTreeSet<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let path = e.path();
         let Ok(ft) = e.file_type() else { continue };
@@ -1409,11 +1629,15 @@ fn prune(root: &Path, dir: &Path, wanted: &BTreeMap<PathBuf, PathBuf>, nodes: &B
                 let _ = fs::remove_dir(&path);
             }
         } else if ft.is_symlink() {
-            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
             if wanted.contains_key(rel) {
                 continue;
             }
-            let Ok(target) = fs::read_link(&path) else { continue };
+            let Ok(target) = fs::read_link(&path) else {
+                continue;
+            };
             let dest = lexical(&path.parent().unwrap_or(root).join(target));
             if nodes.contains(&dest) || fs::symlink_metadata(&dest).is_err() {
                 log::debug!("removing stale link {}", path.display());
@@ -1467,7 +1691,11 @@ mod tests {
 
     /// `blkid -p -o udev`: the properties udev's blkid builtin would import.
     fn blkid_props(blkid: &Path, img: &Path) -> HashMap<String, String> {
-        let out = Command::new(blkid).args(["-p", "-o", "udev"]).arg(img).output().unwrap();
+        let out = Command::new(blkid)
+            .args(["-p", "-o", "udev"])
+            .arg(img)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('='))
@@ -1510,18 +1738,31 @@ mod tests {
     fn crc32_matches_the_ieee_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
-        assert_eq!(crc32(b"The quick brown fox jumps over the lazy dog"), 0x414F_A339);
+        assert_eq!(
+            crc32(b"The quick brown fox jumps over the lazy dog"),
+            0x414F_A339
+        );
     }
 
     #[test]
     fn escaping_follows_udev_and_blkid() {
         // (input, blkid_encode_string, udev_replace_chars, udev_replace_whitespace)
         let cases = [
-            ("plain-Name_1.2:3=@#+", "plain-Name_1.2:3=@#+", "plain-Name_1.2:3=@#+", "plain-Name_1.2:3=@#+"),
+            (
+                "plain-Name_1.2:3=@#+",
+                "plain-Name_1.2:3=@#+",
+                "plain-Name_1.2:3=@#+",
+                "plain-Name_1.2:3=@#+",
+            ),
             ("my disk", "my\\x20disk", "my_disk", "my_disk"),
             ("a/b", "a\\x2fb", "a_b", "a/b"),
             ("back\\slash", "back\\x5cslash", "back_slash", "back\\slash"),
-            ("hex\\x20kept", "hex\\x5cx20kept", "hex\\x20kept", "hex\\x20kept"),
+            (
+                "hex\\x20kept",
+                "hex\\x5cx20kept",
+                "hex\\x20kept",
+                "hex\\x20kept",
+            ),
             ("dätä", "dätä", "dätä", "dätä"),
             (
                 "  lead  and\ttrail  ",
@@ -1534,7 +1775,11 @@ mod tests {
         for (input, enc, rep, ws) in cases {
             assert_eq!(encode_string(input), enc, "encode_string({input:?})");
             assert_eq!(replace_chars(input), rep, "replace_chars({input:?})");
-            assert_eq!(replace_whitespace(input), ws, "replace_whitespace({input:?})");
+            assert_eq!(
+                replace_whitespace(input),
+                ws,
+                "replace_whitespace({input:?})"
+            );
         }
         assert_eq!(attr_escape("QEMU NVMe Ctrl   \n"), "QEMU_NVMe_Ctrl");
     }
@@ -1543,7 +1788,13 @@ mod tests {
 
     /// Makes an image with `mkfs`, probes it, and checks type, UUID and label (through the
     /// by-uuid/by-label names) against `blkid -p` on the same file.
-    fn check_mkfs(test: &str, mkfs: (&str, &str), size: u64, args: &[&str], want_type: &str) -> Option<Probe> {
+    fn check_mkfs(
+        test: &str,
+        mkfs: (&str, &str),
+        size: u64,
+        args: &[&str],
+        want_type: &str,
+    ) -> Option<Probe> {
         let mkfs_tool = tool(mkfs.0, mkfs.1, test)?;
         let blkid = tool("blkid", "util-linux", test)?;
         let dir = tempfile::tempdir().unwrap();
@@ -1554,10 +1805,21 @@ mod tests {
         run(&mkfs_tool, &all);
         let oracle = blkid_props(&blkid, &img);
         let probe = probe_path(&img);
-        assert_eq!(oracle.get("ID_FS_TYPE").map(String::as_str), Some(want_type), "{test}: blkid type");
+        assert_eq!(
+            oracle.get("ID_FS_TYPE").map(String::as_str),
+            Some(want_type),
+            "{test}: blkid type"
+        );
         assert_eq!(probe.fs_type.as_deref(), Some(want_type), "{test}: type");
-        assert_eq!(probe.fs_uuid.as_ref(), oracle.get("ID_FS_UUID"), "{test}: uuid");
-        let info = BlockInfo { kname: "vdb".into(), ..BlockInfo::default() };
+        assert_eq!(
+            probe.fs_uuid.as_ref(),
+            oracle.get("ID_FS_UUID"),
+            "{test}: uuid"
+        );
+        let info = BlockInfo {
+            kname: "vdb".into(),
+            ..BlockInfo::default()
+        };
         let links = link_names(&info, &probe);
         let mut want = Vec::new();
         if let Some(u) = oracle.get("ID_FS_UUID_ENC") {
@@ -1575,9 +1837,13 @@ mod tests {
     #[test]
     fn probes_ext4_like_blkid() {
         let u = "01234567-89ab-cdef-0123-456789abcdef";
-        let Some(p) =
-            check_mkfs("probes_ext4_like_blkid", E2, 16 << 20, &["-q", "-F", "-U", u, "-L", "my disk/x"], "ext4")
-        else {
+        let Some(p) = check_mkfs(
+            "probes_ext4_like_blkid",
+            E2,
+            16 << 20,
+            &["-q", "-F", "-U", u, "-L", "my disk/x"],
+            "ext4",
+        ) else {
             return;
         };
         assert_eq!(p.fs_uuid.as_deref(), Some(u));
@@ -1588,11 +1854,23 @@ mod tests {
     fn probes_ext3_and_ext2_like_blkid() {
         let u = "fedcba98-7654-3210-fedc-ba9876543210";
         let ext3 = ["-q", "-F", "-t", "ext3", "-U", u, "-L", "old3"];
-        if let Some(p) = check_mkfs("probes_ext3_and_ext2_like_blkid", E2, 16 << 20, &ext3, "ext3") {
+        if let Some(p) = check_mkfs(
+            "probes_ext3_and_ext2_like_blkid",
+            E2,
+            16 << 20,
+            &ext3,
+            "ext3",
+        ) {
             assert_eq!(p.fs_label.as_deref(), Some("old3"));
         }
         let ext2 = ["-q", "-F", "-t", "ext2", "-U", u];
-        if let Some(p) = check_mkfs("probes_ext3_and_ext2_like_blkid", E2, 16 << 20, &ext2, "ext2") {
+        if let Some(p) = check_mkfs(
+            "probes_ext3_and_ext2_like_blkid",
+            E2,
+            16 << 20,
+            &ext2,
+            "ext2",
+        ) {
             assert_eq!(p.fs_label, None);
         }
     }
@@ -1602,7 +1880,13 @@ mod tests {
         let u = "11111111-2222-3333-4444-555555555555";
         let args = ["-q", "-f", "-m", &format!("uuid={u}"), "-L", "xfs lbl"].map(String::from);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        if let Some(p) = check_mkfs("probes_xfs_like_blkid", ("mkfs.xfs", "xfsprogs"), 300 << 20, &args, "xfs") {
+        if let Some(p) = check_mkfs(
+            "probes_xfs_like_blkid",
+            ("mkfs.xfs", "xfsprogs"),
+            300 << 20,
+            &args,
+            "xfs",
+        ) {
             assert_eq!(p.fs_label.as_deref(), Some("xfs lbl"));
             assert_eq!(p.fs_uuid.as_deref(), Some(u));
         }
@@ -1612,8 +1896,13 @@ mod tests {
     fn probes_btrfs_like_blkid() {
         let u = "99999999-8888-7777-6666-555555555555";
         let args = ["-q", "-f", "-U", u, "-L", "dätä böot"];
-        if let Some(p) = check_mkfs("probes_btrfs_like_blkid", ("mkfs.btrfs", "btrfs-progs"), 128 << 20, &args, "btrfs")
-        {
+        if let Some(p) = check_mkfs(
+            "probes_btrfs_like_blkid",
+            ("mkfs.btrfs", "btrfs-progs"),
+            128 << 20,
+            &args,
+            "btrfs",
+        ) {
             assert_eq!(p.fs_label.as_deref(), Some("dätä böot"));
         }
     }
@@ -1623,11 +1912,23 @@ mod tests {
     #[test]
     fn probes_vfat_like_blkid() {
         let test = "probes_vfat_like_blkid";
-        if let Some(p) = check_mkfs(test, VFAT, 64 << 20, &["-F", "32", "-i", "1234ABCD", "-n", "ESP PART"], "vfat") {
+        if let Some(p) = check_mkfs(
+            test,
+            VFAT,
+            64 << 20,
+            &["-F", "32", "-i", "1234ABCD", "-n", "ESP PART"],
+            "vfat",
+        ) {
             assert_eq!(p.fs_uuid.as_deref(), Some("1234-ABCD"));
             assert_eq!(p.fs_label.as_deref(), Some("ESP PART"));
         }
-        if let Some(p) = check_mkfs(test, VFAT, 32 << 20, &["-F", "16", "-i", "DEADBEEF", "-n", "LBL16"], "vfat") {
+        if let Some(p) = check_mkfs(
+            test,
+            VFAT,
+            32 << 20,
+            &["-F", "16", "-i", "DEADBEEF", "-n", "LBL16"],
+            "vfat",
+        ) {
             assert_eq!(p.fs_uuid.as_deref(), Some("DEAD-BEEF"));
             assert_eq!(p.fs_label.as_deref(), Some("LBL16"));
         }
@@ -1642,8 +1943,10 @@ mod tests {
     #[test]
     fn vfat_label_comes_from_the_root_directory_like_blkid() {
         let test = "vfat_label_comes_from_the_root_directory_like_blkid";
-        let (Some(mkfs), Some(blkid)) = (tool("mkfs.vfat", "dosfstools", test), tool("blkid", "util-linux", test))
-        else {
+        let (Some(mkfs), Some(blkid)) = (
+            tool("mkfs.vfat", "dosfstools", test),
+            tool("blkid", "util-linux", test),
+        ) else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -1652,14 +1955,21 @@ mod tests {
         let head = fs::read(&img).unwrap();
         let boot = fat_boot(&head).unwrap();
         let root = usize::try_from(boot.root_dir.0).unwrap();
-        assert_eq!(&head[root..root + 11], b"BOOTLBL    ", "mkfs.vfat writes the label into the root dir");
+        assert_eq!(
+            &head[root..root + 11],
+            b"BOOTLBL    ",
+            "mkfs.vfat writes the label into the root dir"
+        );
 
         let mut f = fs::OpenOptions::new().write(true).open(&img).unwrap();
         f.seek(SeekFrom::Start(root as u64)).unwrap();
         f.write_all(b"ROOT LBL   ").unwrap();
         drop(f);
         let oracle = blkid_props(&blkid, &img);
-        assert_eq!(oracle.get("ID_FS_LABEL_ENC").map(String::as_str), Some("ROOT\\x20LBL"));
+        assert_eq!(
+            oracle.get("ID_FS_LABEL_ENC").map(String::as_str),
+            Some("ROOT\\x20LBL")
+        );
         assert_eq!(probe_path(&img).fs_label.as_deref(), Some("ROOT LBL"));
 
         let mut f = fs::OpenOptions::new().write(true).open(&img).unwrap();
@@ -1667,14 +1977,24 @@ mod tests {
         f.write_all(&[0u8; 32]).unwrap();
         drop(f);
         assert_eq!(blkid_props(&blkid, &img).get("ID_FS_LABEL"), None);
-        assert_eq!(probe_path(&img).fs_label, None, "boot-sector label alone is not LABEL");
+        assert_eq!(
+            probe_path(&img).fs_label,
+            None,
+            "boot-sector label alone is not LABEL"
+        );
     }
 
     #[test]
     fn probes_swap_like_blkid() {
         let u = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
         let args = ["-U", u, "-L", "swap space"];
-        if let Some(p) = check_mkfs("probes_swap_like_blkid", ("mkswap", "util-linux"), 16 << 20, &args, "swap") {
+        if let Some(p) = check_mkfs(
+            "probes_swap_like_blkid",
+            ("mkswap", "util-linux"),
+            16 << 20,
+            &args,
+            "swap",
+        ) {
             assert_eq!(p.fs_label.as_deref(), Some("swap space"));
             assert_eq!(p.fs_uuid.as_deref(), Some(u));
         }
@@ -1685,7 +2005,11 @@ mod tests {
         for len in [0usize, 1, 511, 512, 1100, 4096, 70000] {
             let p = probe_fs(&mut Cursor::new(vec![0u8; len])).unwrap();
             assert_eq!(p, Probe::default(), "{len} zero bytes");
-            assert_eq!(read_gpt(&mut Cursor::new(vec![0u8; len])).unwrap(), None, "{len} zero bytes");
+            assert_eq!(
+                read_gpt(&mut Cursor::new(vec![0u8; len])).unwrap(),
+                None,
+                "{len} zero bytes"
+            );
         }
     }
 
@@ -1745,16 +2069,23 @@ mod tests {
         img
     }
 
-    const LINUX_FS: [u8; 16] =
-        [0xAF, 0x3D, 0xC6, 0x0F, 0x83, 0x84, 0x72, 0x47, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D, 0xE4];
+    const LINUX_FS: [u8; 16] = [
+        0xAF, 0x3D, 0xC6, 0x0F, 0x83, 0x84, 0x72, 0x47, 0x8E, 0x79, 0x3D, 0x69, 0xD8, 0x47, 0x7D,
+        0xE4,
+    ];
     /// 01234567-89ab-cdef-0011-223344556677 in the on-disk (mixed-endian) layout.
-    const GUID_A: [u8; 16] =
-        [0x67, 0x45, 0x23, 0x01, 0xAB, 0x89, 0xEF, 0xCD, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77];
+    const GUID_A: [u8; 16] = [
+        0x67, 0x45, 0x23, 0x01, 0xAB, 0x89, 0xEF, 0xCD, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
+        0x77,
+    ];
 
     #[test]
     fn reads_a_sgdisk_gpt_like_partx_and_sgdisk() {
         let test = "reads_a_sgdisk_gpt_like_partx_and_sgdisk";
-        let (Some(sgdisk), Some(partx)) = (tool("sgdisk", "gdisk", test), tool("partx", "util-linux", test)) else {
+        let (Some(sgdisk), Some(partx)) = (
+            tool("sgdisk", "gdisk", test),
+            tool("partx", "util-linux", test),
+        ) else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -1768,11 +2099,22 @@ mod tests {
         let mut args = Vec::new();
         for (i, (g, l)) in guids.iter().zip(labels).enumerate() {
             let n = i + 1;
-            let end = if n == 3 { "0".to_string() } else { "+8M".to_string() };
-            args.extend([format!("-n={n}:0:{end}"), format!("-c={n}:{l}"), format!("-u={n}:{g}")]);
+            let end = if n == 3 {
+                "0".to_string()
+            } else {
+                "+8M".to_string()
+            };
+            args.extend([
+                format!("-n={n}:0:{end}"),
+                format!("-c={n}:{l}"),
+                format!("-u={n}:{g}"),
+            ]);
         }
         args.push(img.to_str().unwrap().to_string());
-        run(&sgdisk, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        run(
+            &sgdisk,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
 
         let parts = gpt_path(&img).expect("a GPT");
         assert_eq!(parts.len(), 3);
@@ -1794,11 +2136,25 @@ mod tests {
         assert_eq!(parts, oracle, "read_gpt vs partx");
         // sgdisk's own view: unique GUID and untrimmed name.
         for p in &parts {
-            let info = run(&sgdisk, &["-i", &p.number.to_string(), img.to_str().unwrap()]);
-            let guid = info.lines().find_map(|l| l.strip_prefix("Partition unique GUID: ")).unwrap();
-            let name = info.lines().find_map(|l| l.strip_prefix("Partition name: '")).unwrap();
+            let info = run(
+                &sgdisk,
+                &["-i", &p.number.to_string(), img.to_str().unwrap()],
+            );
+            let guid = info
+                .lines()
+                .find_map(|l| l.strip_prefix("Partition unique GUID: "))
+                .unwrap();
+            let name = info
+                .lines()
+                .find_map(|l| l.strip_prefix("Partition name: '"))
+                .unwrap();
             assert_eq!(p.part_uuid, guid.to_lowercase(), "partition {}", p.number);
-            assert_eq!(p.part_label, name.trim_end_matches('\'').trim_end(), "partition {}", p.number);
+            assert_eq!(
+                p.part_label,
+                name.trim_end_matches('\'').trim_end(),
+                "partition {}",
+                p.number
+            );
         }
         assert_eq!(parts[1].part_label, "a/b c");
 
@@ -1808,32 +2164,65 @@ mod tests {
             part_label: Some(parts[1].part_label.clone()),
             ..Probe::default()
         };
-        let info =
-            BlockInfo { kname: "vda2".into(), parent: Some("vda".into()), partnum: Some(2), ..BlockInfo::default() };
+        let info = BlockInfo {
+            kname: "vda2".into(),
+            parent: Some("vda".into()),
+            partnum: Some(2),
+            ..BlockInfo::default()
+        };
         assert_eq!(
             names(&link_names(&info, &probe)),
-            ["by-partuuid/0fc63daf-8483-4772-8e79-3d69d8477de5", "by-partlabel/a\\x2fb\\x20c"]
+            [
+                "by-partuuid/0fc63daf-8483-4772-8e79-3d69d8477de5",
+                "by-partlabel/a\\x2fb\\x20c"
+            ]
         );
-        let p3 = Probe { part_label: Some(parts[2].part_label.clone()), ..Probe::default() };
-        let info3 = BlockInfo { kname: "vda3".into(), partnum: Some(3), ..BlockInfo::default() };
-        assert_eq!(names(&link_names(&info3, &p3)), ["by-partlabel/ünï\\x5ccode"]);
+        let p3 = Probe {
+            part_label: Some(parts[2].part_label.clone()),
+            ..Probe::default()
+        };
+        let info3 = BlockInfo {
+            kname: "vda3".into(),
+            partnum: Some(3),
+            ..BlockInfo::default()
+        };
+        assert_eq!(
+            names(&link_names(&info3, &p3)),
+            ["by-partlabel/ünï\\x5ccode"]
+        );
 
         // Damaged primary header or primary array: the backup GPT gives the same answer.
         let good = fs::read(&img).unwrap();
         let mut bad = good.clone();
         bad[512 + 40] ^= 0xFF;
-        assert_eq!(read_gpt(&mut Cursor::new(&bad)).unwrap().as_ref(), Some(&parts), "bad primary header");
+        assert_eq!(
+            read_gpt(&mut Cursor::new(&bad)).unwrap().as_ref(),
+            Some(&parts),
+            "bad primary header"
+        );
         let mut bad = good.clone();
         bad[1024 + 56] ^= 0xFF;
-        assert_eq!(read_gpt(&mut Cursor::new(&bad)).unwrap().as_ref(), Some(&parts), "bad primary array");
+        assert_eq!(
+            read_gpt(&mut Cursor::new(&bad)).unwrap().as_ref(),
+            Some(&parts),
+            "bad primary array"
+        );
         // Both copies damaged: no GPT.
         let last = good.len() - 512;
         bad[last + 40] ^= 0xFF;
-        assert_eq!(read_gpt(&mut Cursor::new(&bad)).unwrap(), None, "both headers bad");
+        assert_eq!(
+            read_gpt(&mut Cursor::new(&bad)).unwrap(),
+            None,
+            "both headers bad"
+        );
         // No protective MBR: not a GPT disk for the kernel either.
         let mut bad = good.clone();
         bad[446 + 4] = 0x83;
-        assert_eq!(read_gpt(&mut Cursor::new(&bad)).unwrap(), None, "no protective MBR");
+        assert_eq!(
+            read_gpt(&mut Cursor::new(&bad)).unwrap(),
+            None,
+            "no protective MBR"
+        );
     }
 
     /// 4096-byte sectors: `fdisk -b 4096` writes a 4Kn GPT into a plain file; compare with
@@ -1841,7 +2230,9 @@ mod tests {
     #[test]
     fn reads_a_4k_sector_gpt_made_by_fdisk() {
         let test = "reads_a_4k_sector_gpt_made_by_fdisk";
-        let Some(fdisk) = tool("fdisk", "fdisk", test) else { return };
+        let Some(fdisk) = tool("fdisk", "fdisk", test) else {
+            return;
+        };
         let dir = tempfile::tempdir().unwrap();
         let img = sparse(dir.path(), "4k.img", 64 << 20);
         let script = "g\nn\n1\n\n+8M\nn\n2\n\n\nx\nn\n1\nroot fs\nu\n1\n11111111-2222-3333-4444-555555555555\nn\n2\ndata\nr\nw\n";
@@ -1853,13 +2244,32 @@ mod tests {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
         assert!(child.wait().unwrap().success());
         let bytes = fs::read(&img).unwrap();
-        assert_eq!(&bytes[4096..4104], b"EFI PART", "fdisk wrote the header at LBA 1 of 4 KiB");
+        assert_eq!(
+            &bytes[4096..4104],
+            b"EFI PART",
+            "fdisk wrote the header at LBA 1 of 4 KiB"
+        );
 
         let parts = gpt_path(&img).expect("a 4K GPT");
-        let listing = run(&fdisk, &["-b", "4096", "-l", "-o", "Device,UUID,Name", img.to_str().unwrap()]);
+        let listing = run(
+            &fdisk,
+            &[
+                "-b",
+                "4096",
+                "-l",
+                "-o",
+                "Device,UUID,Name",
+                img.to_str().unwrap(),
+            ],
+        );
         let img_s = img.to_str().unwrap();
         let oracle: Vec<GptPart> = listing
             .lines()
@@ -1868,7 +2278,11 @@ mod tests {
                 let mut f = rest.split_whitespace();
                 let number = f.next().unwrap().parse().unwrap();
                 let part_uuid = f.next().unwrap().to_lowercase();
-                GptPart { number, part_uuid, part_label: f.collect::<Vec<_>>().join(" ") }
+                GptPart {
+                    number,
+                    part_uuid,
+                    part_label: f.collect::<Vec<_>>().join(" "),
+                }
             })
             .collect();
         assert_eq!(oracle.len(), 2, "fdisk listing: {listing}");
@@ -1884,7 +2298,9 @@ mod tests {
         let parts: [RawPart; 2] = [(LINUX_FS, GUID_A, "root"), (LINUX_FS, [0x11; 16], "swap  ")];
         for ss in [512usize, 4096] {
             let img = build_gpt(ss, 256, &parts);
-            let got = read_gpt(&mut Cursor::new(&img)).unwrap().unwrap_or_else(|| panic!("{ss}: no GPT"));
+            let got = read_gpt(&mut Cursor::new(&img))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{ss}: no GPT"));
             assert_eq!(
                 got,
                 [
@@ -1903,11 +2319,28 @@ mod tests {
             );
             let mut bad = img.clone();
             bad[ss + 8] ^= 1; // header CRC no longer matches: the backup is used
-            assert_eq!(read_gpt(&mut Cursor::new(&bad)).unwrap().as_ref(), Some(&got), "{ss}: backup");
+            assert_eq!(
+                read_gpt(&mut Cursor::new(&bad)).unwrap().as_ref(),
+                Some(&got),
+                "{ss}: backup"
+            );
         }
         // An unused slot between used ones keeps the numbering (entry index + 1).
-        let img = build_gpt(512, 256, &[(LINUX_FS, GUID_A, "a"), ([0; 16], [0; 16], ""), (LINUX_FS, [0x22; 16], "c")]);
-        let numbers: Vec<u32> = read_gpt(&mut Cursor::new(&img)).unwrap().unwrap().iter().map(|p| p.number).collect();
+        let img = build_gpt(
+            512,
+            256,
+            &[
+                (LINUX_FS, GUID_A, "a"),
+                ([0; 16], [0; 16], ""),
+                (LINUX_FS, [0x22; 16], "c"),
+            ],
+        );
+        let numbers: Vec<u32> = read_gpt(&mut Cursor::new(&img))
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|p| p.number)
+            .collect();
         assert_eq!(numbers, [1, 3]);
 
         // Headers that lie: re-sign them so only the checked field is wrong.
@@ -1974,7 +2407,9 @@ mod tests {
         }
         // The structured parsers on junk.
         for len in 0..700 {
-            let junk: Vec<u8> = (0..len).map(|_| u8::try_from(next() & 0xFF).unwrap()).collect();
+            let junk: Vec<u8> = (0..len)
+                .map(|_| u8::try_from(next() & 0xFF).unwrap())
+                .collect();
             let mut page = junk.clone();
             if page.len() > 1 {
                 page[1] = 0x83;
@@ -2009,7 +2444,12 @@ mod tests {
         let disk = virtio_disk();
         assert_eq!(
             names(&link_names(&disk, &Probe::default())),
-            ["by-id/virtio-sys0", "by-path/pci-0000:00:03.0", "by-path/virtio-pci-0000:00:03.0", "by-diskseq/9"]
+            [
+                "by-id/virtio-sys0",
+                "by-path/pci-0000:00:03.0",
+                "by-path/virtio-pci-0000:00:03.0",
+                "by-diskseq/9"
+            ]
         );
         let part = BlockInfo {
             kname: "vda1".into(),
@@ -2046,10 +2486,23 @@ mod tests {
             ]
         );
         // Serials longer than virtio's 20 bytes are cut; spaces and slashes do not survive.
-        let long = BlockInfo { serial: Some("0123456789abcdefghijKLMN".into()), diskseq: None, ..virtio_disk() };
-        assert_eq!(names(&link_names(&long, &Probe::default()))[0], "by-id/virtio-0123456789abcdefghij");
-        let odd = BlockInfo { serial: Some("a b/c".into()), ..virtio_disk() };
-        assert_eq!(names(&link_names(&odd, &Probe::default()))[0], "by-id/virtio-a_b_c");
+        let long = BlockInfo {
+            serial: Some("0123456789abcdefghijKLMN".into()),
+            diskseq: None,
+            ..virtio_disk()
+        };
+        assert_eq!(
+            names(&link_names(&long, &Probe::default()))[0],
+            "by-id/virtio-0123456789abcdefghij"
+        );
+        let odd = BlockInfo {
+            serial: Some("a b/c".into()),
+            ..virtio_disk()
+        };
+        assert_eq!(
+            names(&link_names(&odd, &Probe::default()))[0],
+            "by-id/virtio-a_b_c"
+        );
         // virtio-mmio on a platform bus (no PCI, so no legacy virtio-pci name).
         let mmio = BlockInfo {
             serial: None,
@@ -2057,7 +2510,10 @@ mod tests {
             devpath: "/sys/devices/platform/a003e00.virtio_mmio/virtio0/block/vda".into(),
             ..virtio_disk()
         };
-        assert_eq!(names(&link_names(&mmio, &Probe::default())), ["by-path/platform-a003e00.virtio_mmio"]);
+        assert_eq!(
+            names(&link_names(&mmio, &Probe::default())),
+            ["by-path/platform-a003e00.virtio_mmio"]
+        );
     }
 
     fn nvme_disk() -> BlockInfo {
@@ -2101,11 +2557,22 @@ mod tests {
             ..nvme_disk()
         };
         assert_eq!(names(&link_names(&mp, &Probe::default())), want);
-        let mp_unknown = BlockInfo { nvme_ctrl_path: None, ..mp };
-        assert_eq!(names(&link_names(&mp_unknown, &Probe::default())), &want[..3]);
+        let mp_unknown = BlockInfo {
+            nvme_ctrl_path: None,
+            ..mp
+        };
+        assert_eq!(
+            names(&link_names(&mp_unknown, &Probe::default())),
+            &want[..3]
+        );
         // No nsid attribute: udev names no NVMe path.
-        let no_nsid = BlockInfo { nsid: None, ..nvme_disk() };
-        assert!(!names(&link_names(&no_nsid, &Probe::default())).iter().any(|n| n.starts_with("by-path/")));
+        let no_nsid = BlockInfo {
+            nsid: None,
+            ..nvme_disk()
+        };
+        assert!(!names(&link_names(&no_nsid, &Probe::default()))
+            .iter()
+            .any(|n| n.starts_with("by-path/")));
         // A real drive: EUI wwid, model with spaces, controller behind a PCIe bridge.
         let samsung = BlockInfo {
             model: Some("Samsung SSD 970 EVO Plus 1TB            ".into()),
@@ -2133,7 +2600,9 @@ mod tests {
             serial: Some("  S3Z2NB0K123456X".into()),
             wwn: Some("0x5002538e40a1b2c3".into()),
             ata_port_no: Some(1),
-            devpath: "/sys/devices/pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0/block/sda".into(),
+            devpath:
+                "/sys/devices/pci0000:00/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0/block/sda"
+                    .into(),
             ..BlockInfo::default()
         }
     }
@@ -2157,20 +2626,36 @@ mod tests {
         let got = link_names(&part, &Probe::default());
         assert_eq!(
             names(&got)[..4],
-            want.map(|w| format!("{w}-part3")).iter().map(String::as_str).collect::<Vec<_>>()[..]
+            want.map(|w| format!("{w}-part3"))
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()[..]
         );
         // Port multiplier: bus != 0 gives ata-<port>.<bus>.0.
         let pmp = BlockInfo {
-            devpath: "/sys/devices/pci0000:00/0000:00:1f.2/ata3/host2/target2:1:0/2:1:0:0/block/sda".into(),
+            devpath:
+                "/sys/devices/pci0000:00/0000:00:1f.2/ata3/host2/target2:1:0/2:1:0:0/block/sda"
+                    .into(),
             ..sata_disk()
         };
-        assert!(names(&link_names(&pmp, &Probe::default())).contains(&"by-path/pci-0000:00:1f.2-ata-1.1.0"));
+        assert!(names(&link_names(&pmp, &Probe::default()))
+            .contains(&"by-path/pci-0000:00:1f.2-ata-1.1.0"));
         // Unknown port number: no by-path rather than a wrong one.
-        let no_port = BlockInfo { ata_port_no: None, ..sata_disk() };
+        let no_port = BlockInfo {
+            ata_port_no: None,
+            ..sata_disk()
+        };
         assert_eq!(names(&link_names(&no_port, &Probe::default())), &want[..2]);
         // No wwn from IDENTIFY: the kernel's naa. wwid gives the same wwn- name.
-        let naa = BlockInfo { wwn: None, wwid: Some("naa.5002538E40A1B2C3".into()), ..sata_disk() };
-        assert_eq!(names(&link_names(&naa, &Probe::default()))[1], "by-id/wwn-0x5002538e40a1b2c3");
+        let naa = BlockInfo {
+            wwn: None,
+            wwid: Some("naa.5002538E40A1B2C3".into()),
+            ..sata_disk()
+        };
+        assert_eq!(
+            names(&link_names(&naa, &Probe::default()))[1],
+            "by-id/wwn-0x5002538e40a1b2c3"
+        );
 
         // virtio-scsi with QEMU's vendor-specific designator (scsi_id ID_SERIAL from VPD 0x83).
         let scsi = BlockInfo {
@@ -2179,19 +2664,30 @@ mod tests {
             model: Some("QEMU HARDDISK   ".into()),
             id_serial: Some("0QEMU    QEMU HARDDISK   drive-scsi0-0-1-0".into()),
             scsi_host_base: Some(2),
-            devpath: "/sys/devices/pci0000:00/0000:00:05.0/virtio2/host2/target2:0:1/2:0:1:0/block/sdb".into(),
+            devpath:
+                "/sys/devices/pci0000:00/0000:00:05.0/virtio2/host2/target2:0:1/2:0:1:0/block/sdb"
+                    .into(),
             ..BlockInfo::default()
         };
         assert_eq!(
             names(&link_names(&scsi, &Probe::default())),
-            ["by-id/scsi-0QEMU_QEMU_HARDDISK_drive-scsi0-0-1-0", "by-path/pci-0000:00:05.0-scsi-0:0:1:0"]
+            [
+                "by-id/scsi-0QEMU_QEMU_HARDDISK_drive-scsi0-0-1-0",
+                "by-path/pci-0000:00:05.0-scsi-0:0:1:0"
+            ]
         );
         // Without VPD data: the NAA wwid (scsi_id's "3" + NAA) and its wwn- name.
-        let naa_scsi =
-            BlockInfo { id_serial: None, wwid: Some("naa.6001405abcdef0123456789abcdef012".into()), ..scsi.clone() };
+        let naa_scsi = BlockInfo {
+            id_serial: None,
+            wwid: Some("naa.6001405abcdef0123456789abcdef012".into()),
+            ..scsi.clone()
+        };
         assert_eq!(
             names(&link_names(&naa_scsi, &Probe::default()))[..2],
-            ["by-id/scsi-36001405abcdef0123456789abcdef012", "by-id/wwn-0x6001405abcdef0123456789abcdef012"]
+            [
+                "by-id/scsi-36001405abcdef0123456789abcdef012",
+                "by-id/wwn-0x6001405abcdef0123456789abcdef012"
+            ]
         );
         // USB mass storage: by-path through the USB interface, no scsi- by-id (udev uses usb_id).
         let usb = BlockInfo {
@@ -2203,16 +2699,26 @@ mod tests {
             devpath: "/sys/devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0/block/sdc".into(),
             ..BlockInfo::default()
         };
-        assert_eq!(names(&link_names(&usb, &Probe::default())), ["by-path/pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0"]);
+        assert_eq!(
+            names(&link_names(&usb, &Probe::default())),
+            ["by-path/pci-0000:00:14.0-usb-0:1:1.0-scsi-0:0:0:0"]
+        );
         // iSCSI: path_id needs session attributes we do not read, so no by-path.
-        let iscsi =
-            BlockInfo { devpath: "/sys/devices/platform/host3/session1/target3:0:0/3:0:0:1/block/sdd".into(), ..scsi };
-        assert!(!names(&link_names(&iscsi, &Probe::default())).iter().any(|n| n.starts_with("by-path/")));
+        let iscsi = BlockInfo {
+            devpath: "/sys/devices/platform/host3/session1/target3:0:0/3:0:0:1/block/sdd".into(),
+            ..scsi
+        };
+        assert!(!names(&link_names(&iscsi, &Probe::default()))
+            .iter()
+            .any(|n| n.starts_with("by-path/")));
     }
 
     #[test]
     fn labels_are_escaped_like_udev() {
-        let info = BlockInfo { kname: "vdb".into(), ..BlockInfo::default() };
+        let info = BlockInfo {
+            kname: "vdb".into(),
+            ..BlockInfo::default()
+        };
         let cases = [
             ("my disk/x", "by-label/my\\x20disk\\x2fx"),
             ("trail   ", "by-label/trail"),
@@ -2221,23 +2727,49 @@ mod tests {
             ("a\"b'c", "by-label/a\\x22b\\x27c"),
         ];
         for (label, want) in cases {
-            let probe = Probe { fs_label: Some(label.into()), ..Probe::default() };
+            let probe = Probe {
+                fs_label: Some(label.into()),
+                ..Probe::default()
+            };
             assert_eq!(names(&link_names(&info, &probe)), [want], "label {label:?}");
-            let probe = Probe { part_label: Some(label.into()), ..Probe::default() };
+            let probe = Probe {
+                part_label: Some(label.into()),
+                ..Probe::default()
+            };
             let want = want.replace("by-label/", "by-partlabel/");
-            assert_eq!(names(&link_names(&info, &probe)), [want.as_str()], "partlabel {label:?}");
+            assert_eq!(
+                names(&link_names(&info, &probe)),
+                [want.as_str()],
+                "partlabel {label:?}"
+            );
         }
-        let blank = Probe { fs_label: Some("   ".into()), part_label: Some(String::new()), ..Probe::default() };
+        let blank = Probe {
+            fs_label: Some("   ".into()),
+            part_label: Some(String::new()),
+            ..Probe::default()
+        };
         assert!(link_names(&info, &blank).is_empty());
     }
 
     #[test]
     fn only_devices_udev_handles_get_names() {
-        let probe = Probe { fs_type: Some("ext4".into()), fs_uuid: Some("u-1".into()), ..Probe::default() };
+        let probe = Probe {
+            fs_type: Some("ext4".into()),
+            fs_uuid: Some("u-1".into()),
+            ..Probe::default()
+        };
         let cases: [(&str, &str, &[&str]); 6] = [
-            ("loop0", "/sys/devices/virtual/block/loop0", &["by-uuid/u-1"]),
+            (
+                "loop0",
+                "/sys/devices/virtual/block/loop0",
+                &["by-uuid/u-1"],
+            ),
             ("dm-0", "/sys/devices/virtual/block/dm-0", &["by-uuid/u-1"]),
-            ("md127", "/sys/devices/virtual/block/md127", &["by-uuid/u-1"]),
+            (
+                "md127",
+                "/sys/devices/virtual/block/md127",
+                &["by-uuid/u-1"],
+            ),
             ("zram0", "/sys/devices/virtual/block/zram0", &[]),
             ("ram0", "/sys/devices/virtual/block/ram0", &[]),
             (
@@ -2247,19 +2779,27 @@ mod tests {
             ),
         ];
         for (kname, devpath, want) in cases {
-            let info = BlockInfo { kname: kname.into(), devpath: devpath.into(), ..BlockInfo::default() };
+            let info = BlockInfo {
+                kname: kname.into(),
+                devpath: devpath.into(),
+                ..BlockInfo::default()
+            };
             assert_eq!(names(&link_names(&info, &probe)), want, "{kname}");
         }
         let emmc = BlockInfo {
             kname: "mmcblk0".into(),
             model: Some("DG4016".into()),
             serial: Some("0x12345678".into()),
-            devpath: "/sys/devices/platform/soc/fe340000.mmc/mmc_host/mmc0/mmc0:0001/block/mmcblk0".into(),
+            devpath: "/sys/devices/platform/soc/fe340000.mmc/mmc_host/mmc0/mmc0:0001/block/mmcblk0"
+                .into(),
             ..BlockInfo::default()
         };
         assert_eq!(
             names(&link_names(&emmc, &Probe::default())),
-            ["by-id/mmc-DG4016_0x12345678", "by-path/platform-fe340000.mmc"]
+            [
+                "by-id/mmc-DG4016_0x12345678",
+                "by-path/platform-fe340000.mmc"
+            ]
         );
     }
 
@@ -2306,8 +2846,11 @@ mod tests {
 
     #[test]
     fn parses_ata_identify_and_scsi_vpd_pages() {
-        let id =
-            ata_identify_from_vpd89(&vpd89("Samsung SSD 860 EVO 500GB", "S3Z2NB0K123456X", Some(0x5002538e40a1b2c3)));
+        let id = ata_identify_from_vpd89(&vpd89(
+            "Samsung SSD 860 EVO 500GB",
+            "S3Z2NB0K123456X",
+            Some(0x5002538e40a1b2c3),
+        ));
         assert_eq!(
             id,
             Some(AtaIdent {
@@ -2316,8 +2859,17 @@ mod tests {
                 wwn: Some("0x5002538e40a1b2c3".into()),
             })
         );
-        assert_eq!(ata_identify_from_vpd89(&vpd89("QEMU HARDDISK", "QM00001", None)).unwrap().wwn, None);
-        assert_eq!(ata_identify_from_vpd89(&vpd89("x", "y", None)[..300]), None, "short page");
+        assert_eq!(
+            ata_identify_from_vpd89(&vpd89("QEMU HARDDISK", "QM00001", None))
+                .unwrap()
+                .wwn,
+            None
+        );
+        assert_eq!(
+            ata_identify_from_vpd89(&vpd89("x", "y", None)[..300]),
+            None,
+            "short page"
+        );
 
         // QEMU scsi-hd: only a vendor-specific ASCII designator.
         let qemu = vpd83(&[(2, 0, b"drive-scsi0-0-1-0")]);
@@ -2326,20 +2878,34 @@ mod tests {
             Some(("0QEMU    QEMU HARDDISK   drive-scsi0-0-1-0".into(), None))
         );
         // NAA beats T10 and vendor-specific whatever the order; binary is printed in hex.
-        let naa: &[u8] =
-            &[0x60, 0x01, 0x40, 0x5a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x12];
-        let lio = vpd83(&[(2, 0, b"vendor-thing"), (2, 1, b"LIO-ORG block1"), (1, 3, naa)]);
+        let naa: &[u8] = &[
+            0x60, 0x01, 0x40, 0x5a, 0xbc, 0xde, 0xf0, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde,
+            0xf0, 0x12,
+        ];
+        let lio = vpd83(&[
+            (2, 0, b"vendor-thing"),
+            (2, 1, b"LIO-ORG block1"),
+            (1, 3, naa),
+        ]);
         assert_eq!(
             scsi_id_from_vpd83(&lio, "LIO-ORG", "block1"),
-            Some(("36001405abcdef0123456789abcdef012".into(), Some("0x6001405abcdef0123456789abcdef012".into())))
+            Some((
+                "36001405abcdef0123456789abcdef012".into(),
+                Some("0x6001405abcdef0123456789abcdef012".into())
+            ))
         );
         // A target-port (association 1) NAA is not the device's id.
         let port_only = vpd83(&[(1, 0x13, naa), (2, 1, b"ATA     QEMU HARDDISK   QM00003")]);
         assert_eq!(
-            scsi_id_from_vpd83(&port_only, "ATA", "QEMU HARDDISK").unwrap().0,
+            scsi_id_from_vpd83(&port_only, "ATA", "QEMU HARDDISK")
+                .unwrap()
+                .0,
             "1ATA     QEMU HARDDISK   QM00003"
         );
-        assert_eq!(vpd80_serial(&[0, 0x80, 0, 4, b'1', b'2', b'3', b'4']).as_deref(), Some("1234"));
+        assert_eq!(
+            vpd80_serial(&[0, 0x80, 0, 4, b'1', b'2', b'3', b'4']).as_deref(),
+            Some("1234")
+        );
         assert_eq!(vpd80_serial(&[0, 0x80, 0, 4, b' ', b' ']), None);
     }
 
@@ -2369,7 +2935,10 @@ mod tests {
         link("vda2", &vda.join("vda2"));
 
         let subsys = dev.join("virtual/nvme-subsystem/nvme-subsys0");
-        write(&subsys.join("model"), b"QEMU NVMe Ctrl                          \n");
+        write(
+            &subsys.join("model"),
+            b"QEMU NVMe Ctrl                          \n",
+        );
         write(&subsys.join("serial"), b"deadbeef            \n");
         let ns = subsys.join("nvme0n1");
         write(&ns.join("wwid"), b"eui.0025388b91b1f0a1\n");
@@ -2390,7 +2959,14 @@ mod tests {
         write(&sdev.join("vendor"), b"ATA     \n");
         write(&sdev.join("model"), b"Samsung SSD 860 \n");
         write(&sdev.join("wwid"), b"naa.5002538e40a1b2c3\n");
-        write(&sdev.join("vpd_pg89"), &vpd89("Samsung SSD 860 EVO 500GB", "S3Z2NB0K123456X", Some(0x5002538e40a1b2c3)));
+        write(
+            &sdev.join("vpd_pg89"),
+            &vpd89(
+                "Samsung SSD 860 EVO 500GB",
+                "S3Z2NB0K123456X",
+                Some(0x5002538e40a1b2c3),
+            ),
+        );
         let sda = sdev.join("block/sda");
         fs::create_dir_all(&sda).unwrap();
         symlink(&sdev, sda.join("device")).unwrap();
@@ -2403,8 +2979,14 @@ mod tests {
         let sdev = virtio_scsi.join("host1/target1:0:1/1:0:1:0");
         write(&sdev.join("vendor"), b"QEMU    \n");
         write(&sdev.join("model"), b"QEMU HARDDISK   \n");
-        write(&sdev.join("vpd_pg83"), &vpd83(&[(2, 0, b"drive-scsi0-0-1-0")]));
-        write(&sdev.join("vpd_pg80"), &[0, 0x80, 0, 4, b'1', b'2', b'3', b'4']);
+        write(
+            &sdev.join("vpd_pg83"),
+            &vpd83(&[(2, 0, b"drive-scsi0-0-1-0")]),
+        );
+        write(
+            &sdev.join("vpd_pg80"),
+            &[0, 0x80, 0, 4, b'1', b'2', b'3', b'4'],
+        );
         let sdb = sdev.join("block/sdb");
         fs::create_dir_all(&sdb).unwrap();
         symlink(&sdev, sdb.join("device")).unwrap();
@@ -2424,7 +3006,17 @@ mod tests {
         let knames: Vec<&str> = infos.iter().map(|i| i.kname.as_str()).collect();
         assert_eq!(
             knames,
-            ["loop0", "nvme0n1", "nvme0n1p1", "sda", "sda1", "sdb", "vda", "vda1", "vda2"],
+            [
+                "loop0",
+                "nvme0n1",
+                "nvme0n1p1",
+                "sda",
+                "sda1",
+                "sdb",
+                "vda",
+                "vda1",
+                "vda2"
+            ],
             "hidden nvme0c0n1 left out"
         );
         let by = |k: &str| infos.iter().find(|i| i.kname == k).unwrap().clone();
@@ -2471,9 +3063,23 @@ mod tests {
 
         let all: BTreeMap<String, Vec<String>> = infos
             .iter()
-            .map(|i| (i.kname.clone(), link_names(i, &Probe::default()).into_iter().map(|(n, _)| n).collect()))
+            .map(|i| {
+                (
+                    i.kname.clone(),
+                    link_names(i, &Probe::default())
+                        .into_iter()
+                        .map(|(n, _)| n)
+                        .collect(),
+                )
+            })
             .collect();
-        let has = |k: &str, n: &str| assert!(all[k].iter().any(|x| x == n), "{k}: {n} missing from {:?}", all[k]);
+        let has = |k: &str, n: &str| {
+            assert!(
+                all[k].iter().any(|x| x == n),
+                "{k}: {n} missing from {:?}",
+                all[k]
+            )
+        };
         has("vda", "by-id/virtio-sys0");
         has("vda2", "by-id/virtio-sys0-part2");
         has("vda2", "by-path/pci-0000:00:03.0-part2");
@@ -2510,8 +3116,19 @@ mod tests {
                 if ft.is_dir() {
                     stack.push(e.path());
                 } else if ft.is_symlink() {
-                    let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                    out.insert(rel, fs::read_link(e.path()).unwrap().to_string_lossy().into_owned());
+                    let rel = e
+                        .path()
+                        .strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    out.insert(
+                        rel,
+                        fs::read_link(e.path())
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
                 }
             }
         }
@@ -2519,7 +3136,9 @@ mod tests {
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -2549,17 +3168,29 @@ mod tests {
             ("by-id/someone-else", "../../other"),
             ("by-id/virtio-sys0", "../../vda"),
             ("by-id/virtio-sys0-part1", "../../vda1"),
-            ("by-path/pci-0000:00:03.0-part/by-uuid/new-uuid", "../../../../vda1"),
+            (
+                "by-path/pci-0000:00:03.0-part/by-uuid/new-uuid",
+                "../../../../vda1",
+            ),
             ("by-uuid/new-uuid", "../../vda1"),
         ]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         assert_eq!(snapshot(&disk), want);
-        assert!(!disk.join("by-label").exists(), "empty directories are removed");
+        assert!(
+            !disk.join("by-label").exists(),
+            "empty directories are removed"
+        );
         // The links resolve to the nodes.
-        for (rel, node) in [("by-id/virtio-sys0", "vda"), ("by-path/pci-0000:00:03.0-part/by-uuid/new-uuid", "vda1")] {
-            assert_eq!(fs::canonicalize(disk.join(rel)).unwrap(), fs::canonicalize(dev.join(node)).unwrap());
+        for (rel, node) in [
+            ("by-id/virtio-sys0", "vda"),
+            ("by-path/pci-0000:00:03.0-part/by-uuid/new-uuid", "vda1"),
+        ] {
+            assert_eq!(
+                fs::canonicalize(disk.join(rel)).unwrap(),
+                fs::canonicalize(dev.join(node)).unwrap()
+            );
         }
         // Idempotent: same count, same links, no temporary files left.
         assert_eq!(create_links(&dev, &links).unwrap(), 4);
@@ -2588,10 +3219,13 @@ mod tests {
         ]);
         assert_eq!(create_links(&dev, &links).unwrap(), 2);
         let got = snapshot(&dev.join("disk"));
-        let want: BTreeMap<String, String> = [("by-id/dup", "../../vda"), ("by-id/cciss-disk", "../../cciss/c0d0")]
-            .into_iter()
-            .map(|(a, b)| (a.into(), b.into()))
-            .collect();
+        let want: BTreeMap<String, String> = [
+            ("by-id/dup", "../../vda"),
+            ("by-id/cciss-disk", "../../cciss/c0d0"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.into(), b.into()))
+        .collect();
         assert_eq!(got, want);
         assert!(!dir.path().join("escape").exists() && !dev.join("escape").exists());
     }
@@ -2601,7 +3235,10 @@ mod tests {
     #[test]
     fn names_images_end_to_end() {
         let test = "names_images_end_to_end";
-        let (Some(sgdisk), Some(mkfs)) = (tool("sgdisk", "gdisk", test), tool("mkfs.ext4", "e2fsprogs", test)) else {
+        let (Some(sgdisk), Some(mkfs)) = (
+            tool("sgdisk", "gdisk", test),
+            tool("mkfs.ext4", "e2fsprogs", test),
+        ) else {
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -2610,16 +3247,45 @@ mod tests {
         let dev = dir.path().join("dev");
         fs::create_dir_all(&dev).unwrap();
         let vda = sparse(&dev, "vda", 32 << 20);
-        run(&sgdisk, &["-n=1:0:0", "-c=1:root fs", "-u=1:5B8A5D2E-0B9A-4F6B-9D43-1C0E2A8B7F10", vda.to_str().unwrap()]);
+        run(
+            &sgdisk,
+            &[
+                "-n=1:0:0",
+                "-c=1:root fs",
+                "-u=1:5B8A5D2E-0B9A-4F6B-9D43-1C0E2A8B7F10",
+                vda.to_str().unwrap(),
+            ],
+        );
         let vda1 = sparse(&dev, "vda1", 16 << 20);
-        run(&mkfs, &["-q", "-F", "-U", "c0ffee00-1234-4321-abcd-0123456789ab", "-L", "rootfs", vda1.to_str().unwrap()]);
+        run(
+            &mkfs,
+            &[
+                "-q",
+                "-F",
+                "-U",
+                "c0ffee00-1234-4321-abcd-0123456789ab",
+                "-L",
+                "rootfs",
+                vda1.to_str().unwrap(),
+            ],
+        );
 
         let mut all = Vec::new();
-        for info in read_block_infos(&sys).unwrap().iter().filter(|i| i.kname.starts_with("vda")) {
+        for info in read_block_infos(&sys)
+            .unwrap()
+            .iter()
+            .filter(|i| i.kname.starts_with("vda"))
+        {
             let node = dev.join(&info.kname);
-            let mut probe = if node.exists() { probe_path(&node) } else { Probe::default() };
+            let mut probe = if node.exists() {
+                probe_path(&node)
+            } else {
+                Probe::default()
+            };
             if let (Some(parent), Some(n)) = (&info.parent, info.partnum) {
-                if let Some(p) = gpt_path(&dev.join(parent)).and_then(|ps| ps.into_iter().find(|p| p.number == n)) {
+                if let Some(p) = gpt_path(&dev.join(parent))
+                    .and_then(|ps| ps.into_iter().find(|p| p.number == n))
+                {
                     probe.part_uuid = Some(p.part_uuid);
                     probe.part_label = Some(p.part_label);
                 }
@@ -2636,7 +3302,11 @@ mod tests {
             ("by-path/pci-0000:00:03.0-part1", "vda1"),
         ] {
             let link = dev.join("disk").join(rel);
-            assert_eq!(fs::canonicalize(&link).unwrap(), fs::canonicalize(dev.join(node)).unwrap(), "{rel}");
+            assert_eq!(
+                fs::canonicalize(&link).unwrap(),
+                fs::canonicalize(dev.join(node)).unwrap(),
+                "{rel}"
+            );
         }
     }
 }

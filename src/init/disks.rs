@@ -53,7 +53,12 @@ pub fn verify_stage(p: &Plan) -> Result<()> {
             let k = d.disk.path.trim_start_matches("/dev/");
             let b = guard::check_disk(k);
             if !b.reasons.is_empty() {
-                problems.push(format!("refusing to partition {} (disk \"{}\"): {}", d.disk.path, d.name, b.reasons.join("; ")));
+                problems.push(format!(
+                    "refusing to partition {} (disk \"{}\"): {}",
+                    d.disk.path,
+                    d.name,
+                    b.reasons.join("; ")
+                ));
             }
         }
     }
@@ -66,23 +71,52 @@ pub fn verify_stage(p: &Plan) -> Result<()> {
 /// Partitions every target. Calls `started(path)` just before the first write to each disk.
 pub fn partition_stage(p: &Plan, mut started: impl FnMut(&str)) -> Result<()> {
     for d in &p.disks {
-        let DiskAction::Repartition { disk_guid, parts, .. } = &d.action else {
-            log::info!("disk \"{}\" ({}): preserved, not opened for writing", d.name, d.disk.path);
+        let DiskAction::Repartition {
+            disk_guid, parts, ..
+        } = &d.action
+        else {
+            log::info!(
+                "disk \"{}\" ({}): preserved, not opened for writing",
+                d.name,
+                d.disk.path
+            );
             continue;
         };
         let path = &d.disk.path;
         let ex = blockdev::open_exclusive(path)?;
-        let mut f = ex.file.try_clone().context("duplicating the device handle")?;
-        log::info!("partitioning {path} (disk \"{}\"): {} partitions, {}-byte sectors", d.name, parts.len(), d.disk.sector_size);
+        let mut f = ex
+            .file
+            .try_clone()
+            .context("duplicating the device handle")?;
+        log::info!(
+            "partitioning {path} (disk \"{}\"): {} partitions, {}-byte sectors",
+            d.name,
+            parts.len(),
+            d.disk.sector_size
+        );
         started(path);
         gpt::wipe_signatures(&mut f, path, d.disk.size_bytes)?;
-        let f = gpt::write_table(f, path, d.disk.sector_size, d.disk.sectors(), *disk_guid, parts)?;
+        let f = gpt::write_table(
+            f,
+            path,
+            d.disk.sector_size,
+            d.disk.sectors(),
+            *disk_guid,
+            parts,
+        )?;
         f.sync_all().with_context(|| format!("syncing {path}"))?;
         blockdev::reread_partitions(&f, path)?;
         let dup = f.try_clone().context("duplicating the device handle")?;
-        let (_, read) = gpt::read_table(dup, d.disk.sector_size).with_context(|| format!("{path}: reading back the table just written"))?;
-        let want: Vec<(u64, u64, [u8; 16])> = parts.iter().map(|p| (p.first_lba, p.last_lba, p.part_uuid)).collect();
-        let got: Vec<(u64, u64, [u8; 16])> = read.iter().map(|r| (r.first_lba, r.last_lba, r.part_uuid)).collect();
+        let (_, read) = gpt::read_table(dup, d.disk.sector_size)
+            .with_context(|| format!("{path}: reading back the table just written"))?;
+        let want: Vec<(u64, u64, [u8; 16])> = parts
+            .iter()
+            .map(|p| (p.first_lba, p.last_lba, p.part_uuid))
+            .collect();
+        let got: Vec<(u64, u64, [u8; 16])> = read
+            .iter()
+            .map(|r| (r.first_lba, r.last_lba, r.part_uuid))
+            .collect();
         if want != got {
             bail!("{path}: the table read back differs from the plan (wanted {want:?}, found {got:?})");
         }
@@ -96,14 +130,25 @@ pub fn partition_stage(p: &Plan, mut started: impl FnMut(&str)) -> Result<()> {
 /// Creates every planned filesystem.
 pub fn mkfs_stage(p: &Plan) -> Result<()> {
     for d in &p.disks {
-        let DiskAction::Repartition { parts, .. } = &d.action else { continue };
+        let DiskAction::Repartition { parts, .. } = &d.action else {
+            continue;
+        };
         for part in parts {
             let Some(fs) = part.fs else { continue };
             let node = blockdev::partition_node(&d.disk.path, part.number);
             let len = part.sectors() * d.disk.sector_size;
-            let uuid = part.fs_uuid.map(|u| mkfs::display_uuid(fs, &u)).unwrap_or_default();
-            log::info!("creating {} on {node} (label {}, uuid {uuid}, {})", fs.name(), part.fs_label.as_deref().unwrap_or("-"), plan::human(len));
-            mkfs::make(part, &node, len, part.first_lba).with_context(|| format!("creating {} on {node}", fs.name()))?;
+            let uuid = part
+                .fs_uuid
+                .map(|u| mkfs::display_uuid(fs, &u))
+                .unwrap_or_default();
+            log::info!(
+                "creating {} on {node} (label {}, uuid {uuid}, {})",
+                fs.name(),
+                part.fs_label.as_deref().unwrap_or("-"),
+                plan::human(len)
+            );
+            mkfs::make(part, &node, len, part.first_lba)
+                .with_context(|| format!("creating {} on {node}", fs.name()))?;
         }
     }
     Ok(())
@@ -116,14 +161,28 @@ pub fn mount_stage(p: &Plan) -> Result<Vec<String>> {
     fs::create_dir_all(TARGET).with_context(|| format!("creating {TARGET}"))?;
     for m in fstab::target_mounts(p) {
         let node = blockdev::partition_node(&m.disk_path, m.number);
-        let dst = format!("{TARGET}{}", if m.mount == "/" { "" } else { m.mount.as_str() });
+        let dst = format!(
+            "{TARGET}{}",
+            if m.mount == "/" { "" } else { m.mount.as_str() }
+        );
         fs::create_dir_all(&dst).with_context(|| format!("creating {dst}"))?;
         let fstype = match m.fs {
             FsKind::Vfat => "vfat",
             other => other.name(),
         };
-        rustix::mount::mount(node.as_str(), dst.as_str(), fstype, rustix::mount::MountFlags::empty(), None).with_context(|| {
-            let hint = if m.fs == FsKind::Vfat { " (vfat needs its codepage module: pack with --module nls_cp437 nls_ascii)" } else { "" };
+        rustix::mount::mount(
+            node.as_str(),
+            dst.as_str(),
+            fstype,
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .with_context(|| {
+            let hint = if m.fs == FsKind::Vfat {
+                " (vfat needs its codepage module: pack with --module nls_cp437 nls_ascii)"
+            } else {
+                ""
+            };
             format!("mounting {node} ({fstype}) on {dst}{hint}")
         })?;
         log::info!("mounted {node} on {dst}");
@@ -134,16 +193,31 @@ pub fn mount_stage(p: &Plan) -> Result<Vec<String>> {
             let src = format!("/dev/disk/by-label/{}", m.label);
             let dst = format!("{TARGET}{}", m.mount);
             fs::create_dir_all(&dst).with_context(|| format!("creating {dst}"))?;
-            rustix::mount::mount(src.as_str(), dst.as_str(), "ext4", rustix::mount::MountFlags::RDONLY, None)
-                .or_else(|_| rustix::mount::mount(src.as_str(), dst.as_str(), "xfs", rustix::mount::MountFlags::RDONLY, None))
-                .with_context(|| format!("mounting preserved {src} read-only on {dst}"))?;
+            rustix::mount::mount(
+                src.as_str(),
+                dst.as_str(),
+                "ext4",
+                rustix::mount::MountFlags::RDONLY,
+                None,
+            )
+            .or_else(|_| {
+                rustix::mount::mount(
+                    src.as_str(),
+                    dst.as_str(),
+                    "xfs",
+                    rustix::mount::MountFlags::RDONLY,
+                    None,
+                )
+            })
+            .with_context(|| format!("mounting preserved {src} read-only on {dst}"))?;
             log::info!("mounted preserved {src} read-only on {dst}");
             mounted.push(dst);
         }
     }
     let etc = format!("{TARGET}/etc");
     fs::create_dir_all(&etc)?;
-    fs::write(format!("{etc}/fstab"), fstab::render(p)).with_context(|| format!("writing {etc}/fstab"))?;
+    fs::write(format!("{etc}/fstab"), fstab::render(p))
+        .with_context(|| format!("writing {etc}/fstab"))?;
     log::info!("wrote {etc}/fstab");
     Ok(mounted)
 }

@@ -26,7 +26,11 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String)> {
         None => (rest, "/"),
     };
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| anyhow!("{url}: bad port {p:?}"))?),
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| anyhow!("{url}: bad port {p:?}"))?,
+        ),
         None => (hostport, 80),
     };
     if host.is_empty() {
@@ -46,7 +50,9 @@ pub fn parse_head(head: &str) -> Result<(u16, Option<u64>, Option<u64>)> {
     let mut len = None;
     let mut total = None;
     for l in lines {
-        let Some((k, v)) = l.split_once(':') else { continue };
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
         let v = v.trim();
         match k.trim().to_ascii_lowercase().as_str() {
             "content-length" => len = v.parse().ok(),
@@ -64,21 +70,46 @@ struct Progress {
 
 /// Downloads `url` to `dest`, verifying `sha256` (lowercase hex) when given.
 /// Returns (bytes, sha256 hex).
-pub fn download(url: &str, dest: &Path, sha256: Option<&str>, retries: u32) -> Result<(u64, String)> {
+pub fn download(
+    url: &str,
+    dest: &Path,
+    sha256: Option<&str>,
+    retries: u32,
+) -> Result<(u64, String)> {
     let (host, port, path) = parse_url(url)?;
-    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(dest)
+        .with_context(|| format!("creating {}", dest.display()))?;
     let mut hasher = Sha256::new();
     let mut done: u64 = 0;
     let mut total: Option<u64> = None;
     let mut attempt = 0;
-    let mut p = Progress { start: Instant::now(), last: Instant::now() };
+    let mut p = Progress {
+        start: Instant::now(),
+        last: Instant::now(),
+    };
     loop {
-        match fetch_once(&host, port, &path, done, &mut file, &mut hasher, &mut done, &mut total, &mut p) {
+        match fetch_once(
+            &host,
+            port,
+            &path,
+            done,
+            &mut file,
+            &mut hasher,
+            &mut done,
+            &mut total,
+            &mut p,
+        ) {
             Ok(()) => break,
             Err(e) => {
                 attempt += 1;
                 if attempt > retries {
-                    return Err(e.context(format!("downloading {url} failed after {retries} retries ({done} bytes received)")));
+                    return Err(e.context(format!(
+                        "downloading {url} failed after {retries} retries ({done} bytes received)"
+                    )));
                 }
                 let wait = Duration::from_millis(500 * (1 << attempt.min(5)));
                 log::warn!("download of {url} interrupted at {done} bytes: {e:#}; retry {attempt}/{retries} in {} ms", wait.as_millis());
@@ -87,9 +118,16 @@ pub fn download(url: &str, dest: &Path, sha256: Option<&str>, retries: u32) -> R
         }
     }
     file.sync_all().ok();
-    let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let got: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let secs = p.start.elapsed().as_secs_f64().max(0.001);
-    log::info!("downloaded {url}: {done} bytes in {secs:.1} s ({:.1} MB/s), sha256 {got}", done as f64 / secs / 1e6);
+    log::info!(
+        "downloaded {url}: {done} bytes in {secs:.1} s ({:.1} MB/s), sha256 {got}",
+        done as f64 / secs / 1e6
+    );
     if let Some(want) = sha256 {
         if !want.eq_ignore_ascii_case(&got) {
             bail!("{url}: sha256 mismatch: anemos.toml says {want}, the download is {got}; nothing was written to any disk");
@@ -111,10 +149,19 @@ fn fetch_once(
     total: &mut Option<u64>,
     p: &mut Progress,
 ) -> Result<()> {
-    let addr = (host, port).to_socket_addrs().with_context(|| format!("resolving {host}"))?.next().ok_or_else(|| anyhow!("{host}: no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).with_context(|| format!("connecting to {addr}"))?;
+    let addr = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{host}: no address"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .with_context(|| format!("connecting to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let range = if from > 0 { format!("Range: bytes={from}-\r\n") } else { String::new() };
+    let range = if from > 0 {
+        format!("Range: bytes={from}-\r\n")
+    } else {
+        String::new()
+    };
     write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: anemos/{}\r\n{range}Connection: close\r\n\r\n", env!("CARGO_PKG_VERSION"))?;
     let mut r = BufReader::new(s);
     let mut head = String::new();
@@ -162,8 +209,18 @@ fn fetch_once(
             p.last = Instant::now();
             let secs = p.start.elapsed().as_secs_f64().max(0.001);
             match *total {
-                Some(t) => log::info!("downloading: {} of {} MiB ({}%), {:.1} MB/s", *done >> 20, t >> 20, *done * 100 / t.max(1), *done as f64 / secs / 1e6),
-                None => log::info!("downloading: {} MiB, {:.1} MB/s", *done >> 20, *done as f64 / secs / 1e6),
+                Some(t) => log::info!(
+                    "downloading: {} of {} MiB ({}%), {:.1} MB/s",
+                    *done >> 20,
+                    t >> 20,
+                    *done * 100 / t.max(1),
+                    *done as f64 / secs / 1e6
+                ),
+                None => log::info!(
+                    "downloading: {} MiB, {:.1} MB/s",
+                    *done >> 20,
+                    *done as f64 / secs / 1e6
+                ),
             }
         }
     }
@@ -182,11 +239,26 @@ mod tests {
 
     #[test]
     fn urls_and_heads() {
-        assert_eq!(parse_url("http://10.0.2.100/r.tar.zst").unwrap(), ("10.0.2.100".into(), 80, "/r.tar.zst".into()));
-        assert_eq!(parse_url("http://h:8080").unwrap(), ("h".into(), 8080, "/".into()));
-        assert!(parse_url("https://h/x").unwrap_err().to_string().contains("https is not supported"));
+        assert_eq!(
+            parse_url("http://10.0.2.100/r.tar.zst").unwrap(),
+            ("10.0.2.100".into(), 80, "/r.tar.zst".into())
+        );
+        assert_eq!(
+            parse_url("http://h:8080").unwrap(),
+            ("h".into(), 8080, "/".into())
+        );
+        assert!(parse_url("https://h/x")
+            .unwrap_err()
+            .to_string()
+            .contains("https is not supported"));
         assert!(parse_url("ftp://h/x").is_err());
-        assert_eq!(parse_head("HTTP/1.1 206 Partial\r\nContent-Range: bytes 10-99/100\r\nContent-Length: 90\r\n").unwrap(), (206, Some(90), Some(100)));
+        assert_eq!(
+            parse_head(
+                "HTTP/1.1 206 Partial\r\nContent-Range: bytes 10-99/100\r\nContent-Length: 90\r\n"
+            )
+            .unwrap(),
+            (206, Some(90), Some(100))
+        );
     }
 
     /// A server that drops the connection halfway on the first request and honours Range after.
@@ -200,7 +272,11 @@ mod tests {
                 let mut req = [0u8; 2048];
                 let n = s.read(&mut req).unwrap();
                 let req = String::from_utf8_lossy(&req[..n]).to_string();
-                let from: usize = req.lines().find_map(|l| l.strip_prefix("Range: bytes=")).and_then(|r| r.trim_end_matches('-').parse().ok()).unwrap_or(0);
+                let from: usize = req
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Range: bytes="))
+                    .and_then(|r| r.trim_end_matches('-').parse().ok())
+                    .unwrap_or(0);
                 let body = &data[from..];
                 let head = if from > 0 {
                     format!("HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\n\r\n", body.len(), data.len() - 1, data.len())
@@ -222,11 +298,15 @@ mod tests {
     #[test]
     fn resumes_after_a_dropped_connection_and_verifies() {
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let want: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+        let want: String = Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let port = serve(data.clone(), true);
         let d = tempfile::tempdir().unwrap();
         let dest = d.path().join("f");
-        let (n, got) = download(&format!("http://127.0.0.1:{port}/f"), &dest, Some(&want), 3).unwrap();
+        let (n, got) =
+            download(&format!("http://127.0.0.1:{port}/f"), &dest, Some(&want), 3).unwrap();
         assert_eq!((n, got), (data.len() as u64, want));
         assert_eq!(std::fs::read(&dest).unwrap(), data);
     }
@@ -235,8 +315,20 @@ mod tests {
     fn sha_mismatch_names_both_hashes() {
         let port = serve(b"hello".to_vec(), false);
         let d = tempfile::tempdir().unwrap();
-        let e = download(&format!("http://127.0.0.1:{port}/f"), &d.path().join("f"), Some(&"0".repeat(64)), 0).unwrap_err().to_string();
-        assert!(e.contains("sha256 mismatch") && e.contains(&"0".repeat(64)) && e.contains("2cf24dba5fb0a30e"), "{e}");
+        let e = download(
+            &format!("http://127.0.0.1:{port}/f"),
+            &d.path().join("f"),
+            Some(&"0".repeat(64)),
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sha256 mismatch")
+                && e.contains(&"0".repeat(64))
+                && e.contains("2cf24dba5fb0a30e"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -244,6 +336,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = download("http://127.0.0.1:1/f", &d.path().join("f"), None, 1).unwrap_err();
         let s = format!("{e:#}");
-        assert!(s.contains("failed after 1 retries") && s.contains("connecting to 127.0.0.1:1"), "{s}");
+        assert!(
+            s.contains("failed after 1 retries") && s.contains("connecting to 127.0.0.1:1"),
+            "{s}"
+        );
     }
 }

@@ -23,32 +23,50 @@ use anyhow::{bail, Context, Result};
 
 use super::pid1;
 use crate::config::{Install, RootfsSource};
+use crate::disk::blockdev::partition_node;
 use crate::disk::mkfs::display_uuid;
 use crate::disk::plan::{uuid_string, DiskAction, Plan};
-use crate::disk::blockdev::partition_node;
 
 pub const PAYLOAD: &str = "/payload";
 
 /// The environment every builder gets (documented in docs/install.md).
-pub fn builder_env(plan: Option<&Plan>, target: &str, hostname: Option<&str>) -> BTreeMap<String, String> {
+pub fn builder_env(
+    plan: Option<&Plan>,
+    target: &str,
+    hostname: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("ANEMOS_ROOT".into(), target.to_string());
     env.insert("ANEMOS_PAYLOAD".into(), PAYLOAD.into());
-    env.insert("ANEMOS_HOSTNAME".into(), hostname.unwrap_or("anemos").to_string());
+    env.insert(
+        "ANEMOS_HOSTNAME".into(),
+        hostname.unwrap_or("anemos").to_string(),
+    );
     env.insert("ANEMOS_VERSION".into(), env!("CARGO_PKG_VERSION").into());
     if let Some(p) = plan {
         for d in &p.disks {
-            let DiskAction::Repartition { parts, .. } = &d.action else { continue };
+            let DiskAction::Repartition { parts, .. } = &d.action else {
+                continue;
+            };
             for part in parts {
                 let key = env_key(&part.label);
-                env.insert(format!("ANEMOS_PART_{key}_DEVICE"), partition_node(&d.disk.path, part.number));
-                env.insert(format!("ANEMOS_PART_{key}_PARTUUID"), uuid_string(&part.part_uuid));
+                env.insert(
+                    format!("ANEMOS_PART_{key}_DEVICE"),
+                    partition_node(&d.disk.path, part.number),
+                );
+                env.insert(
+                    format!("ANEMOS_PART_{key}_PARTUUID"),
+                    uuid_string(&part.part_uuid),
+                );
                 if let (Some(fs), Some(u)) = (part.fs, part.fs_uuid) {
                     env.insert(format!("ANEMOS_PART_{key}_UUID"), display_uuid(fs, &u));
                 }
                 if part.type_name == "esp" {
                     if let Some(m) = &part.mount {
-                        env.insert("ANEMOS_ESP".into(), format!("{target}{}", if m == "/" { "" } else { m }));
+                        env.insert(
+                            "ANEMOS_ESP".into(),
+                            format!("{target}{}", if m == "/" { "" } else { m }),
+                        );
                     }
                 }
             }
@@ -59,7 +77,16 @@ pub fn builder_env(plan: Option<&Plan>, target: &str, hostname: Option<&str>) ->
 
 /// `ANEMOS_PART_<LABEL>_...`: the label uppercased, non-alphanumerics as `_`.
 pub fn env_key(label: &str) -> String {
-    label.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Checks every entry of a tar archive without writing anything: no absolute paths, no `..`,
@@ -68,16 +95,27 @@ pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
     let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(f)?);
     let (mut n, mut bytes) = (0u64, 0u64);
-    for e in ar.entries().with_context(|| format!("reading {}", path.display()))? {
+    for e in ar
+        .entries()
+        .with_context(|| format!("reading {}", path.display()))?
+    {
         let e = e.with_context(|| format!("reading {}", path.display()))?;
-        let p = e.path().with_context(|| format!("{}: bad entry name", path.display()))?.into_owned();
+        let p = e
+            .path()
+            .with_context(|| format!("{}: bad entry name", path.display()))?
+            .into_owned();
         if !crate::pack::sources::tar_path_ok(&p) {
             bail!("{}: entry {:?} escapes the target root (absolute path or \"..\"); nothing was written", path.display(), p);
         }
         if e.header().entry_type() == tar::EntryType::Link {
             if let Ok(Some(l)) = e.link_name() {
                 if !crate::pack::sources::tar_path_ok(&l) {
-                    bail!("{}: hard link {:?} -> {:?} escapes the target root; nothing was written", path.display(), p, l);
+                    bail!(
+                        "{}: hard link {:?} -> {:?} escapes the target root; nothing was written",
+                        path.display(),
+                        p,
+                        l
+                    );
                 }
             }
         }
@@ -121,35 +159,74 @@ pub fn unpack_rootfs(archive: &Path, target: &Path) -> Result<u64> {
     let (entries, _) = check_tar(archive)?;
     let total = fs::metadata(archive)?.len();
     let f = fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let progress = Progress { inner: f, done: 0, total, start: t, last: Instant::now() };
+    let progress = Progress {
+        inner: f,
+        done: 0,
+        total,
+        start: t,
+        last: Instant::now(),
+    };
     let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(progress)?);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
     ar.set_preserve_mtime(true);
     ar.set_unpack_xattrs(true);
     ar.set_overwrite(true);
-    for e in ar.entries().with_context(|| format!("reading {}", archive.display()))? {
+    for e in ar
+        .entries()
+        .with_context(|| format!("reading {}", archive.display()))?
+    {
         let mut e = e.with_context(|| format!("reading {}", archive.display()))?;
         let p = e.path().map(|p| p.into_owned()).unwrap_or_default();
         // unpack_in refuses paths that would leave `target`, also through symlinks unpacked
         // earlier; a false return means it skipped such an entry.
-        let ok = e.unpack_in(target).with_context(|| format!("unpacking {} from {}", p.display(), archive.display()))?;
+        let ok = e
+            .unpack_in(target)
+            .with_context(|| format!("unpacking {} from {}", p.display(), archive.display()))?;
         if !ok {
-            bail!("{}: entry {:?} would escape the target; stopped", archive.display(), p);
+            bail!(
+                "{}: entry {:?} would escape the target; stopped",
+                archive.display(),
+                p
+            );
         }
     }
     let secs = t.elapsed().as_secs_f64().max(0.001);
-    log::info!("unpacked {entries} entries ({} MiB compressed) into {} in {:.1} s ({:.1} MB/s)", total >> 20, target.display(), secs, total as f64 / secs / 1e6);
+    log::info!(
+        "unpacked {entries} entries ({} MiB compressed) into {} in {:.1} s ({:.1} MB/s)",
+        total >> 20,
+        target.display(),
+        secs,
+        total as f64 / secs / 1e6
+    );
     Ok(total)
 }
 
 /// Runs a builder with its output streamed to the console with `prefix`, and to the log.
 /// On a non-zero exit the error carries the last 20 lines.
-pub fn run_builder(prog: &str, args: &[String], cwd: &Path, env: &BTreeMap<String, String>, chroot: Option<&Path>, prefix: &str) -> Result<()> {
+pub fn run_builder(
+    prog: &str,
+    args: &[String],
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    chroot: Option<&Path>,
+    prefix: &str,
+) -> Result<()> {
     let line = super::cmd::render(prog, args);
-    log::info!("running {line} (in {}{})", cwd.display(), chroot.map(|c| format!(", chroot {}", c.display())).unwrap_or_default());
+    log::info!(
+        "running {line} (in {}{})",
+        cwd.display(),
+        chroot
+            .map(|c| format!(", chroot {}", c.display()))
+            .unwrap_or_default()
+    );
     let mut cmd = Command::new(prog);
-    cmd.args(args).current_dir(cwd).envs(env).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .current_dir(cwd)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if let Some(root) = chroot {
         use std::os::unix::process::CommandExt;
         let root = root.to_path_buf();
@@ -166,10 +243,19 @@ pub fn run_builder(prog: &str, args: &[String], cwd: &Path, env: &BTreeMap<Strin
     let mut child = pid1::spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
     let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let mut threads = Vec::new();
-    let outs: Vec<Box<dyn Read + Send>> = [child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>), child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>)]
-        .into_iter()
-        .flatten()
-        .collect();
+    let outs: Vec<Box<dyn Read + Send>> = [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for o in outs {
         let tail = tail.clone();
         let prefix = prefix.to_string();
@@ -190,8 +276,14 @@ pub fn run_builder(prog: &str, args: &[String], cwd: &Path, env: &BTreeMap<Strin
     }
     let status = pid1::wait(&mut child).with_context(|| format!("waiting for {line}"))?;
     if !status.success() {
-        let t: Vec<String> = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
-        bail!("{line} failed ({status}); its last lines:\n{}", t.join("\n"));
+        let t: Vec<String> = tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        bail!(
+            "{line} failed ({status}); its last lines:\n{}",
+            t.join("\n")
+        );
     }
     Ok(())
 }
@@ -204,10 +296,16 @@ pub struct ChrootMounts {
 impl ChrootMounts {
     pub fn new(root: &Path) -> Result<ChrootMounts> {
         let mut points = Vec::new();
-        for (src, dst) in [("/proc", "proc"), ("/sys", "sys"), ("/dev", "dev"), ("/run", "run")] {
+        for (src, dst) in [
+            ("/proc", "proc"),
+            ("/sys", "sys"),
+            ("/dev", "dev"),
+            ("/run", "run"),
+        ] {
             let d = root.join(dst);
             fs::create_dir_all(&d)?;
-            rustix::mount::mount_bind_recursive(src, &d).with_context(|| format!("bind-mounting {src} on {}", d.display()))?;
+            rustix::mount::mount_bind_recursive(src, &d)
+                .with_context(|| format!("bind-mounting {src} on {}", d.display()))?;
             points.push(d);
         }
         Ok(ChrootMounts { points })
@@ -273,7 +371,10 @@ fn walk(dir: &Path) -> io::Result<Vec<PathBuf>> {
 pub fn effective(install: &Option<Install>, payload: &Path) -> Option<Install> {
     match install {
         Some(i) => Some(i.clone()),
-        None if payload.join("IMGBUILD").exists() => Some(Install::Makeimg { command: "makeimg".into(), args: vec![] }),
+        None if payload.join("IMGBUILD").exists() => Some(Install::Makeimg {
+            command: "makeimg".into(),
+            args: vec![],
+        }),
         None => None,
     }
 }
@@ -282,34 +383,57 @@ pub fn effective(install: &Option<Install>, payload: &Path) -> Option<Install> {
 pub fn run(install: &Install, env: &BTreeMap<String, String>, target: &Path) -> Result<()> {
     let payload = Path::new(PAYLOAD);
     match install {
-        Install::Rootfs { source: RootfsSource::Path(p), provision, .. } => {
+        Install::Rootfs {
+            source: RootfsSource::Path(p),
+            provision,
+            ..
+        } => {
             let archive = payload.join(p);
             unpack_rootfs(&archive, target)?;
             if let Some(script) = provision {
                 let dst = target.join("tmp/anemos-provision");
                 fs::create_dir_all(target.join("tmp"))?;
-                fs::copy(payload.join(script), &dst).with_context(|| format!("copying provision script {script} into the target"))?;
+                fs::copy(payload.join(script), &dst).with_context(|| {
+                    format!("copying provision script {script} into the target")
+                })?;
                 let _mounts = ChrootMounts::new(target)?;
                 let mut env2 = env.clone();
                 env2.insert("ANEMOS_ROOT".into(), "/".into());
-                let r = run_builder("/tmp/anemos-provision", &[], Path::new("/"), &env2, Some(target), "provision");
+                let r = run_builder(
+                    "/tmp/anemos-provision",
+                    &[],
+                    Path::new("/"),
+                    &env2,
+                    Some(target),
+                    "provision",
+                );
                 let _ = fs::remove_file(&dst);
                 r?;
             }
             Ok(())
         }
-        Install::Rootfs { source: RootfsSource::Url(u), .. } => {
+        Install::Rootfs {
+            source: RootfsSource::Url(u),
+            ..
+        } => {
             bail!("rootfs from a URL ({u}) needs the network stage, which this build does not have yet")
         }
         Install::Script { path, args } => {
             let prog = payload.join(path);
             if !prog.is_file() {
-                bail!("install script {} is missing from the payload", prog.display());
+                bail!(
+                    "install script {} is missing from the payload",
+                    prog.display()
+                );
             }
             run_builder(&prog.to_string_lossy(), args, payload, env, None, "install")
         }
         Install::Makeimg { command, args } => {
-            let prog = if command.contains('/') { Some(command.clone()) } else { super::cmd::which(command) };
+            let prog = if command.contains('/') {
+                Some(command.clone())
+            } else {
+                super::cmd::which(command)
+            };
             let Some(prog) = prog else {
                 bail!("{command} not found in the image's tools root; pack a tools root that has it (--rootfs) or set [install] command");
             };
@@ -347,8 +471,15 @@ mod tests {
         let target = d.path().join("t");
         fs::create_dir(&target).unwrap();
         let e = unpack_rootfs(&p, &target).unwrap_err().to_string();
-        assert!(e.contains("escapes the target root") && e.contains("nothing was written"), "{e}");
-        assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "the good entry before it must not be written either");
+        assert!(
+            e.contains("escapes the target root") && e.contains("nothing was written"),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read_dir(&target).unwrap().count(),
+            0,
+            "the good entry before it must not be written either"
+        );
     }
 
     #[test]
@@ -362,7 +493,14 @@ mod tests {
         fs::hard_link(src.join("usr/bin/tool"), src.join("usr/bin/tool2")).unwrap();
         std::os::unix::fs::symlink("usr/bin", src.join("bin")).unwrap();
         let tarf = d.path().join("r.tar.gz");
-        let st = Command::new("tar").args(["-czf"]).arg(&tarf).args(["--mtime=@1700000000", "-C"]).arg(&src).arg(".").status().unwrap();
+        let st = Command::new("tar")
+            .args(["-czf"])
+            .arg(&tarf)
+            .args(["--mtime=@1700000000", "-C"])
+            .arg(&src)
+            .arg(".")
+            .status()
+            .unwrap();
         assert!(st.success());
         let target = d.path().join("t");
         fs::create_dir(&target).unwrap();
@@ -371,16 +509,39 @@ mod tests {
         let m = fs::metadata(target.join("usr/bin/tool")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o4755);
         assert_eq!(m.mtime(), 1700000000);
-        assert_eq!(m.ino(), fs::metadata(target.join("usr/bin/tool2")).unwrap().ino());
-        assert_eq!(fs::read_link(target.join("bin")).unwrap(), Path::new("usr/bin"));
+        assert_eq!(
+            m.ino(),
+            fs::metadata(target.join("usr/bin/tool2")).unwrap().ino()
+        );
+        assert_eq!(
+            fs::read_link(target.join("bin")).unwrap(),
+            Path::new("usr/bin")
+        );
     }
 
     #[test]
     fn builder_failure_carries_last_lines() {
         let d = tempfile::tempdir().unwrap();
         let env = BTreeMap::new();
-        let e = run_builder("sh", &["-c".into(), "for i in $(seq 1 30); do echo line$i; done; exit 1".into()], d.path(), &env, None, "t").unwrap_err().to_string();
-        assert!(e.contains("failed (exit status: 1)") && e.contains("line30") && !e.contains("line10\n"), "{e}");
+        let e = run_builder(
+            "sh",
+            &[
+                "-c".into(),
+                "for i in $(seq 1 30); do echo line$i; done; exit 1".into(),
+            ],
+            d.path(),
+            &env,
+            None,
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("failed (exit status: 1)")
+                && e.contains("line30")
+                && !e.contains("line10\n"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -391,7 +552,14 @@ mod tests {
         fs::write(d.path().join("secrets/sub/b"), "b").unwrap();
         protect_secrets(d.path());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(fs::metadata(d.path().join("secrets/key")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(d.path().join("secrets/key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
         assert_eq!(wipe_secrets(d.path()), 2);
         assert!(!d.path().join("secrets").exists());
     }

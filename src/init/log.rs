@@ -43,7 +43,12 @@ pub fn init(start: Instant) {
     let l = LOGGER.get_or_init(|| InitLogger {
         debug_console: std::sync::atomic::AtomicBool::new(false),
         start,
-        state: Mutex::new(State { kmsg: None, file: None, ring: VecDeque::new(), pending: Vec::new() }),
+        state: Mutex::new(State {
+            kmsg: None,
+            file: None,
+            ring: VecDeque::new(),
+            pending: Vec::new(),
+        }),
     });
     if log::set_logger(l).is_ok() {
         log::set_max_level(LevelFilter::Debug);
@@ -57,7 +62,8 @@ fn logger() -> Option<&'static InitLogger> {
 /// Shows debug lines on the console (`anemos.debug`).
 pub fn set_debug(on: bool) {
     if let Some(l) = logger() {
-        l.debug_console.store(on, std::sync::atomic::Ordering::Relaxed);
+        l.debug_console
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -90,7 +96,9 @@ pub fn attach_file(path: &str) {
 /// The last `n` log lines (for the failure banner).
 pub fn tail(n: usize) -> Vec<String> {
     let Some(l) = logger() else { return Vec::new() };
-    let Ok(st) = l.state.lock() else { return Vec::new() };
+    let Ok(st) = l.state.lock() else {
+        return Vec::new();
+    };
     st.ring.iter().rev().take(n).rev().cloned().collect()
 }
 
@@ -129,12 +137,21 @@ impl Log for InitLogger {
             Level::Warn => format!("anemos: warning: {msg}"),
             _ => format!("anemos: {msg}"),
         };
-        let show = level <= Level::Info || self.debug_console.load(std::sync::atomic::Ordering::Relaxed);
+        let show = level <= Level::Info
+            || self
+                .debug_console
+                .load(std::sync::atomic::Ordering::Relaxed);
         if show {
             console(&console_line);
         }
-        let stamped = format!("[{:>7} ms] {}", self.start.elapsed().as_millis(), console_line);
-        let Ok(mut st) = self.state.lock() else { return };
+        let stamped = format!(
+            "[{:>7} ms] {}",
+            self.start.elapsed().as_millis(),
+            console_line
+        );
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
         if let Some(k) = st.kmsg.as_mut() {
             let mut body = format!("<{}>anemos: {}", prio(level), msg);
             if body.len() > KMSG_MAX {

@@ -9,8 +9,8 @@ pub mod bootloader;
 pub mod cmd;
 pub mod cmdline;
 pub mod devices;
-pub mod disks;
 pub mod devnames;
+pub mod disks;
 pub mod early;
 pub mod fetch;
 pub mod install;
@@ -41,7 +41,10 @@ pub fn should_run_as_init(pid: u32, argv0: &OsStr) -> bool {
     if pid == 1 {
         return true;
     }
-    Path::new(argv0).file_name().map(|n| n == "init").unwrap_or(false)
+    Path::new(argv0)
+        .file_name()
+        .map(|n| n == "init")
+        .unwrap_or(false)
 }
 
 /// State shared by the stages.
@@ -95,9 +98,16 @@ fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let msg = match info.payload().downcast_ref::<&str>() {
             Some(s) => s.to_string(),
-            None => info.payload().downcast_ref::<String>().cloned().unwrap_or_else(|| "(non-string panic)".into()),
+            None => info
+                .payload()
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "(non-string panic)".into()),
         };
-        let loc = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let text = format!("panic: {msg}{loc}");
         ::log::error!("{text}");
         if let Ok(mut g) = PANIC_MSG.lock() {
@@ -126,7 +136,20 @@ pub fn run() -> ! {
             pid1::power(PowerRequest::Reboot)
         }
     };
-    let mut ctx = Ctx { params, payload: None, destructive_started: false, modules_ms: 0, devices_ms: 0, scan_ms: 0, plan: None, written: Vec::new(), stop_before_writes: false, entry: None, timings: Vec::new(), downloaded: None };
+    let mut ctx = Ctx {
+        params,
+        payload: None,
+        destructive_started: false,
+        modules_ms: 0,
+        devices_ms: 0,
+        scan_ms: 0,
+        plan: None,
+        written: Vec::new(),
+        stop_before_writes: false,
+        entry: None,
+        timings: Vec::new(),
+        downloaded: None,
+    };
     let mut from = 0;
     let mut broke = false;
     loop {
@@ -137,13 +160,19 @@ pub fn run() -> ! {
                 fail_banner(STAGES[idx].0, &e, ctx.destructive_started, policy);
                 if !ctx.written.is_empty() {
                     if ctx.params.keep_on_failure {
-                        ::log::warn!("anemos.keep_on_failure: leaving the half-written disks as they are");
+                        ::log::warn!(
+                            "anemos.keep_on_failure: leaving the half-written disks as they are"
+                        );
                     } else {
                         disks::clear_tables(&ctx.written);
                     }
                 }
                 match recovery::on_failure(policy, ctx.params.countdown, &stage_names()) {
-                    Action::Retry(s) => from = s.and_then(|s| STAGES.iter().position(|(n, _)| *n == s)).unwrap_or(idx),
+                    Action::Retry(s) => {
+                        from = s
+                            .and_then(|s| STAGES.iter().position(|(n, _)| *n == s))
+                            .unwrap_or(idx)
+                    }
                     Action::Continue => from = idx,
                     Action::Power(p) => pid1::power(p),
                 }
@@ -153,18 +182,32 @@ pub fn run() -> ! {
 }
 
 fn panic_text() -> String {
-    PANIC_MSG.lock().ok().and_then(|g| g.clone()).unwrap_or_else(|| "panic".into())
+    PANIC_MSG
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .unwrap_or_else(|| "panic".into())
 }
 
 fn fail_banner(stage: &str, e: &anyhow::Error, destructive: bool, policy: OnFailure) {
     ::log::error!("stage {stage} failed: {e:#}");
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    log::console(&recovery::banner(stage, &chain, &log::tail(20), destructive, policy));
+    log::console(&recovery::banner(
+        stage,
+        &chain,
+        &log::tail(20),
+        destructive,
+        policy,
+    ));
 }
 
 /// Mounts, stdio, logging, environment, command line. Returns the parsed parameters.
 fn early_stage() -> Result<Params> {
-    log::console(&format!("{} init starting (pid {})", crate::version::banner(), std::process::id()));
+    log::console(&format!(
+        "{} init starting (pid {})",
+        crate::version::banner(),
+        std::process::id()
+    ));
     ::log::info!("STAGE early begin");
     let t = Instant::now();
     early::mount_api_filesystems()?;
@@ -192,7 +235,11 @@ fn early_stage() -> Result<Params> {
 }
 
 /// Runs stages from `from`; on failure returns the failed stage's index and error.
-fn run_stages(ctx: &mut Ctx, from: usize, broke: &mut bool) -> std::result::Result<(), (usize, anyhow::Error)> {
+fn run_stages(
+    ctx: &mut Ctx,
+    from: usize,
+    broke: &mut bool,
+) -> std::result::Result<(), (usize, anyhow::Error)> {
     let mut i = from;
     while i < STAGES.len() {
         let (name, f) = STAGES[i];
@@ -202,7 +249,9 @@ fn run_stages(ctx: &mut Ctx, from: usize, broke: &mut bool) -> std::result::Resu
             match recovery::console_loop(&stage_names(), false) {
                 Action::Continue => {}
                 Action::Retry(s) => {
-                    i = s.and_then(|s| STAGES.iter().position(|(n, _)| *n == s)).unwrap_or(i);
+                    i = s
+                        .and_then(|s| STAGES.iter().position(|(n, _)| *n == s))
+                        .unwrap_or(i);
                     continue;
                 }
                 Action::Power(p) => pid1::power(p),
@@ -223,7 +272,8 @@ fn run_stages(ctx: &mut Ctx, from: usize, broke: &mut bool) -> std::result::Resu
         match r {
             Ok(()) => {
                 ::log::info!("STAGE {name} ok ({} ms)", t.elapsed().as_millis());
-                ctx.timings.push((name.to_string(), t.elapsed().as_millis()));
+                ctx.timings
+                    .push((name.to_string(), t.elapsed().as_millis()));
             }
             Err(e) => {
                 ::log::info!("STAGE {name} fail ({} ms)", t.elapsed().as_millis());
@@ -267,7 +317,10 @@ fn stage_modules(ctx: &mut Ctx) -> Result<()> {
 
 fn stage_payload(ctx: &mut Ctx) -> Result<()> {
     let p = payload::load(Path::new("/"))?;
-    ::log::info!("payload: {} files verified against the sha256 manifest; anemos.toml loaded", p.files);
+    ::log::info!(
+        "payload: {} files verified against the sha256 manifest; anemos.toml loaded",
+        p.files
+    );
     if let Some(h) = &p.config.hostname {
         early::set_hostname(h);
     }
@@ -277,9 +330,16 @@ fn stage_payload(ctx: &mut Ctx) -> Result<()> {
 
 fn url_install(ctx: &Ctx) -> Option<(String, Option<String>, bool)> {
     match ctx.payload.as_ref().and_then(|p| p.config.install.clone()) {
-        Some(crate::config::Install::Rootfs { source: crate::config::RootfsSource::Url(u), sha256, insecure, .. }) => {
-            Some((u, sha256.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()), insecure))
-        }
+        Some(crate::config::Install::Rootfs {
+            source: crate::config::RootfsSource::Url(u),
+            sha256,
+            insecure,
+            ..
+        }) => Some((
+            u,
+            sha256.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+            insecure,
+        )),
         _ => None,
     }
 }
@@ -291,13 +351,24 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
     let mut ns = Vec::new();
     for w in cmdline::split_words(&text) {
         if let Some(v) = w.strip_prefix("ip=") {
-            ip.push(net::parse_ip_param(v).map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?);
+            ip.push(
+                net::parse_ip_param(v).map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?,
+            );
         } else if let Some(v) = w.strip_prefix("nameserver=") {
-            ns.push(net::parse_nameserver(v).map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?);
+            ns.push(
+                net::parse_nameserver(v)
+                    .map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?,
+            );
         }
     }
     let ifaces = net::list_ifaces(Path::new("/sys")).unwrap_or_default();
-    let plans = network::plan_network(&ip, &ns, &p.config.network, &ifaces, url_install(ctx).is_some())?;
+    let plans = network::plan_network(
+        &ip,
+        &ns,
+        &p.config.network,
+        &ifaces,
+        url_install(ctx).is_some(),
+    )?;
     if plans.is_empty() {
         ::log::info!("network: not configured and not needed");
         return Ok(());
@@ -308,7 +379,9 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
-    let Some((url, sha, insecure)) = url_install(ctx) else { return Ok(()) };
+    let Some((url, sha, insecure)) = url_install(ctx) else {
+        return Ok(());
+    };
     if sha.is_none() && !insecure {
         anyhow::bail!("[install] url needs sha256 (or insecure = true)");
     }
@@ -322,7 +395,10 @@ fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
 }
 
 fn layout(ctx: &Ctx) -> Option<&crate::disk::spec::Layout> {
-    ctx.payload.as_ref().map(|p| &p.config.layout).filter(|l| !l.disks.is_empty())
+    ctx.payload
+        .as_ref()
+        .map(|p| &p.config.layout)
+        .filter(|l| !l.disks.is_empty())
 }
 
 fn stage_devices(ctx: &mut Ctx) -> Result<()> {
@@ -332,10 +408,16 @@ fn stage_devices(ctx: &mut Ctx) -> Result<()> {
     let (waited, missing) = devices::wait_for(&needed, ctx.params.timeout);
     ctx.devices_ms = waited.as_millis();
     for m in missing {
-        ::log::warn!("device {m} did not appear within {} s", ctx.params.timeout.as_secs());
+        ::log::warn!(
+            "device {m} did not appear within {} s",
+            ctx.params.timeout.as_secs()
+        );
     }
     let n = devices::create_disk_links(true);
-    ::log::info!("devices: settled after {} ms; {n} /dev/disk links created", waited.as_millis());
+    ::log::info!(
+        "devices: settled after {} ms; {n} /dev/disk links created",
+        waited.as_millis()
+    );
     Ok(())
 }
 
@@ -364,8 +446,14 @@ fn stage_partition(ctx: &mut Ctx) -> Result<()> {
     if ctx.stop_before_writes {
         return Ok(());
     }
-    let Some(p) = ctx.plan.clone() else { return Ok(()) };
-    let sizes: Vec<(String, u64)> = p.disks.iter().map(|d| (d.disk.path.clone(), d.disk.size_bytes)).collect();
+    let Some(p) = ctx.plan.clone() else {
+        return Ok(());
+    };
+    let sizes: Vec<(String, u64)> = p
+        .disks
+        .iter()
+        .map(|d| (d.disk.path.clone(), d.disk.size_bytes))
+        .collect();
     let written = &mut ctx.written;
     let destructive = &mut ctx.destructive_started;
     disks::partition_stage(&p, |path| {
@@ -404,21 +492,33 @@ fn stage_install(ctx: &mut Ctx) -> Result<()> {
     if ctx.stop_before_writes {
         return Ok(());
     }
-    let Some(payload) = &ctx.payload else { return Ok(()) };
+    let Some(payload) = &ctx.payload else {
+        return Ok(());
+    };
     let payload_dir = Path::new(install::PAYLOAD);
     install::protect_secrets(payload_dir);
     let Some(inst) = install::effective(&payload.config.install, payload_dir) else {
-        ::log::info!("no [install] in anemos.toml and no IMGBUILD in the payload: nothing to install");
+        ::log::info!(
+            "no [install] in anemos.toml and no IMGBUILD in the payload: nothing to install"
+        );
         return Ok(());
     };
     if ctx.plan.is_none() {
         anyhow::bail!("[install] needs a target: anemos.toml has no [[disk]] with a partition mounted at \"/\"");
     }
-    let env = install::builder_env(ctx.plan.as_ref(), disks::TARGET, payload.config.hostname.as_deref());
+    let env = install::builder_env(
+        ctx.plan.as_ref(),
+        disks::TARGET,
+        payload.config.hostname.as_deref(),
+    );
     let r = match (&inst, &ctx.downloaded) {
-        (crate::config::Install::Rootfs { source: crate::config::RootfsSource::Url(_), .. }, Some(file)) => {
-            install::unpack_rootfs(file, Path::new(disks::TARGET)).map(|_| ())
-        }
+        (
+            crate::config::Install::Rootfs {
+                source: crate::config::RootfsSource::Url(_),
+                ..
+            },
+            Some(file),
+        ) => install::unpack_rootfs(file, Path::new(disks::TARGET)).map(|_| ()),
         _ => install::run(&inst, &env, Path::new(disks::TARGET)),
     };
     let n = install::wipe_secrets(payload_dir);
@@ -430,10 +530,16 @@ fn stage_install(ctx: &mut Ctx) -> Result<()> {
     // empty one) keep the generated one.
     if let Some(p) = &ctx.plan {
         let f = format!("{}/etc/fstab", disks::TARGET);
-        let keep = std::fs::read_to_string(&f).map(|t| t.lines().any(|l| !l.trim().is_empty() && !l.starts_with('#'))).unwrap_or(false);
+        let keep = std::fs::read_to_string(&f)
+            .map(|t| {
+                t.lines()
+                    .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            })
+            .unwrap_or(false);
         if !keep {
             let _ = std::fs::create_dir_all(format!("{}/etc", disks::TARGET));
-            std::fs::write(&f, crate::disk::fstab::render(p)).with_context(|| format!("writing {f}"))?;
+            std::fs::write(&f, crate::disk::fstab::render(p))
+                .with_context(|| format!("writing {f}"))?;
         }
     }
     Ok(())
@@ -443,19 +549,43 @@ fn stage_bootloader(ctx: &mut Ctx) -> Result<()> {
     if ctx.stop_before_writes {
         return Ok(());
     }
-    let (Some(payload), Some(plan)) = (&ctx.payload, &ctx.plan) else { return Ok(()) };
+    let (Some(payload), Some(plan)) = (&ctx.payload, &ctx.plan) else {
+        return Ok(());
+    };
     match &payload.config.bootloader {
         crate::config::Bootloader::None => ::log::info!("bootloader: none configured"),
-        crate::config::Bootloader::SystemdBoot { options, kernel, initrd } => {
-            let title = payload.config.hostname.clone().unwrap_or_else(|| "anemos".into());
-            let e = bootloader::install_systemd_boot(plan, Path::new(disks::TARGET), options.as_deref(), kernel.as_deref(), initrd, &title)?;
+        crate::config::Bootloader::SystemdBoot {
+            options,
+            kernel,
+            initrd,
+        } => {
+            let title = payload
+                .config
+                .hostname
+                .clone()
+                .unwrap_or_else(|| "anemos".into());
+            let e = bootloader::install_systemd_boot(
+                plan,
+                Path::new(disks::TARGET),
+                options.as_deref(),
+                kernel.as_deref(),
+                initrd,
+                &title,
+            )?;
             ctx.entry = Some(e);
         }
         crate::config::Bootloader::Command { command } => {
             let target = Path::new(disks::TARGET);
             let _m = install::ChrootMounts::new(target)?;
             let env = install::builder_env(Some(plan), "/", payload.config.hostname.as_deref());
-            install::run_builder("/bin/sh", &["-c".into(), command.clone()], Path::new("/"), &env, Some(target), "bootloader")?;
+            install::run_builder(
+                "/bin/sh",
+                &["-c".into(), command.clone()],
+                Path::new("/"),
+                &env,
+                Some(target),
+                "bootloader",
+            )?;
         }
     }
     Ok(())
@@ -468,10 +598,13 @@ fn write_report(ctx: &Ctx) {
     if std::fs::create_dir_all(&dir).is_err() {
         return;
     }
-    let mut r = format!("anemos deploy report
+    let mut r = format!(
+        "anemos deploy report
 {}
 
-", crate::version::banner());
+",
+        crate::version::banner()
+    );
     if let Some(p) = &ctx.plan {
         r.push_str("plan:\n");
         r.push_str(&crate::disk::plan::render(p));
@@ -481,7 +614,11 @@ fn write_report(ctx: &Ctx) {
         r.push_str(&format!("  {s:<12} {ms}\n"));
     }
     if let Some(e) = &ctx.entry {
-        r.push_str(&format!("\nboot entry: {} (options {})\n", e.entry_path.display(), e.options));
+        r.push_str(&format!(
+            "\nboot entry: {} (options {})\n",
+            e.entry_path.display(),
+            e.options
+        ));
     }
     r.push_str("\nlog:\n");
     r.push_str(&std::fs::read_to_string("/run/anemos/log").unwrap_or_default());
@@ -496,13 +633,21 @@ fn stage_finish(ctx: &mut Ctx) -> Result<()> {
         ::log::info!("dry run: nothing was written; powering off");
         pid1::power(PowerRequest::Poweroff)
     }
-    let finish = ctx.payload.as_ref().map(|p| p.config.deploy.finish).unwrap_or_default();
+    let finish = ctx
+        .payload
+        .as_ref()
+        .map(|p| p.config.deploy.finish)
+        .unwrap_or_default();
     if ctx.plan.is_none() {
         ::log::info!("nothing was deployed (no [[disk]]); powering off");
         pid1::power(PowerRequest::Poweroff)
     }
     write_report(ctx);
-    let per: Vec<String> = ctx.timings.iter().map(|(s, ms)| format!("{s} {ms}")).collect();
+    let per: Vec<String> = ctx
+        .timings
+        .iter()
+        .map(|(s, ms)| format!("{s} {ms}"))
+        .collect();
     ::log::info!("figures: stage timings (ms): {}", per.join(", "));
     ::log::info!("deploy finished in {} ms", log::elapsed_ms());
     match finish {
@@ -512,7 +657,10 @@ fn stage_finish(ctx: &mut Ctx) -> Result<()> {
             pid1::power(PowerRequest::Reboot)
         }
         crate::config::Finish::Kexec => {
-            let e = ctx.entry.clone().ok_or_else(|| anyhow::anyhow!("finish = \"kexec\" needs a systemd-boot entry"))?;
+            let e = ctx
+                .entry
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("finish = \"kexec\" needs a systemd-boot entry"))?;
             // Copy kernel and initrd to RAM first: the target is unmounted before the jump.
             std::fs::create_dir_all("/run/anemos/kexec")?;
             let k = Path::new("/run/anemos/kexec/kernel");

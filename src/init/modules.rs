@@ -34,7 +34,8 @@ pub fn load_all(blacklist: &[String]) -> Result<LoadReport> {
             return Ok(r);
         }
     };
-    let entries = parse_manifest(&text).with_context(|| format!("reading the module manifest {MANIFEST}"))?;
+    let entries =
+        parse_manifest(&text).with_context(|| format!("reading the module manifest {MANIFEST}"))?;
     for e in entries {
         load_one(&e, blacklist, &mut r);
     }
@@ -44,18 +45,28 @@ pub fn load_all(blacklist: &[String]) -> Result<LoadReport> {
 
 fn load_one(e: &ManifestEntry, blacklist: &[String], r: &mut LoadReport) {
     if blacklist.iter().any(|b| *b == e.name) {
-        log::info!("module {}: blacklisted on the kernel command line, not loaded", e.name);
+        log::info!(
+            "module {}: blacklisted on the kernel command line, not loaded",
+            e.name
+        );
         r.blacklisted += 1;
         return;
     }
-    if Path::new("/sys/module").join(&e.name).join("initstate").exists() {
+    if Path::new("/sys/module")
+        .join(&e.name)
+        .join("initstate")
+        .exists()
+    {
         r.already += 1;
         return;
     }
     let data = match fs::read(&e.path) {
         Ok(d) => d,
         Err(err) => {
-            r.failed.push((e.name.clone(), format!("reading {}: {err}", e.path.display())));
+            r.failed.push((
+                e.name.clone(),
+                format!("reading {}: {err}", e.path.display()),
+            ));
             return;
         }
     };
@@ -67,7 +78,12 @@ fn load_one(e: &ManifestEntry, blacklist: &[String], r: &mut LoadReport) {
         }
         Err(nix::errno::Errno::EEXIST) => r.already += 1,
         Err(err) => {
-            log::warn!("module {}: init_module failed: {} ({})", e.name, err.desc(), err);
+            log::warn!(
+                "module {}: init_module failed: {} ({})",
+                e.name,
+                err.desc(),
+                err
+            );
             r.failed.push((e.name.clone(), err.desc().to_string()));
         }
     }
@@ -89,9 +105,13 @@ pub fn relevant(modalias: &str) -> bool {
         return ["bc01", "bc02", "bc0C"].iter().any(|c| rest.contains(c));
     }
     if let Some(rest) = modalias.strip_prefix("virtio:") {
-        return ["d00000001v", "d00000002v", "d00000008v"].iter().any(|d| rest.starts_with(d));
+        return ["d00000001v", "d00000002v", "d00000008v"]
+            .iter()
+            .any(|d| rest.starts_with(d));
     }
-    modalias.starts_with("scsi:") || modalias.starts_with("nvme:") || (modalias.starts_with("usb:") && modalias.contains("ic08"))
+    modalias.starts_with("scsi:")
+        || modalias.starts_with("nvme:")
+        || (modalias.starts_with("usb:") && modalias.contains("ic08"))
 }
 
 /// Parses modules.alias lines (`alias PATTERN module`).
@@ -108,27 +128,45 @@ pub fn parse_aliases(text: &str) -> Vec<(String, String)> {
 }
 
 /// Pure: which modules would claim each (device, modalias) pair.
-pub fn match_unclaimed(devices: &[(String, String)], aliases: &[(String, String)], loaded: &BTreeSet<String>) -> Vec<Unclaimed> {
+pub fn match_unclaimed(
+    devices: &[(String, String)],
+    aliases: &[(String, String)],
+    loaded: &BTreeSet<String>,
+) -> Vec<Unclaimed> {
     // Index aliases by their literal prefix up to the first ':' (the bus), and precompute the
     // literal part before any wildcard: matching ~2400 patterns per device took over a second
     // under TCG otherwise.
-    let mut by_bus: std::collections::HashMap<&str, Vec<(&str, &str, &str)>> = std::collections::HashMap::new();
+    let mut by_bus: std::collections::HashMap<&str, Vec<(&str, &str, &str)>> =
+        std::collections::HashMap::new();
     for (p, m) in aliases {
         let lit = p.find(['*', '?', '[']).map(|i| &p[..i]).unwrap_or(p);
         let bus = lit.split(':').next().unwrap_or("");
-        by_bus.entry(bus).or_default().push((lit, p.as_str(), m.as_str()));
+        by_bus
+            .entry(bus)
+            .or_default()
+            .push((lit, p.as_str(), m.as_str()));
     }
     let mut out = Vec::new();
     for (dev, ma) in devices {
         let bus = ma.split(':').next().unwrap_or("");
-        let Some(cands) = by_bus.get(bus) else { continue };
-        let mut mods: Vec<String> = cands.iter().filter(|(lit, p, _)| ma.starts_with(lit) && fnmatch(p, ma)).map(|(_, _, m)| m.to_string()).collect();
+        let Some(cands) = by_bus.get(bus) else {
+            continue;
+        };
+        let mut mods: Vec<String> = cands
+            .iter()
+            .filter(|(lit, p, _)| ma.starts_with(lit) && fnmatch(p, ma))
+            .map(|(_, _, m)| m.to_string())
+            .collect();
         mods.sort();
         mods.dedup();
         if mods.is_empty() || mods.iter().any(|m| loaded.contains(m)) {
             continue;
         }
-        out.push(Unclaimed { device: dev.clone(), modalias: ma.clone(), modules: mods });
+        out.push(Unclaimed {
+            device: dev.clone(),
+            modalias: ma.clone(),
+            modules: mods,
+        });
     }
     out
 }
@@ -136,7 +174,10 @@ pub fn match_unclaimed(devices: &[(String, String)], aliases: &[(String, String)
 /// Walks /sys/bus/*/devices for devices with a modalias and no driver, and names the
 /// modules (from the kernel's modules.alias, packed into the image) that would drive them.
 pub fn report_missing_drivers(debug: bool) -> Vec<Unclaimed> {
-    let release = rustix::system::uname().release().to_string_lossy().into_owned();
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
     let Ok(text) = fs::read_to_string(format!("/lib/modules/{release}/modules.alias")) else {
         log::debug!("no modules.alias in the image; cannot name missing drivers");
         return Vec::new();
@@ -151,7 +192,9 @@ pub fn report_missing_drivers(debug: bool) -> Vec<Unclaimed> {
             if !debug && !["pci", "virtio", "scsi", "usb", "nvme"].contains(&bn.as_str()) {
                 continue;
             }
-            let Ok(devs) = fs::read_dir(bus.path().join("devices")) else { continue };
+            let Ok(devs) = fs::read_dir(bus.path().join("devices")) else {
+                continue;
+            };
             for d in devs.flatten() {
                 let p = d.path();
                 if p.join("driver").exists() {
@@ -161,19 +204,34 @@ pub fn report_missing_drivers(debug: bool) -> Vec<Unclaimed> {
                     if !debug && !relevant(ma.trim()) {
                         continue;
                     }
-                    let name = format!("{} {}", bus.file_name().to_string_lossy(), d.file_name().to_string_lossy());
+                    let name = format!(
+                        "{} {}",
+                        bus.file_name().to_string_lossy(),
+                        d.file_name().to_string_lossy()
+                    );
                     devices.push((name, ma.trim().to_string()));
                 }
             }
         }
     }
     let loaded: BTreeSet<String> = fs::read_dir("/sys/module")
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     let (found, other): (Vec<Unclaimed>, Vec<Unclaimed>) =
-        match_unclaimed(&devices, &aliases, &loaded).into_iter().partition(|u| relevant(&u.modalias));
+        match_unclaimed(&devices, &aliases, &loaded)
+            .into_iter()
+            .partition(|u| relevant(&u.modalias));
     for u in &other {
-        log::debug!("no driver for {} ({}); {} could claim it", u.device, u.modalias, u.modules.join(" or "));
+        log::debug!(
+            "no driver for {} ({}); {} could claim it",
+            u.device,
+            u.modalias,
+            u.modules.join(" or ")
+        );
     }
     for u in &found {
         log::warn!(
@@ -198,23 +256,47 @@ mod tests {
         );
         assert_eq!(aliases.len(), 3);
         let devs = vec![
-            ("virtio virtio1".to_string(), "virtio:d00000002v00001AF4".to_string()),
-            ("pci 0000:00:03.0".to_string(), "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00".to_string()),
-            ("platform serial8250".to_string(), "platform:serial8250".to_string()),
+            (
+                "virtio virtio1".to_string(),
+                "virtio:d00000002v00001AF4".to_string(),
+            ),
+            (
+                "pci 0000:00:03.0".to_string(),
+                "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00".to_string(),
+            ),
+            (
+                "platform serial8250".to_string(),
+                "platform:serial8250".to_string(),
+            ),
         ];
         let loaded: BTreeSet<String> = ["virtio_pci".to_string()].into();
         let u = match_unclaimed(&devs, &aliases, &loaded);
-        assert_eq!(u, vec![Unclaimed { device: "virtio virtio1".into(), modalias: devs[0].1.clone(), modules: vec!["virtio_blk".into()] }]);
+        assert_eq!(
+            u,
+            vec![Unclaimed {
+                device: "virtio virtio1".into(),
+                modalias: devs[0].1.clone(),
+                modules: vec!["virtio_blk".into()]
+            }]
+        );
     }
 
     #[test]
     fn relevance_filter() {
-        assert!(relevant("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"));
+        assert!(relevant(
+            "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"
+        ));
         assert!(relevant("virtio:d00000002v00001AF4"));
         assert!(relevant("virtio:d00000001v00001AF4"));
-        assert!(!relevant("virtio:d00000004v00001AF4"), "rng is not a deploy concern");
+        assert!(
+            !relevant("virtio:d00000004v00001AF4"),
+            "rng is not a deploy concern"
+        );
         assert!(!relevant("serio:ty01pr00id00ex00"));
         assert!(!relevant("acpi:LNXPWRBN:"));
-        assert!(!relevant("pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00"), "ISA bridge");
+        assert!(
+            !relevant("pci:v00008086d00002918sv00001AF4sd00001100bc06sc01i00"),
+            "ISA bridge"
+        );
     }
 }

@@ -13,7 +13,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-
 // ---------------------------------------------------------------------------------------------
 // ip= and nameserver=
 // ---------------------------------------------------------------------------------------------
@@ -637,7 +636,9 @@ fn options(b: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
             255 => break,
             code => {
                 let len = *b.get(i + 1).ok_or("truncated DHCP option")? as usize;
-                let v = b.get(i + 2..i + 2 + len).ok_or_else(|| format!("DHCP option {code} runs past the end"))?;
+                let v = b
+                    .get(i + 2..i + 2 + len)
+                    .ok_or_else(|| format!("DHCP option {code} runs past the end"))?;
                 out.push((code, v));
                 i += 2 + len;
             }
@@ -650,7 +651,10 @@ fn options(b: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
 /// (for a NAK the lease holds only the server id). Anything else is an error.
 pub fn parse_reply(bytes: &[u8], xid: u32) -> Result<(MessageKind, Lease), String> {
     if bytes.len() < 240 {
-        return Err(format!("bad DHCP message: {} bytes is shorter than a BOOTP header", bytes.len()));
+        return Err(format!(
+            "bad DHCP message: {} bytes is shorter than a BOOTP header",
+            bytes.len()
+        ));
     }
     if bytes[0] != OP_REPLY {
         return Err("not a BOOTREPLY".into());
@@ -672,18 +676,37 @@ pub fn parse_reply(bytes: &[u8], xid: u32) -> Result<(MessageKind, Lease), Strin
         None => return Err("no DHCP message type (plain BOOTP)".into()),
     };
     let addr = ip4(&bytes[16..20]).unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let server = get(54).and_then(ip4).or_else(|| ip4(&bytes[20..24])).unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let server = get(54)
+        .and_then(ip4)
+        .or_else(|| ip4(&bytes[20..24]))
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
     let prefix = match get(1).and_then(ip4) {
-        Some(mask) => mask_to_prefix(mask).ok_or_else(|| format!("subnet mask {mask} is not contiguous"))?,
+        Some(mask) => {
+            mask_to_prefix(mask).ok_or_else(|| format!("subnet mask {mask} is not contiguous"))?
+        }
         None => classful_prefix(addr),
     };
-    let router = get(3).map(|v| v.chunks(4).filter_map(ip4).find(|a| !a.is_unspecified())).unwrap_or(None);
-    let dns: Vec<Ipv4Addr> = get(6).map(|v| v.chunks(4).filter_map(ip4).collect()).unwrap_or_default();
-    let lease_secs = get(51).and_then(|v| v.get(..4)).map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+    let router = get(3)
+        .map(|v| v.chunks(4).filter_map(ip4).find(|a| !a.is_unspecified()))
+        .unwrap_or(None);
+    let dns: Vec<Ipv4Addr> = get(6)
+        .map(|v| v.chunks(4).filter_map(ip4).collect())
+        .unwrap_or_default();
+    let lease_secs = get(51)
+        .and_then(|v| v.get(..4))
+        .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
     let domain = get(15)
-        .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').trim().to_string())
+        .map(|v| {
+            String::from_utf8_lossy(v)
+                .trim_end_matches('\0')
+                .trim()
+                .to_string()
+        })
         .filter(|d| !d.is_empty());
-    let mtu = get(26).and_then(|v| v.get(..2)).map(|v| u16::from_be_bytes([v[0], v[1]])).filter(|m| *m >= 68);
+    let mtu = get(26)
+        .and_then(|v| v.get(..2))
+        .map(|v| u16::from_be_bytes([v[0], v[1]]))
+        .filter(|m| *m >= 68);
     if kind != MessageKind::Nak && (addr.is_unspecified() || addr.is_broadcast()) {
         return Err(format!("{kind:?} offers no usable address ({addr})"));
     }

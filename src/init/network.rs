@@ -28,7 +28,11 @@ pub struct IfacePlan {
 }
 
 fn iface_matches(m: &crate::config::InterfaceMatch, i: &Iface) -> bool {
-    let name = m.name.as_ref().map(|n| crate::pack::modules::fnmatch(n, &i.name)).unwrap_or(true);
+    let name = m
+        .name
+        .as_ref()
+        .map(|n| crate::pack::modules::fnmatch(n, &i.name))
+        .unwrap_or(true);
     let mac = m
         .mac
         .map(|mac| {
@@ -36,18 +40,52 @@ fn iface_matches(m: &crate::config::InterfaceMatch, i: &Iface) -> bool {
             s.join(":").eq_ignore_ascii_case(&i.mac)
         })
         .unwrap_or(true);
-    let drv = m.driver.as_ref().map(|d| i.driver.as_deref() == Some(d.as_str())).unwrap_or(true);
+    let drv = m
+        .driver
+        .as_ref()
+        .map(|d| i.driver.as_deref() == Some(d.as_str()))
+        .unwrap_or(true);
     name && mac && drv
 }
 
 fn from_config(c: &Interface, name: &str) -> IfacePlan {
-    let v4: Vec<(Ipv4Addr, u8)> = c.addresses.iter().filter_map(|(a, p)| if let IpAddr::V4(a) = a { Some((*a, *p)) } else { None }).collect();
-    let gw = c.gateways.iter().find_map(|g| if let IpAddr::V4(g) = g { Some(*g) } else { None });
-    IfacePlan { name: name.into(), dhcp: c.dhcp, addrs: v4, gateway: gw, dns: c.dns.clone(), mtu: c.mtu, source: "anemos.toml [[network.interface]]" }
+    let v4: Vec<(Ipv4Addr, u8)> = c
+        .addresses
+        .iter()
+        .filter_map(|(a, p)| {
+            if let IpAddr::V4(a) = a {
+                Some((*a, *p))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let gw = c.gateways.iter().find_map(|g| {
+        if let IpAddr::V4(g) = g {
+            Some(*g)
+        } else {
+            None
+        }
+    });
+    IfacePlan {
+        name: name.into(),
+        dhcp: c.dhcp,
+        addrs: v4,
+        gateway: gw,
+        dns: c.dns.clone(),
+        mtu: c.mtu,
+        source: "anemos.toml [[network.interface]]",
+    }
 }
 
 /// Pure: the interface plans for this boot.
-pub fn plan_network(ip: &[IpParam], nameservers: &[IpAddr], cfg: &Network, ifaces: &[Iface], need: bool) -> Result<Vec<IfacePlan>> {
+pub fn plan_network(
+    ip: &[IpParam],
+    nameservers: &[IpAddr],
+    cfg: &Network,
+    ifaces: &[Iface],
+    need: bool,
+) -> Result<Vec<IfacePlan>> {
     let mut out = Vec::new();
     if ip.iter().any(|p| *p == IpParam::Off) {
         return Ok(out);
@@ -57,20 +95,48 @@ pub fn plan_network(ip: &[IpParam], nameservers: &[IpAddr], cfg: &Network, iface
             match p {
                 IpParam::Off => {}
                 IpParam::Dhcp { device } => {
-                    let names: Vec<&Iface> = ifaces.iter().filter(|i| device.as_ref().map(|d| d == &i.name).unwrap_or(true)).collect();
+                    let names: Vec<&Iface> = ifaces
+                        .iter()
+                        .filter(|i| device.as_ref().map(|d| d == &i.name).unwrap_or(true))
+                        .collect();
                     if names.is_empty() {
-                        bail!("ip=: interface {:?} does not exist (interfaces: {})", device, list(ifaces));
+                        bail!(
+                            "ip=: interface {:?} does not exist (interfaces: {})",
+                            device,
+                            list(ifaces)
+                        );
                     }
                     for i in names {
-                        out.push(IfacePlan { name: i.name.clone(), dhcp: true, addrs: vec![], gateway: None, dns: vec![], mtu: None, source: "kernel command line ip=" });
+                        out.push(IfacePlan {
+                            name: i.name.clone(),
+                            dhcp: true,
+                            addrs: vec![],
+                            gateway: None,
+                            dns: vec![],
+                            mtu: None,
+                            source: "kernel command line ip=",
+                        });
                     }
                 }
-                IpParam::Static { addr, prefix, gateway, device, dns, .. } => {
+                IpParam::Static {
+                    addr,
+                    prefix,
+                    gateway,
+                    device,
+                    dns,
+                    ..
+                } => {
                     let i = match device {
                         Some(d) => ifaces.iter().find(|i| &i.name == d),
                         None => ifaces.first(),
                     }
-                    .ok_or_else(|| anyhow::anyhow!("ip=: interface {:?} does not exist (interfaces: {})", device, list(ifaces)))?;
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "ip=: interface {:?} does not exist (interfaces: {})",
+                            device,
+                            list(ifaces)
+                        )
+                    })?;
                     out.push(IfacePlan {
                         name: i.name.clone(),
                         dhcp: false,
@@ -88,12 +154,26 @@ pub fn plan_network(ip: &[IpParam], nameservers: &[IpAddr], cfg: &Network, iface
             let i = ifaces
                 .iter()
                 .find(|i| iface_matches(&c.matcher, i))
-                .ok_or_else(|| anyhow::anyhow!("network.interface[{k}]: no interface matches {:?} (interfaces: {})", c.matcher, list(ifaces)))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "network.interface[{k}]: no interface matches {:?} (interfaces: {})",
+                        c.matcher,
+                        list(ifaces)
+                    )
+                })?;
             out.push(from_config(c, &i.name));
         }
     } else if need {
         for i in ifaces {
-            out.push(IfacePlan { name: i.name.clone(), dhcp: true, addrs: vec![], gateway: None, dns: vec![], mtu: None, source: "default: DHCP (the install downloads its rootfs)" });
+            out.push(IfacePlan {
+                name: i.name.clone(),
+                dhcp: true,
+                addrs: vec![],
+                gateway: None,
+                dns: vec![],
+                mtu: None,
+                source: "default: DHCP (the install downloads its rootfs)",
+            });
         }
     }
     for p in &mut out {
@@ -106,7 +186,18 @@ fn list(ifaces: &[Iface]) -> String {
     if ifaces.is_empty() {
         return "none; is the network driver in the image?".into();
     }
-    ifaces.iter().map(|i| format!("{} {} {}", i.name, i.mac, i.driver.as_deref().unwrap_or("-"))).collect::<Vec<_>>().join(", ")
+    ifaces
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {} {}",
+                i.name,
+                i.mac,
+                i.driver.as_deref().unwrap_or("-")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Brings the planned interfaces up. With several DHCP candidates from the default rule,
@@ -118,22 +209,49 @@ pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Vec<IpAddr>>
     let default_rule = plans.iter().all(|p| p.source.starts_with("default"));
     for p in plans {
         let t = Instant::now();
-        let idx = nl.link_index(&p.name).with_context(|| format!("interface {}", p.name))?;
-        nl.set_up(idx, p.mtu).with_context(|| format!("interface {}: setting the link up", p.name))?;
+        let idx = nl
+            .link_index(&p.name)
+            .with_context(|| format!("interface {}", p.name))?;
+        nl.set_up(idx, p.mtu)
+            .with_context(|| format!("interface {}: setting the link up", p.name))?;
         let carrier = net::wait_link(Path::new("/sys"), &p.name, link_timeout);
-        log::info!("network {}: link {} after {} ms ({})", p.name, if carrier { "up" } else { "NOT up" }, t.elapsed().as_millis(), p.source);
+        log::info!(
+            "network {}: link {} after {} ms ({})",
+            p.name,
+            if carrier { "up" } else { "NOT up" },
+            t.elapsed().as_millis(),
+            p.source
+        );
         if !carrier {
-            errors.push(format!("{}: no link (carrier) within {} s", p.name, link_timeout.as_secs()));
+            errors.push(format!(
+                "{}: no link (carrier) within {} s",
+                p.name,
+                link_timeout.as_secs()
+            ));
             continue;
         }
         let (addrs, gw, mut d) = if p.dhcp {
             let t = Instant::now();
             let mac = read_mac(&p.name).unwrap_or([0; 6]);
-            let xid = u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ (std::process::id() << 8);
+            let xid =
+                u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ (std::process::id() << 8);
             match net::dhcp(&p.name, mac, xid, Duration::from_secs(20)) {
                 Ok(l) => {
-                    log::info!("network {}: DHCP lease {}/{} from {} in {} ms (router {:?}, dns {:?})", p.name, l.addr, l.prefix, l.server, t.elapsed().as_millis(), l.router, l.dns);
-                    (vec![(l.addr, l.prefix)], l.router, l.dns.iter().map(|a| IpAddr::V4(*a)).collect::<Vec<_>>())
+                    log::info!(
+                        "network {}: DHCP lease {}/{} from {} in {} ms (router {:?}, dns {:?})",
+                        p.name,
+                        l.addr,
+                        l.prefix,
+                        l.server,
+                        t.elapsed().as_millis(),
+                        l.router,
+                        l.dns
+                    );
+                    (
+                        vec![(l.addr, l.prefix)],
+                        l.router,
+                        l.dns.iter().map(|a| IpAddr::V4(*a)).collect::<Vec<_>>(),
+                    )
                 }
                 Err(e) => {
                     errors.push(format!("{}: DHCP got no lease: {e}", p.name));
@@ -144,11 +262,13 @@ pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Vec<IpAddr>>
             (p.addrs.clone(), p.gateway, Vec::new())
         };
         for (a, pfx) in &addrs {
-            nl.add_addr_v4(idx, *a, *pfx).with_context(|| format!("interface {}: adding {a}/{pfx}", p.name))?;
+            nl.add_addr_v4(idx, *a, *pfx)
+                .with_context(|| format!("interface {}: adding {a}/{pfx}", p.name))?;
             log::info!("network {}: address {a}/{pfx}", p.name);
         }
         if let Some(g) = gw {
-            nl.add_default_route_v4(idx, g).with_context(|| format!("interface {}: default route via {g}", p.name))?;
+            nl.add_default_route_v4(idx, g)
+                .with_context(|| format!("interface {}: default route via {g}", p.name))?;
             log::info!("network {}: default route via {g}", p.name);
         }
         d.extend(p.dns.iter().copied());
@@ -166,15 +286,24 @@ pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Vec<IpAddr>>
 
 fn read_mac(name: &str) -> Option<[u8; 6]> {
     let s = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
-    let v: Vec<u8> = s.trim().split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+    let v: Vec<u8> = s
+        .trim()
+        .split(':')
+        .filter_map(|h| u8::from_str_radix(h, 16).ok())
+        .collect();
     v.try_into().ok()
 }
 
 /// Writes /etc/resolv.conf and /etc/hosts.
 pub fn write_resolver(dns: &[IpAddr], hostname: &str) -> Result<()> {
     std::fs::create_dir_all("/etc")?;
-    std::fs::write("/etc/resolv.conf", net::resolv_conf(dns, &[])).context("writing /etc/resolv.conf")?;
-    std::fs::write("/etc/hosts", format!("127.0.0.1 localhost\n::1 localhost\n127.0.1.1 {hostname}\n")).context("writing /etc/hosts")?;
+    std::fs::write("/etc/resolv.conf", net::resolv_conf(dns, &[]))
+        .context("writing /etc/resolv.conf")?;
+    std::fs::write(
+        "/etc/hosts",
+        format!("127.0.0.1 localhost\n::1 localhost\n127.0.1.1 {hostname}\n"),
+    )
+    .context("writing /etc/hosts")?;
     log::info!("network: /etc/resolv.conf with {} server(s)", dns.len());
     Ok(())
 }
@@ -186,8 +315,16 @@ mod tests {
 
     fn ifs() -> Vec<Iface> {
         vec![
-            Iface { name: "eth0".into(), mac: "52:54:00:12:34:56".into(), driver: Some("virtio_net".into()) },
-            Iface { name: "eth1".into(), mac: "52:54:00:ab:cd:ef".into(), driver: Some("e1000".into()) },
+            Iface {
+                name: "eth0".into(),
+                mac: "52:54:00:12:34:56".into(),
+                driver: Some("virtio_net".into()),
+            },
+            Iface {
+                name: "eth1".into(),
+                mac: "52:54:00:ab:cd:ef".into(),
+                driver: Some("e1000".into()),
+            },
         ]
     }
 
@@ -195,7 +332,11 @@ mod tests {
     fn precedence_cmdline_over_config_over_default() {
         let cfg = Network {
             interfaces: vec![Interface {
-                matcher: InterfaceMatch { name: None, mac: None, driver: Some("e1000".into()) },
+                matcher: InterfaceMatch {
+                    name: None,
+                    mac: None,
+                    driver: Some("e1000".into()),
+                },
                 dhcp: false,
                 addresses: vec![(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 5)), 24)],
                 gateways: vec![IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))],
@@ -205,28 +346,77 @@ mod tests {
         };
         let ns = [IpAddr::V4(Ipv4Addr::new(9, 9, 9, 9))];
         // ip= wins.
-        let p = plan_network(&[IpParam::Dhcp { device: Some("eth0".into()) }], &ns, &cfg, &ifs(), true).unwrap();
-        assert_eq!((p.len(), p[0].name.as_str(), p[0].dhcp, p[0].source), (1, "eth0", true, "kernel command line ip="));
+        let p = plan_network(
+            &[IpParam::Dhcp {
+                device: Some("eth0".into()),
+            }],
+            &ns,
+            &cfg,
+            &ifs(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.len(), p[0].name.as_str(), p[0].dhcp, p[0].source),
+            (1, "eth0", true, "kernel command line ip=")
+        );
         assert_eq!(p[0].dns, ns);
         // then the config (matched by driver).
         let p = plan_network(&[], &[], &cfg, &ifs(), true).unwrap();
-        assert_eq!((p[0].name.as_str(), p[0].dhcp, p[0].mtu), ("eth1", false, Some(9000)));
+        assert_eq!(
+            (p[0].name.as_str(), p[0].dhcp, p[0].mtu),
+            ("eth1", false, Some(9000))
+        );
         assert_eq!(p[0].gateway, Some(Ipv4Addr::new(192, 168, 1, 1)));
         // then DHCP everywhere, only when needed.
         let p = plan_network(&[], &[], &Network::default(), &ifs(), true).unwrap();
-        assert_eq!(p.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(), ["eth0", "eth1"]);
-        assert!(plan_network(&[], &[], &Network::default(), &ifs(), false).unwrap().is_empty());
-        assert!(plan_network(&[IpParam::Off], &[], &cfg, &ifs(), true).unwrap().is_empty());
+        assert_eq!(
+            p.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
+            ["eth0", "eth1"]
+        );
+        assert!(plan_network(&[], &[], &Network::default(), &ifs(), false)
+            .unwrap()
+            .is_empty());
+        assert!(plan_network(&[IpParam::Off], &[], &cfg, &ifs(), true)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn unmatched_interface_is_named() {
         let cfg = Network {
-            interfaces: vec![Interface { matcher: InterfaceMatch { name: Some("enp*".into()), mac: None, driver: None }, dhcp: true, addresses: vec![], gateways: vec![], dns: vec![], mtu: None }],
+            interfaces: vec![Interface {
+                matcher: InterfaceMatch {
+                    name: Some("enp*".into()),
+                    mac: None,
+                    driver: None,
+                },
+                dhcp: true,
+                addresses: vec![],
+                gateways: vec![],
+                dns: vec![],
+                mtu: None,
+            }],
         };
-        let e = plan_network(&[], &[], &cfg, &ifs(), false).unwrap_err().to_string();
-        assert!(e.starts_with("network.interface[0]: no interface matches") && e.contains("eth0 52:54:00:12:34:56 virtio_net"), "{e}");
-        let e = plan_network(&[IpParam::Dhcp { device: Some("eth9".into()) }], &[], &cfg, &ifs(), false).unwrap_err().to_string();
+        let e = plan_network(&[], &[], &cfg, &ifs(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("network.interface[0]: no interface matches")
+                && e.contains("eth0 52:54:00:12:34:56 virtio_net"),
+            "{e}"
+        );
+        let e = plan_network(
+            &[IpParam::Dhcp {
+                device: Some("eth9".into()),
+            }],
+            &[],
+            &cfg,
+            &ifs(),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("interface Some(\"eth9\") does not exist"), "{e}");
     }
 }

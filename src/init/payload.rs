@@ -26,7 +26,8 @@ pub fn load(root: &Path) -> Result<Loaded> {
     }
     let files = payload::verify(root).context("verifying the payload's sha256 manifest")?;
     let cfg_path = dir.join("anemos.toml");
-    let text = fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
+    let text =
+        fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?;
     let config = crate::config::load(&text, "payload/anemos.toml")?;
     Ok(Loaded { files, config })
 }

@@ -40,7 +40,10 @@ fn reap_once() -> usize {
     loop {
         let g = TRACKED.lock().unwrap_or_else(|e| e.into_inner());
         // WNOWAIT: look without collecting, so a tracked child's status stays for its owner.
-        let peek = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT);
+        let peek = waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        );
         let pid = match peek {
             Ok(WaitStatus::StillAlive) | Err(_) => return n,
             Ok(s) => match s.pid() {
@@ -48,7 +51,10 @@ fn reap_once() -> usize {
                 None => return n,
             },
         };
-        if g.as_ref().map(|s| s.contains(&pid.as_raw())).unwrap_or(false) {
+        if g.as_ref()
+            .map(|s| s.contains(&pid.as_raw()))
+            .unwrap_or(false)
+        {
             return n;
         }
         let _ = waitpid(Pid::from_raw(pid.as_raw()), Some(WaitPidFlag::WNOHANG));
@@ -59,10 +65,12 @@ fn reap_once() -> usize {
 
 /// Starts the reaper thread.
 pub fn start_reaper() {
-    let _ = std::thread::Builder::new().name("reaper".into()).spawn(|| loop {
-        reap_once();
-        std::thread::sleep(Duration::from_millis(250));
-    });
+    let _ = std::thread::Builder::new()
+        .name("reaper".into())
+        .spawn(|| loop {
+            reap_once();
+            std::thread::sleep(Duration::from_millis(250));
+        });
 }
 
 /// What a signal sent to PID 1 asks for.
@@ -86,7 +94,12 @@ pub fn signal_request(sig: Signal) -> Option<PowerRequest> {
 /// Command resets the mask in children) and starts a thread that acts on them.
 pub fn start_signal_thread() {
     let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGPWR, Signal::SIGUSR2] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGPWR,
+        Signal::SIGUSR2,
+    ] {
         set.add(s);
     }
     if set.thread_block().is_err() {
@@ -95,20 +108,22 @@ pub fn start_signal_thread() {
     }
     // Ctrl-alt-del then sends SIGINT to PID 1 instead of an immediate hard reboot.
     let _ = nix::sys::reboot::set_cad_enabled(false);
-    let _ = std::thread::Builder::new().name("signals".into()).spawn(move || loop {
-        let Ok(sig) = set.wait() else { continue };
-        match signal_request(sig) {
-            Some(PowerRequest::Reboot) => {
-                log::warn!("received {sig:?}: rebooting");
-                power(PowerRequest::Reboot);
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let Ok(sig) = set.wait() else { continue };
+            match signal_request(sig) {
+                Some(PowerRequest::Reboot) => {
+                    log::warn!("received {sig:?}: rebooting");
+                    power(PowerRequest::Reboot);
+                }
+                Some(PowerRequest::Poweroff) => {
+                    log::warn!("received {sig:?}: powering off");
+                    power(PowerRequest::Poweroff);
+                }
+                None => {}
             }
-            Some(PowerRequest::Poweroff) => {
-                log::warn!("received {sig:?}: powering off");
-                power(PowerRequest::Poweroff);
-            }
-            None => {}
-        }
-    });
+        });
 }
 
 /// Syncs, unmounts what it can (reverse mount order), then reboots or powers off.
@@ -132,9 +147,17 @@ pub fn power(req: PowerRequest) -> ! {
 
 /// Unmounts every mount below / except the API filesystems, deepest first.
 pub fn unmount_all() {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mounts") else { return };
-    let keep = ["/", "/dev", "/proc", "/sys", "/run", "/dev/pts", "/dev/shm", "/tmp"];
-    let mut points: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|p| !keep.contains(p)).collect();
+    let Ok(text) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let keep = [
+        "/", "/dev", "/proc", "/sys", "/run", "/dev/pts", "/dev/shm", "/tmp",
+    ];
+    let mut points: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| !keep.contains(p))
+        .collect();
     points.reverse();
     for p in points {
         let p = p.replace("\\040", " ");
@@ -164,6 +187,11 @@ mod tests {
         let mut c = spawn(Command::new("sh").args(["-c", "exit 7"])).unwrap();
         let st = wait(&mut c).unwrap();
         assert_eq!(st.code(), Some(7));
-        assert!(!TRACKED.lock().unwrap().as_ref().unwrap().contains(&(c.id() as i32)));
+        assert!(!TRACKED
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .contains(&(c.id() as i32)));
     }
 }

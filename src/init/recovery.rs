@@ -29,27 +29,43 @@ pub enum Action {
 
 /// The policy that applies: the cmdline override, else reboot before destruction, shell after.
 pub fn policy(over: Option<OnFailure>, destructive_started: bool) -> OnFailure {
-    over.unwrap_or(if destructive_started { OnFailure::Shell } else { OnFailure::Reboot })
+    over.unwrap_or(if destructive_started {
+        OnFailure::Shell
+    } else {
+        OnFailure::Reboot
+    })
 }
 
 /// Renders the failure banner (pure, for tests).
-pub fn banner(stage: &str, chain: &[String], tail: &[String], destructive_started: bool, policy: OnFailure) -> String {
+pub fn banner(
+    stage: &str,
+    chain: &[String],
+    tail: &[String],
+    destructive_started: bool,
+    policy: OnFailure,
+) -> String {
     let mut s = String::new();
     s.push_str("\n================ anemos: deploy FAILED ================\n");
     s.push_str(&format!("stage:  {stage}\n"));
     for (i, e) in chain.iter().enumerate() {
-        s.push_str(&format!("{}{e}\n", if i == 0 { "error:  " } else { "cause:  " }));
+        s.push_str(&format!(
+            "{}{e}\n",
+            if i == 0 { "error:  " } else { "cause:  " }
+        ));
     }
     s.push_str(if destructive_started {
         "disks:  writing HAD STARTED; the machine may not boot its old system\n"
     } else {
         "disks:  nothing was written; the old system is intact\n"
     });
-    s.push_str(&format!("policy: {}\n", match policy {
-        OnFailure::Shell => "recovery console",
-        OnFailure::Reboot => "reboot",
-        OnFailure::Poweroff => "power off",
-    }));
+    s.push_str(&format!(
+        "policy: {}\n",
+        match policy {
+            OnFailure::Shell => "recovery console",
+            OnFailure::Reboot => "reboot",
+            OnFailure::Poweroff => "power off",
+        }
+    ));
     s.push_str(&format!("last {} log lines:\n", tail.len()));
     for l in tail {
         s.push_str(&format!("  | {l}\n"));
@@ -61,11 +77,19 @@ pub fn banner(stage: &str, chain: &[String], tail: &[String], destructive_starte
 /// Counts down, returning true if Enter was pressed (then the console opens instead).
 fn countdown(what: &str, secs: u64) -> bool {
     for left in (1..=secs).rev() {
-        console(&format!("anemos: {what} in {left} s (press Enter for the recovery console)"));
+        console(&format!(
+            "anemos: {what} in {left} s (press Enter for the recovery console)"
+        ));
         let stdin = std::io::stdin();
         let fd = stdin.as_fd();
-        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-        let timeout = rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 };
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
         if let Ok(n) = rustix::event::poll(&mut fds, Some(&timeout)) {
             if n > 0 {
                 let mut line = String::new();
@@ -86,7 +110,11 @@ pub fn on_failure(policy: OnFailure, countdown_secs: u64, stages: &[&str]) -> Ac
         OnFailure::Reboot => PowerRequest::Reboot,
         OnFailure::Poweroff => PowerRequest::Poweroff,
     };
-    let what = if req == PowerRequest::Reboot { "rebooting" } else { "powering off" };
+    let what = if req == PowerRequest::Reboot {
+        "rebooting"
+    } else {
+        "powering off"
+    };
     if countdown(what, countdown_secs) {
         return console_loop(stages, true);
     }
@@ -116,7 +144,11 @@ pub fn console_loop(stages: &[&str], failed: bool) -> Action {
     run_tools_shell();
     console(&format!(
         "anemos console: {}; type `help` for commands",
-        if failed { "the deploy failed" } else { "boot is paused" }
+        if failed {
+            "the deploy failed"
+        } else {
+            "boot is paused"
+        }
     ));
     let stdin = std::io::stdin();
     loop {
@@ -154,7 +186,13 @@ mod tests {
 
     #[test]
     fn banner_names_stage_chain_and_disk_state() {
-        let b = banner("payload", &["verifying the payload".into(), "sha256 mismatch".into()], &["l1".into(), "l2".into()], false, OnFailure::Reboot);
+        let b = banner(
+            "payload",
+            &["verifying the payload".into(), "sha256 mismatch".into()],
+            &["l1".into(), "l2".into()],
+            false,
+            OnFailure::Reboot,
+        );
         assert!(b.contains("stage:  payload"));
         assert!(b.contains("error:  verifying the payload\ncause:  sha256 mismatch"));
         assert!(b.contains("nothing was written"));

@@ -24,7 +24,9 @@ commands:
 
 /// Runs one console command. `None` means stay in the console.
 pub fn run_builtin(words: &[&str], stages: &[&str], failed: bool) -> Option<Action> {
-    let Some((&cmd, args)) = words.split_first() else { return None };
+    let Some((&cmd, args)) = words.split_first() else {
+        return None;
+    };
     match cmd {
         "help" | "?" => console(HELP),
         "ls" => ls(args.first().copied().unwrap_or(".")),
@@ -40,7 +42,11 @@ pub fn run_builtin(words: &[&str], stages: &[&str], failed: bool) -> Option<Acti
             Ok(s) => console(s.trim_end()),
             Err(e) => console(&format!("log: /run/anemos/log: {e}")),
         },
-        "mount" if args.is_empty() => console(fs::read_to_string("/proc/self/mounts").unwrap_or_default().trim_end()),
+        "mount" if args.is_empty() => console(
+            fs::read_to_string("/proc/self/mounts")
+                .unwrap_or_default()
+                .trim_end(),
+        ),
         "mount" => mount(args),
         "umount" => match args.first() {
             Some(d) => {
@@ -59,7 +65,10 @@ pub fn run_builtin(words: &[&str], stages: &[&str], failed: bool) -> Option<Acti
         "retry" => {
             if let Some(s) = args.first() {
                 if !stages.contains(s) {
-                    console(&format!("retry: unknown stage {s:?} (stages: {})", stages.join(", ")));
+                    console(&format!(
+                        "retry: unknown stage {s:?} (stages: {})",
+                        stages.join(", ")
+                    ));
                     return None;
                 }
             }
@@ -96,7 +105,10 @@ fn ls(dir: &str) {
 
 fn dmesg() {
     // /dev/kmsg blocks at the end of the buffer; read non-blocking until EAGAIN.
-    let f = fs::OpenOptions::new().read(true).custom_flags_nonblock().open("/dev/kmsg");
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags_nonblock()
+        .open("/dev/kmsg");
     let Ok(mut f) = f else {
         console("dmesg: cannot open /dev/kmsg");
         return;
@@ -129,7 +141,9 @@ fn mount(args: &[&str]) {
         return;
     };
     let _ = fs::create_dir_all(dir);
-    if let Err(e) = rustix::mount::mount(*dev, *dir, *fstype, rustix::mount::MountFlags::RDONLY, None) {
+    if let Err(e) =
+        rustix::mount::mount(*dev, *dir, *fstype, rustix::mount::MountFlags::RDONLY, None)
+    {
         console(&format!("mount: {dev} on {dir}: {e}"));
     }
 }
@@ -139,18 +153,34 @@ fn disks() {
         console("disks: /sys/class/block unreadable");
         return;
     };
-    let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     for n in names {
         let base = format!("/sys/class/block/{n}");
-        let sectors: u64 = fs::read_to_string(format!("{base}/size")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-        let serial = fs::read_to_string(format!("{base}/serial")).or_else(|_| fs::read_to_string(format!("{base}/device/serial"))).unwrap_or_default();
-        console(&format!("/dev/{n:<10} {:>10} MiB  serial={}", sectors * 512 / (1 << 20), serial.trim()));
+        let sectors: u64 = fs::read_to_string(format!("{base}/size"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let serial = fs::read_to_string(format!("{base}/serial"))
+            .or_else(|_| fs::read_to_string(format!("{base}/device/serial")))
+            .unwrap_or_default();
+        console(&format!(
+            "/dev/{n:<10} {:>10} MiB  serial={}",
+            sectors * 512 / (1 << 20),
+            serial.trim()
+        ));
     }
     if let Ok(rd) = fs::read_dir("/dev/disk/by-id") {
         for e in rd.flatten() {
             if let Ok(t) = fs::read_link(e.path()) {
-                console(&format!("  by-id/{} -> {}", e.file_name().to_string_lossy(), t.display()));
+                console(&format!(
+                    "  by-id/{} -> {}",
+                    e.file_name().to_string_lossy(),
+                    t.display()
+                ));
             }
         }
     }
@@ -163,13 +193,32 @@ mod tests {
     #[test]
     fn actions() {
         let st = ["modules", "payload"];
-        assert_eq!(run_builtin(&["retry"], &st, true), Some(Action::Retry(None)));
-        assert_eq!(run_builtin(&["retry", "payload"], &st, true), Some(Action::Retry(Some("payload".into()))));
+        assert_eq!(
+            run_builtin(&["retry"], &st, true),
+            Some(Action::Retry(None))
+        );
+        assert_eq!(
+            run_builtin(&["retry", "payload"], &st, true),
+            Some(Action::Retry(Some("payload".into())))
+        );
         assert_eq!(run_builtin(&["retry", "nope"], &st, true), None);
-        assert_eq!(run_builtin(&["continue"], &st, false), Some(Action::Continue));
-        assert_eq!(run_builtin(&["continue"], &st, true), None, "a failed deploy cannot just continue");
-        assert_eq!(run_builtin(&["poweroff"], &st, true), Some(Action::Power(PowerRequest::Poweroff)));
-        assert_eq!(run_builtin(&["reboot"], &st, false), Some(Action::Power(PowerRequest::Reboot)));
+        assert_eq!(
+            run_builtin(&["continue"], &st, false),
+            Some(Action::Continue)
+        );
+        assert_eq!(
+            run_builtin(&["continue"], &st, true),
+            None,
+            "a failed deploy cannot just continue"
+        );
+        assert_eq!(
+            run_builtin(&["poweroff"], &st, true),
+            Some(Action::Power(PowerRequest::Poweroff))
+        );
+        assert_eq!(
+            run_builtin(&["reboot"], &st, false),
+            Some(Action::Power(PowerRequest::Reboot))
+        );
         assert_eq!(run_builtin(&[], &st, false), None);
         assert_eq!(run_builtin(&["ls", "/"], &st, false), None);
     }

@@ -25,11 +25,23 @@ pub enum ArchiveError {
     #[error("{origin}: path {path:?} escapes the image root (\"..\" component)")]
     Escapes { origin: String, path: String },
     #[error("{origin}: {path} is {size} bytes, over the newc format's 4 GiB per-file limit")]
-    TooLarge { origin: String, path: String, size: u64 },
+    TooLarge {
+        origin: String,
+        path: String,
+        size: u64,
+    },
     #[error("reading {path}")]
-    Read { path: PathBuf, #[source] source: io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("{path} changed while packing: expected {expected} bytes, read {actual}")]
-    Changed { path: PathBuf, expected: u64, actual: u64 },
+    Changed {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
     #[error("writing the archive")]
     Write(#[source] io::Error),
     #[error("{origin}: symlink loop while resolving {path}")]
@@ -82,13 +94,31 @@ pub struct Node {
 
 impl Node {
     pub fn dir(perm: u32) -> Node {
-        Node { kind: Kind::Dir, perm, uid: 0, gid: 0, link_group: None }
+        Node {
+            kind: Kind::Dir,
+            perm,
+            uid: 0,
+            gid: 0,
+            link_group: None,
+        }
     }
     pub fn file(data: Data, perm: u32) -> Node {
-        Node { kind: Kind::File(data), perm, uid: 0, gid: 0, link_group: None }
+        Node {
+            kind: Kind::File(data),
+            perm,
+            uid: 0,
+            gid: 0,
+            link_group: None,
+        }
     }
     pub fn symlink(target: &str) -> Node {
-        Node { kind: Kind::Symlink(target.to_string()), perm: 0o777, uid: 0, gid: 0, link_group: None }
+        Node {
+            kind: Kind::Symlink(target.to_string()),
+            perm: 0o777,
+            uid: 0,
+            gid: 0,
+            link_group: None,
+        }
     }
 }
 
@@ -100,7 +130,10 @@ pub fn normalize(origin: &str, path: &str) -> Result<String> {
         match c {
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
             Component::ParentDir => {
-                return Err(ArchiveError::Escapes { origin: origin.into(), path: path.into() })
+                return Err(ArchiveError::Escapes {
+                    origin: origin.into(),
+                    path: path.into(),
+                })
             }
             Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
         }
@@ -177,7 +210,9 @@ impl Archive {
         }
         let resolved = self.resolve_parents(origin, &norm)?;
         self.ensure_dirs(&resolved);
-        self.nodes.entry(resolved.clone()).or_insert_with(|| Node::dir(0o755));
+        self.nodes
+            .entry(resolved.clone())
+            .or_insert_with(|| Node::dir(0o755));
         Ok(resolved)
     }
 
@@ -185,7 +220,9 @@ impl Archive {
         let mut end = 0;
         while let Some(i) = path[end..].find('/') {
             let parent = &path[..end + i];
-            self.nodes.entry(parent.to_string()).or_insert_with(|| Node::dir(0o755));
+            self.nodes
+                .entry(parent.to_string())
+                .or_insert_with(|| Node::dir(0o755));
             end += i + 1;
         }
     }
@@ -198,7 +235,11 @@ impl Archive {
             let comps: Vec<&str> = current.split('/').collect();
             for i in 1..comps.len() {
                 let prefix = comps[..i].join("/");
-                if let Some(Node { kind: Kind::Symlink(target), .. }) = self.nodes.get(&prefix) {
+                if let Some(Node {
+                    kind: Kind::Symlink(target),
+                    ..
+                }) = self.nodes.get(&prefix)
+                {
                     let base = if target.starts_with('/') {
                         String::new()
                     } else {
@@ -214,12 +255,18 @@ impl Archive {
                 return Ok(current);
             }
         }
-        Err(ArchiveError::SymlinkLoop { origin: origin.into(), path: path.into() })
+        Err(ArchiveError::SymlinkLoop {
+            origin: origin.into(),
+            path: path.into(),
+        })
     }
 
     /// Writes the archive as newc cpio (with trailer) to `out`. `mtime` is used for every entry.
     pub fn write<W: Write>(&self, out: W, mtime: u32) -> Result<WriteStats> {
-        let mut out = CountingWriter { inner: out, count: 0 };
+        let mut out = CountingWriter {
+            inner: out,
+            count: 0,
+        };
         // Hard-link groups: every member shares the first member's inode; the data goes with
         // the last member (GNU cpio's convention, which the kernel also accepts).
         let mut group_ino: BTreeMap<u64, (u32, u32, String)> = BTreeMap::new();
@@ -235,10 +282,11 @@ impl Archive {
         let mut ino: u32 = 0;
         for (path, node) in &self.nodes {
             ino += 1;
-            let (this_ino, nlink, carries_data) = match node.link_group.and_then(|g| group_ino.get(&g)) {
-                Some((first, count, last)) if *count > 1 => (*first, *count, last == path),
-                _ => (ino, if node.kind == Kind::Dir { 2 } else { 1 }, true),
-            };
+            let (this_ino, nlink, carries_data) =
+                match node.link_group.and_then(|g| group_ino.get(&g)) {
+                    Some((first, count, last)) if *count > 1 => (*first, *count, last == path),
+                    _ => (ino, if node.kind == Kind::Dir { 2 } else { 1 }, true),
+                };
             let mut b = Builder::new(path)
                 .ino(this_ino)
                 .uid(node.uid)
@@ -248,7 +296,10 @@ impl Archive {
                 .mode(node.perm & 0o7777);
             let (ft, body): (ModeFileType, Option<&Data>) = match &node.kind {
                 Kind::Dir => (ModeFileType::Directory, None),
-                Kind::File(d) => (ModeFileType::Regular, if carries_data { Some(d) } else { None }),
+                Kind::File(d) => (
+                    ModeFileType::Regular,
+                    if carries_data { Some(d) } else { None },
+                ),
                 Kind::Symlink(_) => (ModeFileType::Symlink, None),
                 Kind::Char(ma, mi) => {
                     b = b.rdev_major(*ma).rdev_minor(*mi);
@@ -265,13 +316,18 @@ impl Archive {
             match (&node.kind, body) {
                 (Kind::Symlink(t), _) => write_bytes(b, &mut out, t.as_bytes())?,
                 (_, Some(Data::Bytes(bytes))) => write_bytes(b, &mut out, bytes)?,
-                (_, Some(Data::Path { path: src, len })) => write_path(b, &mut out, path, src, *len)?,
+                (_, Some(Data::Path { path: src, len })) => {
+                    write_path(b, &mut out, path, src, *len)?
+                }
                 (_, None) => write_bytes(b, &mut out, &[])?,
             }
         }
         cpio::newc::trailer(&mut out).map_err(ArchiveError::Write)?;
         out.flush().map_err(ArchiveError::Write)?;
-        Ok(WriteStats { entries: self.nodes.len(), bytes: out.count })
+        Ok(WriteStats {
+            entries: self.nodes.len(),
+            bytes: out.count,
+        })
     }
 }
 
@@ -307,16 +363,26 @@ fn write_path<W: Write>(b: Builder, out: &mut W, dest: &str, src: &Path, len: u6
         path: dest.into(),
         size: len,
     })?;
-    let f = File::open(src).map_err(|e| ArchiveError::Read { path: src.into(), source: e })?;
+    let f = File::open(src).map_err(|e| ArchiveError::Read {
+        path: src.into(),
+        source: e,
+    })?;
     let mut w = b.write(out, size);
     // Copy at most `len` bytes and then check that exactly `len` arrived: the cpio crate would
     // otherwise accept a short body silently.
     let mut limited = f.take(len);
-    let copied = io::copy(&mut limited, &mut w).map_err(|e| ArchiveError::Read { path: src.into(), source: e })?;
+    let copied = io::copy(&mut limited, &mut w).map_err(|e| ArchiveError::Read {
+        path: src.into(),
+        source: e,
+    })?;
     let mut probe = [0u8; 1];
     let extra = limited.into_inner().read(&mut probe).unwrap_or(0);
     if copied != len || extra != 0 {
-        return Err(ArchiveError::Changed { path: src.into(), expected: len, actual: copied + extra as u64 });
+        return Err(ArchiveError::Changed {
+            path: src.into(),
+            expected: len,
+            actual: copied + extra as u64,
+        });
     }
     w.finish().map_err(ArchiveError::Write)?;
     Ok(())
@@ -352,7 +418,12 @@ mod tests {
             if r.entry().is_trailer() {
                 break;
             }
-            let (name, mode, ino, nlink) = (r.entry().name().to_string(), r.entry().mode(), r.entry().ino(), r.entry().nlink());
+            let (name, mode, ino, nlink) = (
+                r.entry().name().to_string(),
+                r.entry().mode(),
+                r.entry().ino(),
+                r.entry().nlink(),
+            );
             let mut data = Vec::new();
             r.read_to_end(&mut data).expect("data");
             cur = r.finish().expect("finish");
@@ -363,7 +434,12 @@ mod tests {
 
     #[test]
     fn normalize_cases() {
-        let cases = [("/a/b", "a/b"), ("./a//b/", "a/b"), ("a/./b", "a/b"), ("/", "")];
+        let cases = [
+            ("/a/b", "a/b"),
+            ("./a//b/", "a/b"),
+            ("a/./b", "a/b"),
+            ("/", ""),
+        ];
         for (input, want) in cases {
             assert_eq!(normalize("t", input).expect(input), want, "case {input}");
         }
@@ -376,16 +452,45 @@ mod tests {
     #[test]
     fn round_trip_preserves_kinds_and_order() {
         let mut a = Archive::new();
-        a.insert("t", "/usr/bin/tool", Node::file(Data::Bytes(b"hello".to_vec()), 0o755)).unwrap();
+        a.insert(
+            "t",
+            "/usr/bin/tool",
+            Node::file(Data::Bytes(b"hello".to_vec()), 0o755),
+        )
+        .unwrap();
         a.insert("t", "bin", Node::symlink("usr/bin")).unwrap();
-        a.insert("t", "dev/console", Node { kind: Kind::Char(5, 1), perm: 0o600, uid: 0, gid: 0, link_group: None }).unwrap();
-        a.insert("t", "etc/empty", Node::file(Data::Bytes(vec![]), 0o644)).unwrap();
+        a.insert(
+            "t",
+            "dev/console",
+            Node {
+                kind: Kind::Char(5, 1),
+                perm: 0o600,
+                uid: 0,
+                gid: 0,
+                link_group: None,
+            },
+        )
+        .unwrap();
+        a.insert("t", "etc/empty", Node::file(Data::Bytes(vec![]), 0o644))
+            .unwrap();
         let mut buf = Vec::new();
         let stats = a.write(&mut buf, 0).unwrap();
         assert_eq!(stats.bytes, buf.len() as u64);
         let got = read_back(&buf);
         let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
-        assert_eq!(names, ["bin", "dev", "dev/console", "etc", "etc/empty", "usr", "usr/bin", "usr/bin/tool"]);
+        assert_eq!(
+            names,
+            [
+                "bin",
+                "dev",
+                "dev/console",
+                "etc",
+                "etc/empty",
+                "usr",
+                "usr/bin",
+                "usr/bin/tool"
+            ]
+        );
         let tool = got.iter().find(|g| g.0 == "usr/bin/tool").unwrap();
         assert_eq!(tool.1, 0o100755);
         assert_eq!(tool.4, b"hello");
@@ -420,7 +525,13 @@ mod tests {
     fn parents_follow_archive_symlinks() {
         let mut a = Archive::new();
         a.insert("t", "lib", Node::symlink("usr/lib")).unwrap();
-        let p = a.insert("t", "/lib/x86_64-linux-gnu/libc.so.6", Node::file(Data::Bytes(vec![1]), 0o755)).unwrap();
+        let p = a
+            .insert(
+                "t",
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                Node::file(Data::Bytes(vec![1]), 0o755),
+            )
+            .unwrap();
         assert_eq!(p, "usr/lib/x86_64-linux-gnu/libc.so.6");
         assert!(matches!(a.get("lib").unwrap().kind, Kind::Symlink(_)));
     }
@@ -431,7 +542,18 @@ mod tests {
         let f = dir.path().join("f");
         std::fs::write(&f, b"12345").unwrap();
         let mut a = Archive::new();
-        a.insert("t", "f", Node::file(Data::Path { path: f.clone(), len: 3 }, 0o644)).unwrap();
+        a.insert(
+            "t",
+            "f",
+            Node::file(
+                Data::Path {
+                    path: f.clone(),
+                    len: 3,
+                },
+                0o644,
+            ),
+        )
+        .unwrap();
         let e = a.write(Vec::new(), 0).expect_err("size mismatch");
         assert!(e.to_string().contains("changed while packing"), "{e}");
     }
@@ -440,7 +562,8 @@ mod tests {
     fn same_input_same_bytes() {
         let build = || {
             let mut a = Archive::new();
-            a.insert("t", "b/c", Node::file(Data::Bytes(b"c".to_vec()), 0o644)).unwrap();
+            a.insert("t", "b/c", Node::file(Data::Bytes(b"c".to_vec()), 0o644))
+                .unwrap();
             a.insert("t", "a", Node::dir(0o700)).unwrap();
             let mut buf = Vec::new();
             a.write(&mut buf, 1234).unwrap();

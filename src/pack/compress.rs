@@ -59,8 +59,11 @@ where
             Ok((t, enc.finish()?))
         }
         Compression::Xz => {
-            let stream = liblzma::stream::Stream::new_easy_encoder(level.clamp(0, 9) as u32, liblzma::stream::Check::Crc32)
-                .map_err(io::Error::other)?;
+            let stream = liblzma::stream::Stream::new_easy_encoder(
+                level.clamp(0, 9) as u32,
+                liblzma::stream::Check::Crc32,
+            )
+            .map_err(io::Error::other)?;
             let mut enc = liblzma::write::XzEncoder::new_stream(out, stream);
             let t = fill(&mut enc)?;
             Ok((t, enc.finish()?))
@@ -99,20 +102,39 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips_and_is_detected() {
-        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
-        for kind in [Compression::None, Compression::Gzip, Compression::Zstd, Compression::Xz] {
-            let ((), out) = compress_with::<_, _, io::Error>(kind, None, Vec::new(), |w| w.write_all(&data)).unwrap();
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for kind in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Xz,
+        ] {
+            let ((), out) =
+                compress_with::<_, _, io::Error>(kind, None, Vec::new(), |w| w.write_all(&data))
+                    .unwrap();
             assert_eq!(detect(&out), kind, "{kind:?}");
             let mut back = Vec::new();
-            auto_decoder(&out[..]).unwrap().read_to_end(&mut back).unwrap();
+            auto_decoder(&out[..])
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "{kind:?}");
         }
     }
 
     #[test]
     fn xz_uses_crc32_check() {
-        let ((), out) = compress_with::<_, _, io::Error>(Compression::Xz, None, Vec::new(), |w| w.write_all(b"x")).unwrap();
+        let ((), out) = compress_with::<_, _, io::Error>(Compression::Xz, None, Vec::new(), |w| {
+            w.write_all(b"x")
+        })
+        .unwrap();
         // Stream flags live in bytes 6..8 of the xz header; check type 0x01 = CRC32.
-        assert_eq!(out[7] & 0x0f, 0x01, "xz stream check must be CRC32 for the kernel");
+        assert_eq!(
+            out[7] & 0x0f,
+            0x01,
+            "xz stream check must be CRC32 for the kernel"
+        );
     }
 }

@@ -2371,11 +2371,24 @@ mod tests {
             let image = write_image(&tmp, "members.img", &bytes);
             let segments = read_segments(&image).unwrap();
             assert_eq!(segments.len(), 3, "{kind}");
-            assert_eq!((segments[0].compression, segments[0].compressed_len), (kind, a.len() as u64));
-            assert_eq!((segments[1].offset, segments[1].compressed_len), (a.len() as u64, b.len() as u64), "{kind}");
+            assert_eq!(
+                (segments[0].compression, segments[0].compressed_len),
+                (kind, a.len() as u64)
+            );
+            assert_eq!(
+                (segments[1].offset, segments[1].compressed_len),
+                (a.len() as u64, b.len() as u64),
+                "{kind}"
+            );
             assert_eq!(segments[0].uncompressed_size, first.len() as u64);
-            assert_eq!((segments[0].entries.len(), segments[1].entries.len()), (2, 1));
-            assert_eq!((segments[2].offset, segments[2].compression), (tail_at, Compression::None));
+            assert_eq!(
+                (segments[0].entries.len(), segments[1].entries.len()),
+                (2, 1)
+            );
+            assert_eq!(
+                (segments[2].offset, segments[2].compression),
+                (tail_at, Compression::None)
+            );
             assert_eq!(cat(&image, "d/one").unwrap(), vec![7u8; 3000]);
             assert_eq!(cat(&image, "d/two").unwrap(), b"two");
             assert_eq!(cat(&image, "tail").unwrap(), b"plain after compressed");

@@ -82,28 +82,65 @@ pub fn parse_add(spec: &str) -> Result<(PathBuf, String)> {
 pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
     let mut a = Archive::new();
     if let Some(r) = &o.rootfs {
-        let md = fs::metadata(r).map_err(|_| anyhow::anyhow!("--rootfs {}: no such file or directory", r.display()))?;
+        let md = fs::metadata(r)
+            .map_err(|_| anyhow::anyhow!("--rootfs {}: no such file or directory", r.display()))?;
         if md.is_dir() {
             sources::add_host_path(&mut a, "--rootfs", r, "", o.keep_owner)?;
         } else {
             sources::add_tar(&mut a, "--rootfs", r, "", o.keep_owner)?;
         }
     }
-    for d in ["dev", "proc", "sys", "run", "tmp", "root", "etc", "lib/modules"] {
+    for d in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "root",
+        "etc",
+        "lib/modules",
+    ] {
         a.mkdir_p("image skeleton", d)?;
     }
     a.insert("image skeleton", "tmp", Node::dir(0o1777))?;
     // The kernel opens /dev/console for init's stdio before devtmpfs exists.
-    a.insert("image skeleton", "dev/console", Node { kind: Kind::Char(5, 1), perm: 0o600, uid: 0, gid: 0, link_group: None })?;
+    a.insert(
+        "image skeleton",
+        "dev/console",
+        Node {
+            kind: Kind::Char(5, 1),
+            perm: 0o600,
+            uid: 0,
+            gid: 0,
+            link_group: None,
+        },
+    )?;
     for (path, mode, bytes) in INIT_CONFIG {
-        a.insert("init-config", path, Node::file(Data::Bytes(bytes.to_vec()), *mode))?;
+        a.insert(
+            "init-config",
+            path,
+            Node::file(Data::Bytes(bytes.to_vec()), *mode),
+        )?;
     }
     if !o.binaries.is_empty() {
         let files = elf::resolve_closure(Path::new("/"), &o.binaries)?;
         for f in files {
-            let md = fs::metadata(&f.src).with_context(|| format!("--binary: reading {}", f.src.display()))?;
-            let perm = fs::symlink_metadata(&f.src).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777).unwrap_or(0o755);
-            a.insert("--binary", &f.dest.to_string_lossy(), Node::file(Data::Path { path: f.src.clone(), len: md.len() }, perm))?;
+            let md = fs::metadata(&f.src)
+                .with_context(|| format!("--binary: reading {}", f.src.display()))?;
+            let perm = fs::symlink_metadata(&f.src)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+                .unwrap_or(0o755);
+            a.insert(
+                "--binary",
+                &f.dest.to_string_lossy(),
+                Node::file(
+                    Data::Path {
+                        path: f.src.clone(),
+                        len: md.len(),
+                    },
+                    perm,
+                ),
+            )?;
         }
     }
     let mut nmods = 0;
@@ -116,11 +153,21 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
         })?;
         nmods = plan.modules.len();
         for m in plan.modules {
-            a.insert("--module", &m.dest.to_string_lossy(), Node::file(Data::Bytes(m.data), 0o644))?;
+            a.insert(
+                "--module",
+                &m.dest.to_string_lossy(),
+                Node::file(Data::Bytes(m.data), 0o644),
+            )?;
         }
         for fw in plan.firmware {
-            let len = fs::metadata(&fw.src).with_context(|| format!("firmware {}", fw.src.display()))?.len();
-            a.insert("firmware", &fw.dest.to_string_lossy(), Node::file(Data::Path { path: fw.src, len }, 0o644))?;
+            let len = fs::metadata(&fw.src)
+                .with_context(|| format!("firmware {}", fw.src.display()))?
+                .len();
+            a.insert(
+                "firmware",
+                &fw.dest.to_string_lossy(),
+                Node::file(Data::Path { path: fw.src, len }, 0o644),
+            )?;
         }
         // modules.alias lets the init name the module a driverless device needs;
         // modules.builtin lets it tell built-ins from missing modules.
@@ -128,25 +175,55 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
             let src = kdir.join(f);
             if let Ok(md) = fs::metadata(&src) {
                 let dest = format!("lib/modules/{}/{f}", plan.release);
-                a.insert("--kernel-modules", &dest, Node::file(Data::Path { path: src, len: md.len() }, 0o644))?;
+                a.insert(
+                    "--kernel-modules",
+                    &dest,
+                    Node::file(
+                        Data::Path {
+                            path: src,
+                            len: md.len(),
+                        },
+                        0o644,
+                    ),
+                )?;
             }
         }
         let mpath = format!("lib/modules/{}/anemos.modules", plan.release);
-        a.insert("--module", &mpath, Node::file(Data::Bytes(plan.manifest.into_bytes()), 0o644))?;
+        a.insert(
+            "--module",
+            &mpath,
+            Node::file(Data::Bytes(plan.manifest.into_bytes()), 0o644),
+        )?;
         // The init finds the manifest without knowing the release.
-        a.insert("--module", "etc/anemos/modules", Node::symlink(&format!("/{mpath}")))?;
+        a.insert(
+            "--module",
+            "etc/anemos/modules",
+            Node::symlink(&format!("/{mpath}")),
+        )?;
     } else if !o.modules.is_empty() {
         bail!("--module given without --kernel-modules DIR (or --host-modules)");
     }
     for (src, dest) in &o.add {
-        sources::add_host_path(&mut a, &format!("--add {}", src.display()), src, dest, o.keep_owner)?;
+        sources::add_host_path(
+            &mut a,
+            &format!("--add {}", src.display()),
+            src,
+            dest,
+            o.keep_owner,
+        )?;
     }
     let init = match &o.init {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("finding the running anemos binary for /init")?,
     };
-    let len = fs::metadata(&init).with_context(|| format!("--init {}: cannot read", init.display()))?.len();
-    a.insert("/init", "init", Node::file(Data::Path { path: init, len }, 0o755))?;
+    let len = fs::metadata(&init)
+        .with_context(|| format!("--init {}: cannot read", init.display()))?
+        .len();
+    a.insert(
+        "/init",
+        "init",
+        Node::file(Data::Path { path: init, len }, 0o755),
+    )?;
     Ok((a, nmods))
 }
 
@@ -165,30 +242,54 @@ fn firmware_dirs(kdir: &Path, explicit: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Writes `a` compressed into `w`, returning the uncompressed byte count.
-pub fn write_segment<W: Write>(a: &Archive, kind: Compression, level: Option<i32>, mtime: u32, w: W) -> Result<(u64, W)> {
-    let (stats, w) = compress::compress_with(kind, level, w, |out| -> Result<archive::WriteStats> { Ok(a.write(out, mtime)?) })?;
+pub fn write_segment<W: Write>(
+    a: &Archive,
+    kind: Compression,
+    level: Option<i32>,
+    mtime: u32,
+    w: W,
+) -> Result<(u64, W)> {
+    let (stats, w) =
+        compress::compress_with(kind, level, w, |out| -> Result<archive::WriteStats> {
+            Ok(a.write(out, mtime)?)
+        })?;
     Ok((stats.bytes, w))
 }
 
 /// Writes `path` atomically: `fill` writes into a temp file beside it, which is fsynced and
 /// renamed over `path` only on success. On error the temp file is removed.
-pub fn write_atomically<T>(path: &Path, fill: impl FnOnce(&mut io::BufWriter<fs::File>) -> Result<T>) -> Result<T> {
+pub fn write_atomically<T>(
+    path: &Path,
+    fill: impl FnOnce(&mut io::BufWriter<fs::File>) -> Result<T>,
+) -> Result<T> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        bail!("output {}: directory {} does not exist", path.display(), dir.display());
+        bail!(
+            "output {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
         let f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut bw = io::BufWriter::with_capacity(1 << 20, f);
         let t = fill(&mut bw)?;
-        let f = bw.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        let f = bw
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
         Ok(t)
     })();
     if result.is_err() {
@@ -206,7 +307,12 @@ fn pad4(w: &mut impl Write, written: u64) -> io::Result<u64> {
 }
 
 /// Packs a payload source (dir or tar) into a standalone compressed segment, in memory.
-pub fn payload_segment(src: &Path, kind: Compression, level: Option<i32>, mtime: u32) -> Result<(Vec<u8>, usize)> {
+pub fn payload_segment(
+    src: &Path,
+    kind: Compression,
+    level: Option<i32>,
+    mtime: u32,
+) -> Result<(Vec<u8>, usize)> {
     let mut a = Archive::new();
     let n = payload::add_payload(&mut a, src)?;
     validate_payload_config(&a)?;
@@ -220,10 +326,14 @@ fn validate_payload_config(a: &Archive) -> Result<()> {
         return Ok(());
     }
     let key = format!("{}/anemos.toml", payload::PAYLOAD_DIR);
-    let Some(node) = a.get(&key) else { return Ok(()) };
+    let Some(node) = a.get(&key) else {
+        return Ok(());
+    };
     let text = match &node.kind {
         Kind::File(Data::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-        Kind::File(Data::Path { path, .. }) => fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        Kind::File(Data::Path { path, .. }) => {
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
         _ => bail!("payload anemos.toml is not a regular file"),
     };
     crate::config::load(&text, "payload anemos.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -231,12 +341,20 @@ fn validate_payload_config(a: &Archive) -> Result<()> {
 }
 
 /// Reads an existing payload file, or packs a payload dir/tar on the fly.
-fn payload_bytes(p: &Path, kind: Compression, level: Option<i32>, mtime: u32) -> Result<(Vec<u8>, Option<usize>)> {
-    let md = fs::metadata(p).map_err(|_| anyhow::anyhow!("--payload {}: no such file or directory", p.display()))?;
+fn payload_bytes(
+    p: &Path,
+    kind: Compression,
+    level: Option<i32>,
+    mtime: u32,
+) -> Result<(Vec<u8>, Option<usize>)> {
+    let md = fs::metadata(p)
+        .map_err(|_| anyhow::anyhow!("--payload {}: no such file or directory", p.display()))?;
     if md.is_file() {
         let bytes = fs::read(p).with_context(|| format!("--payload {}", p.display()))?;
         let head = &bytes[..bytes.len().min(8)];
-        if head.starts_with(b"07070") || compress::detect(head) != Compression::None && !is_tar(&bytes) {
+        if head.starts_with(b"07070")
+            || compress::detect(head) != Compression::None && !is_tar(&bytes)
+        {
             return Ok((bytes, None));
         }
     }
@@ -247,7 +365,9 @@ fn payload_bytes(p: &Path, kind: Compression, level: Option<i32>, mtime: u32) ->
 fn is_tar(bytes: &[u8]) -> bool {
     // A compressed tar is decided by decoding its start; a packed payload decodes to cpio.
     let mut head = [0u8; 512];
-    let Ok(mut d) = compress::auto_decoder(bytes) else { return false };
+    let Ok(mut d) = compress::auto_decoder(bytes) else {
+        return false;
+    };
     let n = io::Read::read(&mut d, &mut head).unwrap_or(0);
     !(n >= 5 && head.starts_with(b"07070"))
 }
@@ -262,7 +382,8 @@ pub fn pack(o: &PackOptions) -> Result<PackReport> {
     };
     let (uncompressed, image_size) = write_atomically(&o.output, |w| {
         let mut counter = archive::CountingWriter { inner: w, count: 0 };
-        let (unc, mut counter) = write_segment(&tree, kind, o.level, o.mtime, &mut counter).map(|(u, c)| (u, c))?;
+        let (unc, mut counter) =
+            write_segment(&tree, kind, o.level, o.mtime, &mut counter).map(|(u, c)| (u, c))?;
         if let Some((bytes, _)) = &payload {
             let n = counter.count;
             pad4(&mut counter, n)?;
@@ -280,7 +401,13 @@ pub fn pack(o: &PackOptions) -> Result<PackReport> {
 }
 
 /// `anemos pack-payload`.
-pub fn pack_payload(src: &Path, out: &Path, kind: Compression, level: Option<i32>, mtime: u32) -> Result<(usize, u64)> {
+pub fn pack_payload(
+    src: &Path,
+    out: &Path,
+    kind: Compression,
+    level: Option<i32>,
+    mtime: u32,
+) -> Result<(usize, u64)> {
     let (bytes, n) = payload_segment(src, kind, level, mtime)?;
     write_atomically(out, |w| Ok(w.write_all(&bytes)?))?;
     Ok((n, bytes.len() as u64))

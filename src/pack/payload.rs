@@ -31,7 +31,11 @@ pub enum PayloadError {
     #[error("payload file {0}: listed in the manifest but missing")]
     Missing(String),
     #[error("payload file {path}: sha256 mismatch (manifest {expected}, found {actual})")]
-    Mismatch { path: String, expected: String, actual: String },
+    Mismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
     #[error("payload file {0}: present but not listed in the manifest")]
     Unlisted(String),
     #[error("payload file {path}: {reason}")]
@@ -74,7 +78,12 @@ pub fn parse_manifest(text: &str) -> Result<BTreeMap<String, (String, u64)>, Pay
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, l)) if l.trim() == HEADER => {}
-        _ => return Err(PayloadError::BadManifest { line: 1, reason: format!("expected header {HEADER:?}") }),
+        _ => {
+            return Err(PayloadError::BadManifest {
+                line: 1,
+                reason: format!("expected header {HEADER:?}"),
+            })
+        }
     }
     for (i, l) in lines {
         if l.trim().is_empty() {
@@ -82,12 +91,21 @@ pub fn parse_manifest(text: &str) -> Result<BTreeMap<String, (String, u64)>, Pay
         }
         let mut it = l.splitn(3, "  ");
         let (Some(h), Some(n), Some(p)) = (it.next(), it.next(), it.next()) else {
-            return Err(PayloadError::BadManifest { line: i + 1, reason: "expected `<sha256>  <size>  <path>`".into() });
+            return Err(PayloadError::BadManifest {
+                line: i + 1,
+                reason: "expected `<sha256>  <size>  <path>`".into(),
+            });
         };
         if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PayloadError::BadManifest { line: i + 1, reason: format!("bad sha256 {h:?}") });
+            return Err(PayloadError::BadManifest {
+                line: i + 1,
+                reason: format!("bad sha256 {h:?}"),
+            });
         }
-        let n: u64 = n.parse().map_err(|_| PayloadError::BadManifest { line: i + 1, reason: format!("bad size {n:?}") })?;
+        let n: u64 = n.parse().map_err(|_| PayloadError::BadManifest {
+            line: i + 1,
+            reason: format!("bad size {n:?}"),
+        })?;
         out.insert(p.to_string(), (h.to_string(), n));
     }
     Ok(out)
@@ -109,20 +127,30 @@ pub fn add_payload(a: &mut Archive, src: &Path) -> Result<usize, super::sources:
     let mut files = BTreeMap::new();
     let prefix = format!("{PAYLOAD_DIR}/");
     for (path, node) in a.iter() {
-        let Some(rel) = path.strip_prefix(&prefix) else { continue };
+        let Some(rel) = path.strip_prefix(&prefix) else {
+            continue;
+        };
         if let Kind::File(d) = &node.kind {
             let (h, n) = match d {
                 Data::Bytes(b) => sha256_reader(&b[..]),
                 Data::Path { path: p, .. } => fs::File::open(p).and_then(sha256_reader),
             }
-            .map_err(|e| super::sources::SourceError::Io { origin: origin.clone(), path: rel.into(), source: e })?;
+            .map_err(|e| super::sources::SourceError::Io {
+                origin: origin.clone(),
+                path: rel.into(),
+                source: e,
+            })?;
             // Hard-link members other than the last carry no data in cpio; they still hash
             // the same content because the kernel links them to the data-carrying member.
             files.insert(rel.to_string(), (h, n));
         }
     }
     let count = files.len();
-    a.insert(&origin, MANIFEST_PATH, Node::file(Data::Bytes(render_manifest(&files).into_bytes()), 0o444))?;
+    a.insert(
+        &origin,
+        MANIFEST_PATH,
+        Node::file(Data::Bytes(render_manifest(&files).into_bytes()), 0o444),
+    )?;
     Ok(count)
 }
 
@@ -130,20 +158,31 @@ pub fn add_payload(a: &mut Archive, src: &Path) -> Result<usize, super::sources:
 /// Every listed file must exist with the listed hash, and no regular file may be unlisted.
 pub fn verify(root: &Path) -> Result<usize, PayloadError> {
     let mpath = root.join(MANIFEST_PATH);
-    let text = fs::read_to_string(&mpath).map_err(|_| PayloadError::NoManifest(mpath.display().to_string()))?;
+    let text = fs::read_to_string(&mpath)
+        .map_err(|_| PayloadError::NoManifest(mpath.display().to_string()))?;
     let listed = parse_manifest(&text)?;
     let dir = root.join(PAYLOAD_DIR);
     for (rel, (want, _)) in &listed {
         let p = dir.join(rel);
         let f = fs::File::open(&p).map_err(|_| PayloadError::Missing(rel.clone()))?;
-        let (got, _) = sha256_reader(f).map_err(|e| PayloadError::Io { path: rel.clone(), reason: e.to_string() })?;
+        let (got, _) = sha256_reader(f).map_err(|e| PayloadError::Io {
+            path: rel.clone(),
+            reason: e.to_string(),
+        })?;
         if &got != want {
-            return Err(PayloadError::Mismatch { path: rel.clone(), expected: want.clone(), actual: got });
+            return Err(PayloadError::Mismatch {
+                path: rel.clone(),
+                expected: want.clone(),
+                actual: got,
+            });
         }
     }
     let mut stack: Vec<PathBuf> = vec![dir.clone()];
     while let Some(d) = stack.pop() {
-        let rd = fs::read_dir(&d).map_err(|e| PayloadError::Io { path: d.display().to_string(), reason: e.to_string() })?;
+        let rd = fs::read_dir(&d).map_err(|e| PayloadError::Io {
+            path: d.display().to_string(),
+            reason: e.to_string(),
+        })?;
         for e in rd.flatten() {
             let ft = match e.file_type() {
                 Ok(t) => t,
@@ -153,7 +192,11 @@ pub fn verify(root: &Path) -> Result<usize, PayloadError> {
             if ft.is_dir() {
                 stack.push(p);
             } else if ft.is_file() {
-                let rel = p.strip_prefix(&dir).unwrap_or(&p).to_string_lossy().into_owned();
+                let rel = p
+                    .strip_prefix(&dir)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
                 if !listed.contains_key(&rel) {
                     return Err(PayloadError::Unlisted(rel));
                 }
@@ -194,21 +237,38 @@ mod tests {
         assert_eq!(verify(root.path()), Ok(2));
 
         fs::write(root.path().join("payload/anemos.toml"), b"# evil\n").unwrap();
-        assert!(matches!(verify(root.path()), Err(PayloadError::Mismatch { ref path, .. }) if path == "anemos.toml"));
+        assert!(
+            matches!(verify(root.path()), Err(PayloadError::Mismatch { ref path, .. }) if path == "anemos.toml")
+        );
         fs::write(root.path().join("payload/anemos.toml"), b"# cfg\n").unwrap();
         fs::write(root.path().join("payload/extra"), b"x").unwrap();
-        assert_eq!(verify(root.path()), Err(PayloadError::Unlisted("extra".into())));
+        assert_eq!(
+            verify(root.path()),
+            Err(PayloadError::Unlisted("extra".into()))
+        );
         fs::remove_file(root.path().join("payload/extra")).unwrap();
         fs::remove_file(root.path().join("payload/secrets/key")).unwrap();
-        assert_eq!(verify(root.path()), Err(PayloadError::Missing("secrets/key".into())));
+        assert_eq!(
+            verify(root.path()),
+            Err(PayloadError::Missing("secrets/key".into()))
+        );
         fs::remove_file(root.path().join(MANIFEST_PATH)).unwrap();
-        assert!(matches!(verify(root.path()), Err(PayloadError::NoManifest(_))));
+        assert!(matches!(
+            verify(root.path()),
+            Err(PayloadError::NoManifest(_))
+        ));
     }
 
     #[test]
     fn bad_manifest_lines_are_named() {
         let e = parse_manifest("# anemos payload manifest v1\nzz  1  a\n").unwrap_err();
-        assert_eq!(e, PayloadError::BadManifest { line: 2, reason: "bad sha256 \"zz\"".into() });
+        assert_eq!(
+            e,
+            PayloadError::BadManifest {
+                line: 2,
+                reason: "bad sha256 \"zz\"".into()
+            }
+        );
         assert!(parse_manifest("nope\n").is_err());
     }
 }

@@ -18,11 +18,22 @@ pub enum SourceError {
     #[error("{origin}: {path}: no such file or directory")]
     Missing { origin: String, path: String },
     #[error("{origin}: reading {path}")]
-    Io { origin: String, path: String, #[source] source: io::Error },
+    Io {
+        origin: String,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{origin}: entry {entry:?} escapes the archive root (absolute path or \"..\")")]
     Escapes { origin: String, entry: String },
-    #[error("{origin}: hard link {entry:?} points at {target:?}, which is not earlier in the archive")]
-    DanglingHardLink { origin: String, entry: String, target: String },
+    #[error(
+        "{origin}: hard link {entry:?} points at {target:?}, which is not earlier in the archive"
+    )]
+    DanglingHardLink {
+        origin: String,
+        entry: String,
+        target: String,
+    },
     #[error(transparent)]
     Archive(#[from] ArchiveError),
 }
@@ -35,36 +46,76 @@ fn io_err(origin: &str, path: &Path) -> impl FnOnce(io::Error) -> SourceError {
         if e.kind() == io::ErrorKind::NotFound {
             SourceError::Missing { origin, path }
         } else {
-            SourceError::Io { origin, path, source: e }
+            SourceError::Io {
+                origin,
+                path,
+                source: e,
+            }
         }
     }
 }
 
 fn check_size(origin: &str, dest: &str, size: u64) -> Result<()> {
     if size > NEWC_MAX_FILE {
-        return Err(ArchiveError::TooLarge { origin: origin.into(), path: dest.into(), size }.into());
+        return Err(ArchiveError::TooLarge {
+            origin: origin.into(),
+            path: dest.into(),
+            size,
+        }
+        .into());
     }
     Ok(())
 }
 
 /// Adds a host file, symlink, device node or whole directory tree at `dest`.
 /// Symlinks are stored as symlinks (never followed); hard links inside a tree are preserved.
-pub fn add_host_path(a: &mut Archive, origin: &str, src: &Path, dest: &str, keep_owner: bool) -> Result<()> {
+pub fn add_host_path(
+    a: &mut Archive,
+    origin: &str,
+    src: &Path,
+    dest: &str,
+    keep_owner: bool,
+) -> Result<()> {
     let md = fs::symlink_metadata(src).map_err(io_err(origin, src))?;
     if !md.is_dir() {
         let mut links = HashMap::new();
         return add_one(a, origin, src, &md, dest, keep_owner, &mut links);
     }
     let mut links: HashMap<(u64, u64), u64> = HashMap::new();
-    for entry in walkdir::WalkDir::new(src).follow_links(false).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(src)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| {
-            let p = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| src.display().to_string());
-            SourceError::Io { origin: origin.into(), path: p, source: e.into() }
+            let p = e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| src.display().to_string());
+            SourceError::Io {
+                origin: origin.into(),
+                path: p,
+                source: e.into(),
+            }
         })?;
         let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
-        let target = if rel.as_os_str().is_empty() { dest.to_string() } else { format!("{}/{}", dest, rel.display()) };
-        let md = entry.path().symlink_metadata().map_err(io_err(origin, entry.path()))?;
-        add_one(a, origin, entry.path(), &md, &target, keep_owner, &mut links)?;
+        let target = if rel.as_os_str().is_empty() {
+            dest.to_string()
+        } else {
+            format!("{}/{}", dest, rel.display())
+        };
+        let md = entry
+            .path()
+            .symlink_metadata()
+            .map_err(io_err(origin, entry.path()))?;
+        add_one(
+            a,
+            origin,
+            entry.path(),
+            &md,
+            &target,
+            keep_owner,
+            &mut links,
+        )?;
     }
     Ok(())
 }
@@ -84,7 +135,10 @@ fn add_one(
         Kind::Dir
     } else if ft.is_file() {
         check_size(origin, dest, md.len())?;
-        Kind::File(Data::Path { path: src.to_path_buf(), len: md.len() })
+        Kind::File(Data::Path {
+            path: src.to_path_buf(),
+            len: md.len(),
+        })
     } else if ft.is_symlink() {
         let t = fs::read_link(src).map_err(io_err(origin, src))?;
         Kind::Symlink(t.to_string_lossy().into_owned())
@@ -110,11 +164,25 @@ fn add_one(
     } else {
         None
     };
-    let (uid, gid) = if keep_owner { (md.uid(), md.gid()) } else { (0, 0) };
+    let (uid, gid) = if keep_owner {
+        (md.uid(), md.gid())
+    } else {
+        (0, 0)
+    };
     if kind == Kind::Dir {
         a.mkdir_p(origin, dest)?;
     }
-    a.insert(origin, dest, Node { kind, perm, uid, gid, link_group })?;
+    a.insert(
+        origin,
+        dest,
+        Node {
+            kind,
+            perm,
+            uid,
+            gid,
+            link_group,
+        },
+    )?;
     Ok(())
 }
 
@@ -128,12 +196,19 @@ fn minor(dev: u64) -> u32 {
 
 /// Checks a tar entry path: relative, no `..`.
 pub fn tar_path_ok(p: &Path) -> bool {
-    p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    p.components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// Adds every entry of a tar archive (plain, gzip, zstd or xz, detected from its content)
 /// under `dest_root`. Fails before adding anything if an entry escapes its root.
-pub fn add_tar(a: &mut Archive, origin: &str, tar_path: &Path, dest_root: &str, keep_owner: bool) -> Result<()> {
+pub fn add_tar(
+    a: &mut Archive,
+    origin: &str,
+    tar_path: &Path,
+    dest_root: &str,
+    keep_owner: bool,
+) -> Result<()> {
     let f = fs::File::open(tar_path).map_err(io_err(origin, tar_path))?;
     let rd = compress::auto_decoder(f).map_err(io_err(origin, tar_path))?;
     let mut staged = Archive::new();
@@ -145,7 +220,10 @@ pub fn add_tar(a: &mut Archive, origin: &str, tar_path: &Path, dest_root: &str, 
         let raw = e.path().map_err(io_err(origin, tar_path))?.into_owned();
         let name = raw.to_string_lossy().into_owned();
         if !tar_path_ok(&raw) {
-            return Err(SourceError::Escapes { origin: origin.into(), entry: name });
+            return Err(SourceError::Escapes {
+                origin: origin.into(),
+                entry: name,
+            });
         }
         let h = e.header();
         let perm = h.mode().unwrap_or(0o644) & 0o7777;
@@ -166,20 +244,35 @@ pub fn add_tar(a: &mut Archive, origin: &str, tar_path: &Path, dest_root: &str, 
                 Kind::File(Data::Bytes(buf))
             }
             tar::EntryType::Symlink => {
-                let t = e.link_name().map_err(io_err(origin, tar_path))?.unwrap_or_default();
+                let t = e
+                    .link_name()
+                    .map_err(io_err(origin, tar_path))?
+                    .unwrap_or_default();
                 Kind::Symlink(t.to_string_lossy().into_owned())
             }
             tar::EntryType::Link => {
-                let t = e.link_name().map_err(io_err(origin, tar_path))?.unwrap_or_default();
+                let t = e
+                    .link_name()
+                    .map_err(io_err(origin, tar_path))?
+                    .unwrap_or_default();
                 let tn = t.to_string_lossy().into_owned();
                 if !tar_path_ok(&t) {
-                    return Err(SourceError::Escapes { origin: origin.into(), entry: format!("{name} -> {tn}") });
+                    return Err(SourceError::Escapes {
+                        origin: origin.into(),
+                        entry: format!("{name} -> {tn}"),
+                    });
                 }
                 let key = super::archive::normalize(origin, &format!("{dest_root}/{tn}"))?;
                 let Some(target) = staged.get(&key).cloned() else {
-                    return Err(SourceError::DanglingHardLink { origin: origin.into(), entry: name, target: tn });
+                    return Err(SourceError::DanglingHardLink {
+                        origin: origin.into(),
+                        entry: name,
+                        target: tn,
+                    });
                 };
-                let g = *groups.entry(key.clone()).or_insert_with(|| staged.new_link_group());
+                let g = *groups
+                    .entry(key.clone())
+                    .or_insert_with(|| staged.new_link_group());
                 let mut t2 = target.clone();
                 t2.link_group = Some(g);
                 staged.insert(origin, &key, t2.clone())?;
@@ -201,7 +294,17 @@ pub fn add_tar(a: &mut Archive, origin: &str, tar_path: &Path, dest_root: &str, 
         if kind == Kind::Dir {
             staged.mkdir_p(origin, &dest)?;
         }
-        staged.insert(origin, &dest, Node { kind, perm, uid, gid, link_group: None })?;
+        staged.insert(
+            origin,
+            &dest,
+            Node {
+                kind,
+                perm,
+                uid,
+                gid,
+                link_group: None,
+            },
+        )?;
     }
     // Nothing was added to `a` until the whole archive was checked.
     let remap: HashMap<u64, u64> = HashMap::new();
@@ -243,8 +346,12 @@ mod tests {
     #[test]
     fn missing_source_names_input() {
         let mut a = Archive::new();
-        let e = add_host_path(&mut a, "--add", Path::new("/nonexistent/x"), "x", false).unwrap_err();
-        assert_eq!(e.to_string(), "--add: /nonexistent/x: no such file or directory");
+        let e =
+            add_host_path(&mut a, "--add", Path::new("/nonexistent/x"), "x", false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--add: /nonexistent/x: no such file or directory"
+        );
     }
 
     fn tar_with(name: &[u8]) -> Vec<u8> {
@@ -286,7 +393,13 @@ mod tests {
         l.set_size(0);
         b.append_link(&mut l, "bin/sh", "bin/busybox").unwrap();
         let raw = b.into_inner().unwrap();
-        let ((), z) = compress::compress_with::<_, _, io::Error>(compress::Compression::Zstd, None, Vec::new(), |w| w.write_all(&raw)).unwrap();
+        let ((), z) = compress::compress_with::<_, _, io::Error>(
+            compress::Compression::Zstd,
+            None,
+            Vec::new(),
+            |w| w.write_all(&raw),
+        )
+        .unwrap();
         let p = d.path().join("r.tar.zst");
         fs::write(&p, z).unwrap();
         let mut a = Archive::new();
