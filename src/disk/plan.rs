@@ -172,7 +172,7 @@ pub fn derive_uuid(purpose: &str, seed: &str, disk: &str, label: &str) -> [u8; 1
 
 /// Formats 16 bytes (canonical order) as a lowercase UUID string.
 pub fn uuid_string(u: &[u8; 16]) -> String {
-    let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    let h = crate::pack::payload::hex(u);
     format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],

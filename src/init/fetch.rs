@@ -118,11 +118,7 @@ pub fn download(
         }
     }
     file.sync_all().ok();
-    let got: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let got = crate::pack::payload::hex(&hasher.finalize());
     let secs = p.start.elapsed().as_secs_f64().max(0.001);
     log::info!(
         "downloaded {url}: {done} bytes in {secs:.1} s ({:.1} MB/s), sha256 {got}",
@@ -270,7 +266,14 @@ mod tests {
             for s in l.incoming().take(5) {
                 let mut s = s.unwrap();
                 let mut req = [0u8; 2048];
-                let n = s.read(&mut req).unwrap();
+                // Read the whole request head: a short first read would lose the Range line.
+                let mut n = 0;
+                while !req[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < req.len() {
+                    match s.read(&mut req[n..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
                 let req = String::from_utf8_lossy(&req[..n]).to_string();
                 let from: usize = req
                     .lines()

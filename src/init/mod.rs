@@ -335,11 +335,7 @@ fn url_install(ctx: &Ctx) -> Option<(String, Option<String>, bool)> {
             sha256,
             insecure,
             ..
-        }) => Some((
-            u,
-            sha256.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
-            insecure,
-        )),
+        }) => Some((u, sha256.map(|h| crate::pack::payload::hex(&h)), insecure)),
         _ => None,
     }
 }
