@@ -25,6 +25,7 @@ Scenario keys:
   [[figure]] name = "..."; start = "substring"; end = "substring"  # ms between two lines
 """
 import argparse
+import shlex
 import hashlib
 import os
 import re
@@ -177,6 +178,9 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
         qemu += ["-drive", f"file={path},if=none,id=d{i},format=raw",
                  "-device", f"virtio-blk-pci,drive=d{i}" + (f",serial={d['serial']}" if d.get("serial") else "")]
     qemu += sc.get("qemu_args", [])
+    # Ad-hoc extra QEMU arguments, e.g. a packet capture (see qemu-tests/capture-dhcp.sh).
+    # "{run}" becomes the run's name (scenario, or scenario.boot2) so files do not collide.
+    qemu += shlex.split(os.environ.get("ANEMOS_QEMU_EXTRA", "").replace("{run}", name))
     log(f"{name}: booting: {' '.join(qemu)}")
     proc = subprocess.Popen(qemu, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     timeout = sc.get("timeout", 90)

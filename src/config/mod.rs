@@ -40,6 +40,35 @@ pub fn load(text: &str, origin: &str) -> Result<Validated, ConfigErrors> {
     parse(text, origin)?.validate()
 }
 
+/// Parses and validates a file that holds only `[[network.interface]]` entries: what
+/// `anemos kexec --network keep` captured (same keys and rules as in anemos.toml).
+pub fn load_network(text: &str, origin: &str) -> Result<Network, ConfigErrors> {
+    let cfg = parse(text, origin)?;
+    let mut problems = validate::Problems::default();
+    let net = sections::network(cfg.network.as_ref(), &mut problems);
+    let other = !cfg.disk.is_empty()
+        || cfg.hostname.is_some()
+        || cfg.install.is_some()
+        || cfg.bootloader.is_some()
+        || cfg.deploy.is_some();
+    if other {
+        problems.add("", "this file may hold only [[network.interface]] entries");
+    }
+    if problems.is_empty() {
+        return Ok(net);
+    }
+    let errors = problems
+        .into_vec()
+        .into_iter()
+        .map(|(key, message)| ConfigError {
+            position: cfg.positions.find(&key),
+            key,
+            message,
+        })
+        .collect();
+    Err(ConfigErrors::new(origin, errors))
+}
+
 impl Config {
     /// Checks every rule in docs/config.md and returns the typed description, or every problem
     /// found (not just the first), each with its key path and, when known, line and column.
@@ -95,7 +124,21 @@ pub enum Install {
         sha256: Option<[u8; 32]>,
         insecure: bool,
         provision: Option<String>,
+        /// URL only: download into RAM first, or stream into the unpack.
+        download: Download,
     },
+}
+
+/// How a `rootfs` URL is fetched (`install.download`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Download {
+    /// Into RAM before any disk is touched when it fits (size from the server), else streamed.
+    #[default]
+    Auto,
+    /// Always into RAM first; refused up front when it does not fit.
+    Ram,
+    /// Always streamed straight into the unpack (the hash is checked at the end).
+    Stream,
 }
 
 /// Where a `rootfs` archive comes from.
@@ -155,7 +198,19 @@ pub struct Interface {
     pub addresses: Vec<(IpAddr, u8)>,
     pub gateways: Vec<IpAddr>,
     pub dns: Vec<IpAddr>,
+    /// DNS search domains.
+    pub search: Vec<String>,
+    /// IPv6 stateless autoconfiguration from router advertisements.
+    pub slaac: bool,
+    pub routes: Vec<Route>,
     pub mtu: Option<u32>,
+}
+
+/// A static route: `to` (network, prefix length) via the gateway `via`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub to: (IpAddr, u8),
+    pub via: IpAddr,
 }
 
 /// How an interface is recognised; every set field must match.

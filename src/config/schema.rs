@@ -97,6 +97,7 @@ pub struct InstallConfig {
     pub sha256: Option<String>,
     pub insecure: Option<bool>,
     pub provision: Option<String>,
+    pub download: Option<String>,
 }
 
 /// `[bootloader]` (consumed by the bootloader stage, issue #5).
@@ -138,7 +139,20 @@ pub struct InterfaceConfig {
     pub gateways: Vec<String>,
     #[serde(default)]
     pub dns: Vec<String>,
+    #[serde(default)]
+    pub search: Vec<String>,
+    pub slaac: Option<bool>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
     pub mtu: Option<u32>,
+}
+
+/// One entry of `network.interface.routes`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub to: Option<String>,
+    pub via: Option<String>,
 }
 
 /// `network.interface.match`: every given field must match.

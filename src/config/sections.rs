@@ -10,7 +10,8 @@ use super::schema::{
 use super::units::{check_absolute_path, check_plain, check_relative_path, parse_sha256};
 use super::validate::Problems;
 use super::{
-    Bootloader, Deploy, Finish, Install, Interface, InterfaceMatch, Network, RootfsSource,
+    Bootloader, Deploy, Download, Finish, Install, Interface, InterfaceMatch, Network,
+    RootfsSource, Route,
 };
 
 /// Reports each given key that `kind` does not take.
@@ -76,11 +77,12 @@ pub fn install(c: &InstallConfig, p: &mut Problems) -> Install {
         ("sha256", c.sha256.is_some()),
         ("insecure", c.insecure.is_some()),
         ("provision", c.provision.is_some()),
+        ("download", c.download.is_some()),
     ];
     let allowed: &[&str] = match k {
         "makeimg" => &["command", "args"],
         "script" => &["path", "args"],
-        _ => &["path", "url", "sha256", "insecure", "provision"],
+        _ => &["path", "url", "sha256", "insecure", "provision", "download"],
     };
     reject_unused("install", k, &given, allowed, p);
     let args = c.args.clone().unwrap_or_default();
@@ -170,6 +172,26 @@ fn rootfs(c: &InstallConfig, p: &mut Problems) -> Install {
         }
         _ => {}
     }
+    let download = match (c.download.as_deref(), &source) {
+        (None, _) => Download::Auto,
+        (Some(_), RootfsSource::Path(_)) => {
+            p.add(
+                "install.download",
+                "applies only to url (a payload file is already in RAM)",
+            );
+            Download::Auto
+        }
+        (Some("auto"), _) => Download::Auto,
+        (Some("ram"), _) => Download::Ram,
+        (Some("stream"), _) => Download::Stream,
+        (Some(other), _) => {
+            p.add(
+                "install.download",
+                format!("{other:?} is not one of \"auto\", \"ram\", \"stream\""),
+            );
+            Download::Auto
+        }
+    };
     if let Some(s) = c.provision.as_deref() {
         p.check("install.provision", check_relative_path(s));
     }
@@ -178,6 +200,7 @@ fn rootfs(c: &InstallConfig, p: &mut Problems) -> Install {
         sha256,
         insecure,
         provision: c.provision.clone(),
+        download,
     }
 }
 
@@ -295,10 +318,11 @@ fn interface(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> Interface {
                 .ok()
         })
         .collect();
-    if !dhcp && c.addresses.is_empty() {
+    let slaac = c.slaac.unwrap_or(false);
+    if !dhcp && !slaac && c.addresses.is_empty() {
         p.add(
             format!("{ik}.dhcp"),
-            "this interface gets no address: set dhcp = true or give addresses",
+            "this interface gets no address: set dhcp = true (IPv4), slaac = true (IPv6) or give addresses",
         );
     }
     let ips = |field: &str, list: &[String], p: &mut Problems| -> Vec<IpAddr> {
@@ -314,6 +338,39 @@ fn interface(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> Interface {
     };
     let gateways = ips("gateways", &c.gateways, p);
     let dns = ips("dns", &c.dns, p);
+    // One default route per family: a second one would be silently shadowed.
+    for (v6, fam) in [(false, "IPv4"), (true, "IPv6")] {
+        let same: Vec<&IpAddr> = gateways.iter().filter(|g| g.is_ipv6() == v6).collect();
+        if same.len() > 1 {
+            p.add(
+                format!("{ik}.gateways"),
+                format!(
+                    "{} {fam} gateways given; at most one per address family (use routes for more)",
+                    same.len()
+                ),
+            );
+        }
+    }
+    let has_v4 = dhcp || addresses.iter().any(|(a, _)| a.is_ipv4());
+    for (j, g) in gateways.iter().enumerate() {
+        if g.is_ipv4() && !has_v4 {
+            p.add(
+                format!("{ik}.gateways[{j}]"),
+                format!("{g} is IPv4 but this interface gets no IPv4 address (no dhcp, no IPv4 in addresses)"),
+            );
+        }
+    }
+    for (j, d) in c.search.iter().enumerate() {
+        if let Err(e) = check_domain(d) {
+            p.add(format!("{ik}.search[{j}]"), e);
+        }
+    }
+    let routes = c
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(j, r)| route(r, &format!("{ik}.routes[{j}]"), has_v4, p))
+        .collect();
     if let Some(mtu) = c.mtu {
         let min = if addresses.iter().any(|(a, _)| a.is_ipv6()) {
             1280
@@ -333,7 +390,97 @@ fn interface(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> Interface {
         addresses,
         gateways,
         dns,
+        search: c.search.clone(),
+        slaac,
+        routes,
         mtu: c.mtu,
+    }
+}
+
+fn route(
+    r: &super::schema::RouteConfig,
+    rk: &str,
+    has_v4: bool,
+    p: &mut Problems,
+) -> Option<Route> {
+    let to = match r.to.as_deref() {
+        None => {
+            p.add(
+                format!("{rk}.to"),
+                "missing: the destination network, e.g. \"10.1.0.0/16\"",
+            );
+            None
+        }
+        Some(t) => parse_cidr(t).map_err(|e| p.add(format!("{rk}.to"), e)).ok(),
+    };
+    let via = match r.via.as_deref() {
+        None => {
+            p.add(format!("{rk}.via"), "missing: the gateway address");
+            None
+        }
+        Some(v) => v
+            .parse::<IpAddr>()
+            .map_err(|_| p.add(format!("{rk}.via"), format!("{v:?} is not an IP address")))
+            .ok(),
+    };
+    let (to, via) = (to?, via?);
+    if to.0.is_ipv4() != via.is_ipv4() {
+        p.add(
+            format!("{rk}.via"),
+            format!(
+                "{via} and the destination {}/{} are different address families",
+                to.0, to.1
+            ),
+        );
+        return None;
+    }
+    if via.is_ipv4() && !has_v4 {
+        p.add(
+            format!("{rk}.via"),
+            format!("{via} is IPv4 but this interface gets no IPv4 address"),
+        );
+    }
+    if !host_bits_zero(to.0, to.1) {
+        p.add(
+            format!("{rk}.to"),
+            format!(
+                "{}/{} has host bits set; give the network address",
+                to.0, to.1
+            ),
+        );
+    }
+    Some(Route { to, via })
+}
+
+fn host_bits_zero(a: IpAddr, prefix: u8) -> bool {
+    match a {
+        IpAddr::V4(a) => {
+            let v = u32::from(a);
+            prefix >= 32 || v & (u32::MAX >> prefix) == 0
+        }
+        IpAddr::V6(a) => {
+            let v = u128::from(a);
+            prefix >= 128 || v & (u128::MAX >> prefix) == 0
+        }
+    }
+}
+
+/// A DNS search domain: dot-separated labels of letters, digits and '-', at most 253 bytes.
+fn check_domain(d: &str) -> Result<(), String> {
+    let d2 = d.strip_suffix('.').unwrap_or(d);
+    let ok = !d2.is_empty()
+        && d2.len() <= 253
+        && d2.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{d:?} is not a domain name (e.g. \"example.com\")"))
     }
 }
 

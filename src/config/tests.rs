@@ -433,6 +433,16 @@ fn section_rules_name_their_key() {
             "network.interface[0].mtu",
             "1280",
         ),
+        ("download with path", with("[install]\nkind = \"rootfs\"\npath = \"a.tar\"\ndownload = \"ram\""), "install.download", "only to url"),
+        ("unknown download", with("[install]\nkind = \"rootfs\"\nurl = \"http://h/a.tar\"\ninsecure = true\ndownload = \"disk\""), "install.download", "\"stream\""),
+        ("download with script", with("[install]\nkind = \"script\"\npath = \"x\"\ndownload = \"ram\""), "install.download", "not used"),
+        ("two IPv4 gateways", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\ngateways = [\"10.0.0.1\", \"10.0.0.2\"]"), "network.interface[0].gateways", "at most one per address family"),
+        ("IPv4 gateway without IPv4", with("[[network.interface]]\nmatch = { name = \"eth0\" }\nslaac = true\ngateways = [\"10.0.0.1\"]"), "network.interface[0].gateways[0]", "no IPv4 address"),
+        ("bad search domain", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nsearch = [\"ex ample.com\"]"), "network.interface[0].search[0]", "not a domain name"),
+        ("route without via", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"10.1.0.0/16\" }]"), "network.interface[0].routes[0].via", "missing"),
+        ("route with host bits", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"10.1.2.3/16\", via = \"10.0.2.1\" }]"), "network.interface[0].routes[0].to", "host bits"),
+        ("route mixing families", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"2001:db8::/32\", via = \"10.0.2.1\" }]"), "network.interface[0].routes[0].via", "different address families"),
+        ("unknown route key", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"10.1.0.0/16\", via = \"10.0.2.1\", metric = 5 }]"), "network.interface[0].routes[0].metric", "unknown"),
     ];
     for (case, text, key, want) in &cases {
         assert_one(case, text, key, want);
@@ -447,7 +457,8 @@ fn sections_accept_what_the_docs_promise() {
             "{base}\n[install]\nkind = \"makeimg\"\nargs = [\"--verbose\"]\n[bootloader]\nkind = \"command\"\n\
              command = \"grub-install /dev/vda\"\n[deploy]\nfinish = \"poweroff\"\n[[network.interface]]\n\
              match = {{ mac = \"52:54:00:AB:cd:01\", driver = \"virtio_net\" }}\naddresses = [\"192.0.2.10/24\", \"2001:db8::10/64\"]\n\
-             gateways = [\"192.0.2.1\"]\ndns = [\"192.0.2.53\"]\nmtu = 9000\n"
+             gateways = [\"192.0.2.1\", \"fe80::1\"]\ndns = [\"192.0.2.53\"]\nmtu = 9000\nslaac = true\n\
+             search = [\"lab.example.org\"]\nroutes = [{{ to = \"198.51.100.0/24\", via = \"192.0.2.254\" }}]\n"
         ),
         "x",
     )
@@ -469,7 +480,15 @@ fn sections_accept_what_the_docs_promise() {
     let i = &v.network.interfaces[0];
     assert_eq!(i.matcher.mac, Some([0x52, 0x54, 0, 0xab, 0xcd, 1]));
     assert_eq!(i.addresses[1], ("2001:db8::10".parse().unwrap(), 64));
-    assert_eq!((i.dhcp, i.mtu), (false, Some(9000)));
+    assert_eq!((i.dhcp, i.mtu, i.slaac), (false, Some(9000), true));
+    assert_eq!(i.search, ["lab.example.org"]);
+    assert_eq!(
+        i.routes,
+        [crate::config::Route {
+            to: ("198.51.100.0".parse().unwrap(), 24),
+            via: "192.0.2.254".parse().unwrap()
+        }]
+    );
 
     let v = load(&format!("{base}\n[install]\nkind = \"rootfs\"\nurl = \"https://h/r.tar\"\ninsecure = true\nprovision = \"setup.sh\"\n"), "x")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -482,10 +501,40 @@ fn sections_accept_what_the_docs_promise() {
             ..
         })
     ));
+    let v = load(&format!("{base}\n[install]\nkind = \"rootfs\"\nurl = \"http://h/r.tar\"\ninsecure = true\ndownload = \"stream\"\n"), "x")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        v.install,
+        Some(Install::Rootfs {
+            download: crate::config::Download::Stream,
+            ..
+        })
+    ));
     // script needs no "/" partition: it may do anything.
     let v = load("[install]\nkind = \"script\"\npath = \"bin/flash\"\n", "x")
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(v.install, Some(Install::Script { .. })));
+}
+
+#[test]
+fn kept_network_file() {
+    let text = "[[network.interface]]\nmatch = { mac = \"52:54:00:12:34:56\" }\naddresses = [\"10.0.2.77/24\"]\ngateways = [\"10.0.2.2\"]\n";
+    let n = crate::config::load_network(text, "kept.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        n.interfaces[0].addresses,
+        [("10.0.2.77".parse().unwrap(), 24)]
+    );
+    let e = crate::config::load_network("hostname = \"x\"\n", "kept.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only [[network.interface]]"), "{e}");
+    let e = crate::config::load_network(
+        "[[network.interface]]\nmatch = { mac = \"zz\" }\ndhcp = true\n",
+        "kept.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("kept.toml:2") && e.contains("match.mac"), "{e}");
 }
 
 #[test]

@@ -358,9 +358,17 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
         }
     }
     let ifaces = net::list_ifaces(Path::new("/sys")).unwrap_or_default();
+    let kept = match std::fs::read_to_string(network::KEPT_PATH) {
+        Ok(text) => Some(
+            crate::config::load_network(&text, network::KEPT_PATH)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        Err(_) => None,
+    };
     let plans = network::plan_network(
         &ip,
         &ns,
+        kept.as_ref(),
         &p.config.network,
         &ifaces,
         url_install(ctx).is_some(),
@@ -369,8 +377,8 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
         ::log::info!("network: not configured and not needed");
         return Ok(());
     }
-    let dns = network::apply(&plans, ctx.params.timeout)?;
-    network::write_resolver(&dns, p.config.hostname.as_deref().unwrap_or("anemos"))?;
+    let applied = network::apply(&plans, ctx.params.timeout)?;
+    network::write_resolver(&applied, p.config.hostname.as_deref().unwrap_or("anemos"))?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -229,6 +229,9 @@ const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const RTA_DST: u16 = 1;
+const RT_SCOPE_LINK: u8 = 253;
 const IFF_UP: u32 = 0x1;
 const IFLA_MTU: u16 = 4;
 const IFA_ADDRESS: u16 = 1;
@@ -290,7 +293,12 @@ pub fn encode_newlink(seq: u32, index: u32, up: bool, mtu: Option<u32>) -> Vec<u
 
 /// RTM_NEWADDR: `addr/prefix` on `index` with IFA_LOCAL and IFA_ADDRESS, plus IFA_BROADCAST for
 /// prefixes up to /30. 127/8 addresses get host scope, like iproute2 gives them.
-pub fn encode_newaddr(seq: u32, index: u32, addr: Ipv4Addr, prefix: u8) -> Vec<u8> {
+/// IPv6 addresses carry IFA_LOCAL and IFA_ADDRESS (like `ip -6 addr add`), link scope for fe80::/10.
+pub fn encode_newaddr(seq: u32, index: u32, addr: impl Into<IpAddr>, prefix: u8) -> Vec<u8> {
+    let addr = match addr.into() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(a) => return encode_newaddr6(seq, index, a, prefix),
+    };
     let mut b = nl_header(
         RTM_NEWADDR,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -315,17 +323,53 @@ pub fn encode_newaddr(seq: u32, index: u32, addr: Ipv4Addr, prefix: u8) -> Vec<u
     finish(b)
 }
 
+fn encode_newaddr6(seq: u32, index: u32, addr: Ipv6Addr, prefix: u8) -> Vec<u8> {
+    let mut b = nl_header(
+        RTM_NEWADDR,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        seq,
+    );
+    b.push(AF_INET6);
+    b.push(prefix);
+    b.push(0);
+    b.push(if is_link_local6(&addr) {
+        RT_SCOPE_LINK
+    } else {
+        RT_SCOPE_UNIVERSE
+    });
+    b.extend_from_slice(&index.to_ne_bytes());
+    push_attr(&mut b, IFA_LOCAL, &addr.octets());
+    push_attr(&mut b, IFA_ADDRESS, &addr.octets());
+    finish(b)
+}
+
+fn is_link_local6(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
 /// RTM_NEWROUTE: default route (0.0.0.0/0) via `gw` out of `index`, main table, proto boot.
 pub fn encode_newroute(seq: u32, index: u32, gw: Ipv4Addr) -> Vec<u8> {
+    encode_route(
+        seq,
+        index,
+        (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        gw.into(),
+    )
+}
+
+/// RTM_NEWROUTE: `to` (network, prefix length; /0 = default, sent without RTA_DST like
+/// iproute2) via `gw` out of `index`, main table, proto boot. Both must be one family.
+pub fn encode_route(seq: u32, index: u32, to: (IpAddr, u8), gw: IpAddr) -> Vec<u8> {
     let mut b = nl_header(
         RTM_NEWROUTE,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         seq,
     );
+    let family = if gw.is_ipv4() { AF_INET } else { AF_INET6 };
     // struct rtmsg { u8 family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags; }
     b.extend_from_slice(&[
-        AF_INET,
-        0,
+        family,
+        to.1,
         0,
         0,
         RT_TABLE_MAIN,
@@ -334,9 +378,19 @@ pub fn encode_newroute(seq: u32, index: u32, gw: Ipv4Addr) -> Vec<u8> {
         RTN_UNICAST,
     ]);
     b.extend_from_slice(&0u32.to_ne_bytes());
-    push_attr(&mut b, RTA_GATEWAY, &gw.octets());
+    if to.1 > 0 {
+        push_attr(&mut b, RTA_DST, &ip_octets(to.0));
+    }
+    push_attr(&mut b, RTA_GATEWAY, &ip_octets(gw));
     push_attr(&mut b, RTA_OIF, &index.to_ne_bytes());
     finish(b)
+}
+
+fn ip_octets(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
 }
 
 /// Look for the ACK of `seq` in a buffer of netlink messages: `Some(Ok(()))` for an ACK,
@@ -389,10 +443,15 @@ impl Netlink {
     }
 
     pub fn add_addr_v4(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
-        if prefix > 32 {
+        self.add_addr(index, addr.into(), prefix)
+    }
+
+    pub fn add_addr(&mut self, index: u32, addr: IpAddr, prefix: u8) -> io::Result<()> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("prefix /{prefix} > 32"),
+                format!("prefix /{prefix} > {max}"),
             ));
         }
         let seq = self.next_seq();
@@ -404,6 +463,23 @@ impl Netlink {
         let seq = self.next_seq();
         let what = format!("RTM_NEWROUTE default via {gw} on ifindex {index}");
         self.request(&encode_newroute(seq, index, gw), seq, &what)
+    }
+
+    /// A route to `to` via `gw`; `to` with prefix 0 is the default route of that family.
+    pub fn add_route(&mut self, index: u32, to: (IpAddr, u8), gw: IpAddr) -> io::Result<()> {
+        if to.0.is_ipv4() != gw.is_ipv4() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("route {}/{} via {gw}: mixed address families", to.0, to.1),
+            ));
+        }
+        let seq = self.next_seq();
+        let what = if to.1 == 0 {
+            format!("RTM_NEWROUTE default via {gw} on ifindex {index}")
+        } else {
+            format!("RTM_NEWROUTE {}/{} via {gw} on ifindex {index}", to.0, to.1)
+        };
+        self.request(&encode_route(seq, index, to, gw), seq, &what)
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -550,6 +626,8 @@ pub struct Lease {
     pub server: Ipv4Addr,
     pub lease_secs: Option<u32>,
     pub domain: Option<String>,
+    /// Domain search list (option 119, RFC 3397).
+    pub search: Vec<String>,
     pub mtu: Option<u16>,
 }
 
@@ -574,8 +652,9 @@ const MSG_OFFER: u8 = 2;
 const MSG_REQUEST: u8 = 3;
 const MSG_ACK: u8 = 5;
 const MSG_NAK: u8 = 6;
-/// Parameter request list: subnet mask, router, DNS, domain name, MTU, lease time, server id.
-const PARAMS: [u8; 7] = [1, 3, 6, 15, 26, 51, 54];
+/// Parameter request list: subnet mask, router, DNS, domain name, MTU, lease time, server id,
+/// domain search list.
+const PARAMS: [u8; 8] = [1, 3, 6, 15, 26, 51, 54, 119];
 
 fn base_request(mac: [u8; 6], xid: u32, kind: u8) -> Vec<u8> {
     let mut m = vec![0u8; 236];
@@ -703,6 +782,17 @@ pub fn parse_reply(bytes: &[u8], xid: u32) -> Result<(MessageKind, Lease), Strin
                 .to_string()
         })
         .filter(|d| !d.is_empty());
+    // Option 119 may be split over several instances (RFC 3396): concatenate them.
+    let search_raw: Vec<u8> = opts
+        .iter()
+        .filter(|(k, _)| *k == 119)
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    let search = if search_raw.is_empty() {
+        Vec::new()
+    } else {
+        parse_search_list(&search_raw).map_err(|e| format!("option 119: {e}"))?
+    };
     let mtu = get(26)
         .and_then(|v| v.get(..2))
         .map(|v| u16::from_be_bytes([v[0], v[1]]))
@@ -720,9 +810,145 @@ pub fn parse_reply(bytes: &[u8], xid: u32) -> Result<(MessageKind, Lease), Strin
             server,
             lease_secs,
             domain,
+            search,
             mtu,
         },
     ))
+}
+
+/// Option 119: a sequence of DNS names in wire format, where a pointer (two bytes, top bits
+/// 11) refers back to an earlier offset in the option data (RFC 3397 §2).
+pub fn parse_search_list(data: &[u8]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        let mut labels: Vec<String> = Vec::new();
+        let mut i = pos;
+        let mut end: Option<usize> = None;
+        let mut jumps = 0;
+        loop {
+            let len = *data.get(i).ok_or("name runs past the end")? as usize;
+            if len == 0 {
+                end.get_or_insert(i + 1);
+                break;
+            }
+            if len & 0xc0 == 0xc0 {
+                let lo = *data.get(i + 1).ok_or("pointer runs past the end")? as usize;
+                end.get_or_insert(i + 2);
+                let target = ((len & 0x3f) << 8) | lo;
+                jumps += 1;
+                if target >= i || jumps > 64 {
+                    return Err(format!("bad compression pointer to offset {target}"));
+                }
+                i = target;
+                continue;
+            }
+            if len & 0xc0 != 0 {
+                return Err(format!("bad label length byte {len:#04x}"));
+            }
+            let l = data
+                .get(i + 1..i + 1 + len)
+                .ok_or("label runs past the end")?;
+            if !l
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            {
+                return Err(format!(
+                    "label {:?} is not a host name label",
+                    String::from_utf8_lossy(l)
+                ));
+            }
+            labels.push(String::from_utf8_lossy(l).into_owned());
+            i += 1 + len;
+        }
+        let name = labels.join(".");
+        if name.len() > 253 {
+            return Err("name longer than 253 bytes".into());
+        }
+        if !name.is_empty() {
+            out.push(name);
+        }
+        pos = end.unwrap_or(data.len());
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPv6: SLAAC is the kernel's job (accept_ra + autoconf); we switch it on or off per interface
+// and watch /proc/net/if_inet6 and /proc/net/ipv6_route for what it configured.
+// ---------------------------------------------------------------------------------------------
+
+/// One line of /proc/net/if_inet6.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inet6Addr {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+    /// 0x00 global, 0x10 host, 0x20 link, 0x40 site (fec0::/10).
+    pub scope: u8,
+    pub flags: u8,
+    pub iface: String,
+}
+
+pub const IFA_F_DADFAILED: u8 = 0x08;
+pub const IFA_F_TENTATIVE: u8 = 0x40;
+
+impl Inet6Addr {
+    /// Usable beyond the link: not link-local or loopback, DAD finished and passed.
+    pub fn usable_routable(&self) -> bool {
+        self.scope != 0x10
+            && self.scope != 0x20
+            && self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0
+    }
+}
+
+fn hex_v6(s: &str) -> Option<Ipv6Addr> {
+    if s.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(s, 16).ok().map(Ipv6Addr::from)
+}
+
+/// Parses /proc/net/if_inet6. Pure.
+pub fn parse_if_inet6(text: &str) -> Vec<Inet6Addr> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 6 {
+                return None;
+            }
+            Some(Inet6Addr {
+                addr: hex_v6(f[0])?,
+                prefix: u8::from_str_radix(f[2], 16).ok()?,
+                scope: u8::from_str_radix(f[3], 16).ok()?,
+                flags: u8::from_str_radix(f[4], 16).ok()?,
+                iface: f[5].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The IPv6 default route's gateway for `iface` in /proc/net/ipv6_route text. Pure.
+pub fn ipv6_default_gateway(text: &str, iface: &str) -> Option<Ipv6Addr> {
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 10 || f[9] != iface || f[1] != "00" {
+            return None;
+        }
+        let dst = hex_v6(f[0])?;
+        let gw = hex_v6(f[4])?;
+        (dst.is_unspecified() && !gw.is_unspecified()).then_some(gw)
+    })
+}
+
+/// Sets /proc/sys/net/ipv6/conf/<iface>/<key>.
+pub fn set_ipv6_conf(iface: &str, key: &str, value: &str) -> io::Result<()> {
+    let p = format!("/proc/sys/net/ipv6/conf/{iface}/{key}");
+    std::fs::write(&p, value).map_err(|e| ctx(e, &format!("writing {value} to {p}")))
+}
+
+/// Whether the kernel has IPv6 (not built without it, not `ipv6.disable=1`).
+pub fn ipv6_available() -> bool {
+    Path::new("/proc/sys/net/ipv6").is_dir()
 }
 
 /// Run DISCOVER → OFFER → REQUEST → ACK on `iface` (which must be up). Each step is retried
@@ -1222,6 +1448,113 @@ mod tests {
 
     #[cfg(target_endian = "little")]
     #[test]
+    fn ipv6_addr_and_route_bytes() {
+        let a: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let o = a.octets();
+        let mut want: Vec<u8> = vec![
+            64, 0, 0, 0, 20, 0, 0x05, 0x06, 4, 0, 0, 0, 0, 0, 0, 0, // RTM_NEWADDR
+            10, 64, 0, 0, 3, 0, 0, 0, // AF_INET6, /64, universe, index 3
+            20, 0, 2, 0, // IFA_LOCAL
+        ];
+        want.extend_from_slice(&o);
+        want.extend_from_slice(&[20, 0, 1, 0]); // IFA_ADDRESS
+        want.extend_from_slice(&o);
+        assert_eq!(encode_newaddr(4, 3, IpAddr::V6(a), 64), want);
+        // fe80::/10 gets link scope.
+        let ll = encode_newaddr(4, 3, IpAddr::V6("fe80::1".parse().unwrap()), 64);
+        assert_eq!(ll[19], RT_SCOPE_LINK);
+        // A v6 route with a destination: RTA_DST then RTA_GATEWAY then RTA_OIF.
+        let dst: Ipv6Addr = "2001:db8:1::".parse().unwrap();
+        let gw: Ipv6Addr = "fe80::1".parse().unwrap();
+        let r = encode_route(7, 3, (IpAddr::V6(dst), 48), IpAddr::V6(gw));
+        assert_eq!(r.len(), 16 + 12 + 20 + 20 + 8);
+        assert_eq!(&r[16..18], &[AF_INET6, 48]);
+        assert_eq!(&r[28..32], &[20, 0, 1, 0]);
+        assert_eq!(&r[32..48], &dst.octets());
+        assert_eq!(&r[48..52], &[20, 0, 5, 0]);
+        assert_eq!(&r[52..68], &gw.octets());
+        // The v4 default route is the same message as before (no RTA_DST for /0).
+        assert_eq!(
+            encode_route(
+                3,
+                2,
+                (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+                IpAddr::V4(ip("10.0.2.2"))
+            ),
+            encode_newroute(3, 2, ip("10.0.2.2"))
+        );
+    }
+
+    /// /proc/net/if_inet6 and /proc/net/ipv6_route as a Debian 6.1 guest on QEMU's user network
+    /// shows them after SLAAC (fec0::/64 is QEMU's prefix; site scope 0x40).
+    #[test]
+    fn proc_ipv6_parsing() {
+        let inet6 = "\
+fec05054ff00000000005054fffe123456 02 40 40 00     eth0
+fec0000000000000505400fffe123456 02 40 40 00     eth0
+fe80000000000000505400fffe123456 02 40 20 80     eth0
+00000000000000000000000000000001 01 80 10 80       lo
+20010db8000000000000000000000010 02 40 00 40     eth0
+";
+        let v = parse_if_inet6(inet6);
+        assert_eq!(v.len(), 4, "the malformed first line is skipped: {v:?}");
+        assert_eq!(
+            v[0].addr,
+            "fec0::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            (v[0].prefix, v[0].scope, v[0].iface.as_str()),
+            (64, 0x40, "eth0")
+        );
+        let usable: Vec<bool> = v.iter().map(|x| x.usable_routable()).collect();
+        // site scope ok; link-local no; loopback no; global but tentative (0x40) no.
+        assert_eq!(usable, [true, false, false, false]);
+        let routes = "\
+fec00000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000002 00000400 00000001 00000000 00000003     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+        assert_eq!(
+            ipv6_default_gateway(routes, "eth0"),
+            Some("fe80::2".parse().unwrap())
+        );
+        assert_eq!(ipv6_default_gateway(routes, "lo"), None);
+        assert_eq!(ipv6_default_gateway(routes, "eth1"), None);
+    }
+
+    #[test]
+    fn search_list_option_119() {
+        // RFC 3397 section 2's example: eng.apple.com, marketing.apple.com (compressed).
+        let data = b"\x03eng\x05apple\x03com\x00\x09marketing\xc0\x04";
+        assert_eq!(
+            parse_search_list(data).unwrap(),
+            ["eng.apple.com", "marketing.apple.com"]
+        );
+        assert!(parse_search_list(b"\x03en").is_err());
+        // A pointer to itself or forward is refused (no loops).
+        assert!(parse_search_list(b"\x03foo\xc0\x04")
+            .unwrap_err()
+            .contains("pointer"));
+        assert!(parse_search_list(b"\x02a b\x00").is_err());
+        // dhcproto encodes the same list; we decode it to the same names.
+        let mut m = Message::default();
+        m.set_opcode(Opcode::BootReply)
+            .set_xid(XID)
+            .set_yiaddr(ip("10.0.2.15"));
+        let o = m.opts_mut();
+        o.insert(DhcpOption::MessageType(MessageType::Ack));
+        o.insert(DhcpOption::ServerIdentifier(ip("10.0.2.2")));
+        o.insert(DhcpOption::SubnetMask(ip("255.255.255.0")));
+        o.insert(DhcpOption::DomainSearch(vec![
+            "lab.example.org".parse().unwrap(),
+            "example.org".parse().unwrap(),
+        ]));
+        let (_, l) = parse_reply(&encode_msg(&m), XID).unwrap();
+        assert_eq!(l.search, ["lab.example.org", "example.org"]);
+    }
+
+    #[cfg(target_endian = "little")]
+    #[test]
     fn attr_padding() {
         let mut b = vec![];
         push_attr(&mut b, 3, b"eth0\0"); // rta_len 4 + 5 = 9, padded to 12
@@ -1327,6 +1660,7 @@ mod tests {
             server: ip("10.0.2.2"),
             lease_secs: Some(86400),
             domain: None,
+            search: vec![],
             mtu: None,
         }
     }
@@ -1487,6 +1821,45 @@ mod tests {
                 route.contains("unicast default via 10.9.0.1 dev v0 proto boot scope global"),
                 "{route}"
             );
+            // A static route, and IPv6: address, route to a prefix, default route.
+            nl.add_route(v0, (ip("10.10.0.0").into(), 16), ip("10.9.0.1").into())
+                .unwrap();
+            let r4 = ip_cmd(&["-4", "route", "show", "10.10.0.0/16"]).unwrap();
+            assert!(r4.contains("10.10.0.0/16 via 10.9.0.1 dev v0"), "{r4}");
+            if ipv6_available() {
+                set_ipv6_conf("v0", "accept_ra", "0").unwrap();
+                let a6: IpAddr = "fd00:9::2".parse().unwrap();
+                nl.add_addr(v0, a6, 64).unwrap();
+                let gw6: IpAddr = "fd00:9::1".parse().unwrap();
+                nl.add_route(v0, ("fd00:10::".parse().unwrap(), 48), gw6)
+                    .unwrap();
+                nl.add_route(v0, ("::".parse().unwrap(), 0), gw6).unwrap();
+                let a = ip_cmd(&["-6", "addr", "show", "dev", "v0"]).unwrap();
+                assert!(a.contains("inet6 fd00:9::2/64 scope global"), "{a}");
+                let r = ip_cmd(&["-6", "route", "show", "dev", "v0"]).unwrap();
+                assert!(r.contains("fd00:10::/48 via fd00:9::1"), "{r}");
+                assert!(r.contains("default via fd00:9::1"), "{r}");
+                // /proc/net is the thread group leader's namespace; this thread unshared.
+                let t = std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap();
+                assert!(
+                    parse_if_inet6(&t)
+                        .iter()
+                        .any(|x| x.iface == "v0"
+                            && x.addr == "fd00:9::2".parse::<Ipv6Addr>().unwrap())
+                );
+                let rt = std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap();
+                assert_eq!(
+                    ipv6_default_gateway(&rt, "v0"),
+                    Some("fd00:9::1".parse().unwrap())
+                );
+                assert!(nl
+                    .add_route(v0, ("::".parse().unwrap(), 0), ip("10.9.0.1").into())
+                    .unwrap_err()
+                    .to_string()
+                    .contains("mixed address families"));
+            } else {
+                eprintln!("SKIP: IPv6 part (no IPv6 in this kernel)");
+            }
             // Gateway off-link is refused with an error naming the operation.
             let e = nl.add_default_route_v4(v0, ip("192.0.2.1")).unwrap_err();
             assert!(

@@ -1,7 +1,9 @@
 //! Network stage: bring interfaces up from, in this precedence (docs/network.md):
 //! 1. `ip=` on the kernel command line (the operator's override for this boot),
-//! 2. `[[network.interface]]` in anemos.toml,
-//! 3. if the install needs the network (rootfs by URL) and nothing is configured: DHCP on each
+//! 2. what `anemos kexec --network keep` captured on the old system (/etc/anemos/network-kept.toml
+//!    in the image; interfaces matched by MAC),
+//! 3. `[[network.interface]]` in anemos.toml,
+//! 4. if the install needs the network (rootfs by URL) and nothing is configured: DHCP on each
 //!    interface in turn until one gets a lease.
 //! `nameserver=` on the command line adds DNS servers in every case. Then /etc/resolv.conf and
 //! /etc/hosts are written (visible to the install, which runs in this root).
@@ -13,19 +15,57 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::net::{self, Iface, IpParam};
-use crate::config::{Interface, Network};
+use crate::config::{Interface, Network, Route};
 
 /// What to do on one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IfacePlan {
     pub name: String,
+    /// DHCPv4.
     pub dhcp: bool,
-    pub addrs: Vec<(Ipv4Addr, u8)>,
-    pub gateway: Option<Ipv4Addr>,
+    /// IPv6 SLAAC (router advertisements); off otherwise, so no address appears undeclared.
+    pub slaac: bool,
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// Default routes, at most one per family.
+    pub gateways: Vec<IpAddr>,
+    pub routes: Vec<Route>,
     pub dns: Vec<IpAddr>,
+    pub search: Vec<String>,
     pub mtu: Option<u32>,
     pub source: &'static str,
 }
+
+impl IfacePlan {
+    fn dhcp_on(name: &str, source: &'static str) -> IfacePlan {
+        IfacePlan {
+            name: name.into(),
+            dhcp: true,
+            slaac: false,
+            addrs: vec![],
+            gateways: vec![],
+            routes: vec![],
+            dns: vec![],
+            search: vec![],
+            mtu: None,
+            source,
+        }
+    }
+}
+
+/// What the network stage configured: resolver servers and search domains.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub dns: Vec<IpAddr>,
+    pub search: Vec<String>,
+}
+
+/// Where `anemos kexec --network keep` puts what it captured (an extra cpio segment).
+pub const KEPT_PATH: &str = "/etc/anemos/network-kept.toml";
+
+pub const SRC_CMDLINE: &str = "kernel command line ip=";
+pub const SRC_KEPT: &str = "kept from the old system (anemos kexec --network keep)";
+pub const SRC_CONFIG: &str = "anemos.toml [[network.interface]]";
+pub const SRC_DEFAULT: &str = "default: DHCP (the install downloads its rootfs)";
 
 fn iface_matches(m: &crate::config::InterfaceMatch, i: &Iface) -> bool {
     let name = m
@@ -48,40 +88,72 @@ fn iface_matches(m: &crate::config::InterfaceMatch, i: &Iface) -> bool {
     name && mac && drv
 }
 
-fn from_config(c: &Interface, name: &str) -> IfacePlan {
-    let v4: Vec<(Ipv4Addr, u8)> = c
-        .addresses
-        .iter()
-        .filter_map(|(a, p)| {
-            if let IpAddr::V4(a) = a {
-                Some((*a, *p))
-            } else {
-                None
-            }
-        })
-        .collect();
-    let gw = c.gateways.iter().find_map(|g| {
-        if let IpAddr::V4(g) = g {
-            Some(*g)
-        } else {
-            None
-        }
-    });
+fn from_config(c: &Interface, name: &str, source: &'static str) -> IfacePlan {
     IfacePlan {
         name: name.into(),
         dhcp: c.dhcp,
-        addrs: v4,
-        gateway: gw,
+        slaac: c.slaac,
+        addrs: c.addresses.clone(),
+        gateways: c.gateways.clone(),
+        routes: c.routes.clone(),
         dns: c.dns.clone(),
+        search: c.search.clone(),
         mtu: c.mtu,
-        source: "anemos.toml [[network.interface]]",
+        source,
     }
 }
 
-/// Pure: the interface plans for this boot.
+fn from_section(
+    cfg: &Network,
+    section: &str,
+    source: &'static str,
+    ifaces: &[Iface],
+) -> Result<Vec<IfacePlan>> {
+    let mut out: Vec<IfacePlan> = Vec::new();
+    for (k, c) in cfg.interfaces.iter().enumerate() {
+        let i = ifaces
+            .iter()
+            .find(|i| iface_matches(&c.matcher, i))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{section}[{k}]: no interface matches {} (interfaces: {})",
+                    describe_match(&c.matcher),
+                    list(ifaces)
+                )
+            })?;
+        if out.iter().any(|p| p.name == i.name) {
+            bail!(
+                "{section}[{k}]: {} is already configured by an earlier entry",
+                i.name
+            );
+        }
+        out.push(from_config(c, &i.name, source));
+    }
+    Ok(out)
+}
+
+fn describe_match(m: &crate::config::InterfaceMatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = &m.name {
+        parts.push(format!("name {n:?}"));
+    }
+    if let Some(mac) = m.mac {
+        let s: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+        parts.push(format!("mac {}", s.join(":")));
+    }
+    if let Some(d) = &m.driver {
+        parts.push(format!("driver {d:?}"));
+    }
+    parts.join(", ")
+}
+
+/// Pure: the interface plans for this boot. Precedence (docs/network.md): `ip=` on the kernel
+/// command line, then what `anemos kexec --network keep` captured, then anemos.toml, then DHCP
+/// on every interface when the install needs the network.
 pub fn plan_network(
     ip: &[IpParam],
     nameservers: &[IpAddr],
+    kept: Option<&Network>,
     cfg: &Network,
     ifaces: &[Iface],
     need: bool,
@@ -107,15 +179,7 @@ pub fn plan_network(
                         );
                     }
                     for i in names {
-                        out.push(IfacePlan {
-                            name: i.name.clone(),
-                            dhcp: true,
-                            addrs: vec![],
-                            gateway: None,
-                            dns: vec![],
-                            mtu: None,
-                            source: "kernel command line ip=",
-                        });
+                        out.push(IfacePlan::dhcp_on(&i.name, SRC_CMDLINE));
                     }
                 }
                 IpParam::Static {
@@ -137,43 +201,22 @@ pub fn plan_network(
                             list(ifaces)
                         )
                     })?;
-                    out.push(IfacePlan {
-                        name: i.name.clone(),
-                        dhcp: false,
-                        addrs: vec![(*addr, *prefix)],
-                        gateway: *gateway,
-                        dns: dns.iter().map(|d| IpAddr::V4(*d)).collect(),
-                        mtu: None,
-                        source: "kernel command line ip=",
-                    });
+                    let mut p = IfacePlan::dhcp_on(&i.name, SRC_CMDLINE);
+                    p.dhcp = false;
+                    p.addrs = vec![(IpAddr::V4(*addr), *prefix)];
+                    p.gateways = gateway.iter().map(|g| IpAddr::V4(*g)).collect();
+                    p.dns = dns.iter().map(|d| IpAddr::V4(*d)).collect();
+                    out.push(p);
                 }
             }
         }
+    } else if let Some(k) = kept.filter(|k| !k.interfaces.is_empty()) {
+        out = from_section(k, "kept network.interface", SRC_KEPT, ifaces)?;
     } else if !cfg.interfaces.is_empty() {
-        for (k, c) in cfg.interfaces.iter().enumerate() {
-            let i = ifaces
-                .iter()
-                .find(|i| iface_matches(&c.matcher, i))
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "network.interface[{k}]: no interface matches {:?} (interfaces: {})",
-                        c.matcher,
-                        list(ifaces)
-                    )
-                })?;
-            out.push(from_config(c, &i.name));
-        }
+        out = from_section(cfg, "network.interface", SRC_CONFIG, ifaces)?;
     } else if need {
         for i in ifaces {
-            out.push(IfacePlan {
-                name: i.name.clone(),
-                dhcp: true,
-                addrs: vec![],
-                gateway: None,
-                dns: vec![],
-                mtu: None,
-                source: "default: DHCP (the install downloads its rootfs)",
-            });
+            out.push(IfacePlan::dhcp_on(&i.name, SRC_DEFAULT));
         }
     }
     for p in &mut out {
@@ -202,86 +245,191 @@ fn list(ifaces: &[Iface]) -> String {
 
 /// Brings the planned interfaces up. With several DHCP candidates from the default rule,
 /// the first lease wins.
-pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Vec<IpAddr>> {
+pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Applied> {
     let mut nl = net::Netlink::open().context("opening a netlink socket")?;
-    let mut dns = Vec::new();
+    let mut out = Applied::default();
     let mut errors = Vec::new();
-    let default_rule = plans.iter().all(|p| p.source.starts_with("default"));
+    let default_rule = plans.iter().all(|p| p.source == SRC_DEFAULT);
     for p in plans {
-        let t = Instant::now();
-        let idx = nl
-            .link_index(&p.name)
-            .with_context(|| format!("interface {}", p.name))?;
-        nl.set_up(idx, p.mtu)
-            .with_context(|| format!("interface {}: setting the link up", p.name))?;
-        let carrier = net::wait_link(Path::new("/sys"), &p.name, link_timeout);
-        log::info!(
-            "network {}: link {} after {} ms ({})",
-            p.name,
-            if carrier { "up" } else { "NOT up" },
-            t.elapsed().as_millis(),
-            p.source
-        );
-        if !carrier {
-            errors.push(format!(
-                "{}: no link (carrier) within {} s",
-                p.name,
-                link_timeout.as_secs()
-            ));
-            continue;
-        }
-        let (addrs, gw, mut d) = if p.dhcp {
-            let t = Instant::now();
-            let mac = read_mac(&p.name).unwrap_or([0; 6]);
-            let xid =
-                u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ (std::process::id() << 8);
-            match net::dhcp(&p.name, mac, xid, Duration::from_secs(20)) {
-                Ok(l) => {
-                    log::info!(
-                        "network {}: DHCP lease {}/{} from {} in {} ms (router {:?}, dns {:?})",
-                        p.name,
-                        l.addr,
-                        l.prefix,
-                        l.server,
-                        t.elapsed().as_millis(),
-                        l.router,
-                        l.dns
-                    );
-                    (
-                        vec![(l.addr, l.prefix)],
-                        l.router,
-                        l.dns.iter().map(|a| IpAddr::V4(*a)).collect::<Vec<_>>(),
-                    )
-                }
-                Err(e) => {
-                    errors.push(format!("{}: DHCP got no lease: {e}", p.name));
-                    continue;
+        match apply_one(&mut nl, p, link_timeout) {
+            Ok(a) => {
+                out.dns.extend(a.dns);
+                out.search.extend(a.search);
+                if default_rule {
+                    errors.clear();
+                    break;
                 }
             }
-        } else {
-            (p.addrs.clone(), p.gateway, Vec::new())
-        };
-        for (a, pfx) in &addrs {
-            nl.add_addr_v4(idx, *a, *pfx)
-                .with_context(|| format!("interface {}: adding {a}/{pfx}", p.name))?;
-            log::info!("network {}: address {a}/{pfx}", p.name);
-        }
-        if let Some(g) = gw {
-            nl.add_default_route_v4(idx, g)
-                .with_context(|| format!("interface {}: default route via {g}", p.name))?;
-            log::info!("network {}: default route via {g}", p.name);
-        }
-        d.extend(p.dns.iter().copied());
-        dns.extend(d);
-        if default_rule {
-            errors.clear();
-            break;
+            Err(e) => errors.push(format!("{}: {e:#}", p.name)),
         }
     }
     if !errors.is_empty() {
         bail!("network did not come up: {}", errors.join("; "));
     }
-    Ok(dns)
+    Ok(out)
+}
+
+fn apply_one(nl: &mut net::Netlink, p: &IfacePlan, link_timeout: Duration) -> Result<Applied> {
+    let t = Instant::now();
+    let idx = nl.link_index(&p.name).context("no such interface")?;
+    let wants_v6 = p.slaac
+        || p.addrs.iter().any(|(a, _)| a.is_ipv6())
+        || p.gateways.iter().any(|g| g.is_ipv6());
+    if net::ipv6_available() {
+        // Router advertisements only where SLAAC is declared: nothing undeclared appears.
+        let v = if p.slaac { "1" } else { "0" };
+        net::set_ipv6_conf(&p.name, "accept_ra", v)?;
+        net::set_ipv6_conf(&p.name, "autoconf", v)?;
+    } else if wants_v6 {
+        bail!("IPv6 is configured but the kernel has no IPv6 (ipv6.disable=1 or not built in)");
+    }
+    nl.set_up(idx, p.mtu).context("setting the link up")?;
+    let carrier = net::wait_link(Path::new("/sys"), &p.name, link_timeout);
+    log::info!(
+        "network {}: link {} after {} ms ({})",
+        p.name,
+        if carrier { "up" } else { "NOT up" },
+        t.elapsed().as_millis(),
+        p.source
+    );
+    if !carrier {
+        bail!("no link (carrier) within {} s", link_timeout.as_secs());
+    }
+    let mut addrs = p.addrs.clone();
+    let mut gateways = p.gateways.clone();
+    let mut applied = Applied {
+        dns: Vec::new(),
+        search: p.search.clone(),
+    };
+    if p.dhcp {
+        let t = Instant::now();
+        let mac = read_mac(&p.name).unwrap_or([0; 6]);
+        let xid = u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]]) ^ (std::process::id() << 8);
+        let l = net::dhcp(&p.name, mac, xid, Duration::from_secs(20))
+            .map_err(|e| anyhow::anyhow!("DHCP got no lease: {e}"))?;
+        log::info!(
+            "network {}: DHCP lease {}/{} from {} in {} ms (router {:?}, dns {:?}, search {:?})",
+            p.name,
+            l.addr,
+            l.prefix,
+            l.server,
+            t.elapsed().as_millis(),
+            l.router,
+            l.dns,
+            l.search
+        );
+        addrs.insert(0, (IpAddr::V4(l.addr), l.prefix));
+        if !gateways.iter().any(|g| g.is_ipv4()) {
+            gateways.extend(l.router.map(IpAddr::V4));
+        }
+        applied.dns.extend(l.dns.iter().map(|a| IpAddr::V4(*a)));
+        applied.search.extend(l.domain.clone());
+        applied.search.extend(l.search.iter().cloned());
+    }
+    for (a, pfx) in &addrs {
+        nl.add_addr(idx, *a, *pfx)
+            .with_context(|| format!("adding {a}/{pfx}"))?;
+        log::info!("network {}: address {a}/{pfx}", p.name);
+    }
+    // A static IPv6 address is usable once duplicate address detection passed.
+    for (a, pfx) in &addrs {
+        if let IpAddr::V6(a6) = a {
+            let t = Instant::now();
+            let deadline = t + Duration::from_secs(10);
+            loop {
+                let all = net::parse_if_inet6(&std::fs::read_to_string("/proc/net/if_inet6")?);
+                let me = all.iter().find(|x| x.iface == p.name && x.addr == *a6);
+                match me {
+                    Some(x) if x.flags & net::IFA_F_DADFAILED != 0 => bail!(
+                        "{a}/{pfx} failed duplicate address detection: another host on the link uses it"
+                    ),
+                    Some(x) if x.flags & net::IFA_F_TENTATIVE == 0 => break,
+                    _ if Instant::now() > deadline => {
+                        bail!("{a}/{pfx} still tentative (duplicate address detection) after 10 s")
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+            log::info!(
+                "network {}: {a} passed duplicate address detection in {} ms",
+                p.name,
+                t.elapsed().as_millis()
+            );
+        }
+    }
+    for g in &gateways {
+        let any = if g.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        };
+        nl.add_route(idx, (any, 0), *g)
+            .with_context(|| format!("default route via {g}"))?;
+        log::info!("network {}: default route via {g}", p.name);
+    }
+    for r in &p.routes {
+        nl.add_route(idx, r.to, r.via)
+            .with_context(|| format!("route {}/{} via {}", r.to.0, r.to.1, r.via))?;
+        log::info!(
+            "network {}: route {}/{} via {}",
+            p.name,
+            r.to.0,
+            r.to.1,
+            r.via
+        );
+    }
+    if p.slaac {
+        let t = Instant::now();
+        let deadline = t + Duration::from_secs(15);
+        let got = loop {
+            let all = net::parse_if_inet6(&std::fs::read_to_string("/proc/net/if_inet6")?);
+            let auto: Vec<_> = all
+                .into_iter()
+                .filter(|x| {
+                    x.iface == p.name
+                        && x.usable_routable()
+                        && !addrs.iter().any(|(a, _)| *a == IpAddr::V6(x.addr))
+                })
+                .collect();
+            if !auto.is_empty() {
+                break auto;
+            }
+            if Instant::now() > deadline {
+                bail!("SLAAC: no address from a router advertisement within 15 s (is there an IPv6 router on the link?)");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        for x in got {
+            log::info!(
+                "network {}: SLAAC address {}/{} after {} ms",
+                p.name,
+                x.addr,
+                x.prefix,
+                t.elapsed().as_millis()
+            );
+        }
+        let routes = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+        match net::ipv6_default_gateway(&routes, &p.name) {
+            Some(g) => log::info!(
+                "network {}: IPv6 default route via {g} (router advertisement)",
+                p.name
+            ),
+            None => log::info!(
+                "network {}: the router advertisement gave no IPv6 default route",
+                p.name
+            ),
+        }
+    }
+    applied.dns.extend(p.dns.iter().copied());
+    if !applied.dns.is_empty() {
+        log::info!("network {}: DNS {:?}", p.name, applied.dns);
+    }
+    log::info!(
+        "network {}: configured in {} ms",
+        p.name,
+        t.elapsed().as_millis()
+    );
+    Ok(applied)
 }
 
 fn read_mac(name: &str) -> Option<[u8; 6]> {
@@ -295,16 +443,21 @@ fn read_mac(name: &str) -> Option<[u8; 6]> {
 }
 
 /// Writes /etc/resolv.conf and /etc/hosts.
-pub fn write_resolver(dns: &[IpAddr], hostname: &str) -> Result<()> {
+pub fn write_resolver(a: &Applied, hostname: &str) -> Result<()> {
+    let dns = &a.dns;
     std::fs::create_dir_all("/etc")?;
-    std::fs::write("/etc/resolv.conf", net::resolv_conf(dns, &[]))
+    std::fs::write("/etc/resolv.conf", net::resolv_conf(dns, &a.search))
         .context("writing /etc/resolv.conf")?;
     std::fs::write(
         "/etc/hosts",
         format!("127.0.0.1 localhost\n::1 localhost\n127.0.1.1 {hostname}\n"),
     )
     .context("writing /etc/hosts")?;
-    log::info!("network: /etc/resolv.conf with {} server(s)", dns.len());
+    log::info!(
+        "network: /etc/resolv.conf with {} server(s), search {:?}",
+        dns.len(),
+        a.search
+    );
     Ok(())
 }
 
@@ -341,6 +494,9 @@ mod tests {
                 addresses: vec![(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 5)), 24)],
                 gateways: vec![IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))],
                 dns: vec![],
+                search: vec![],
+                slaac: false,
+                routes: vec![],
                 mtu: Some(9000),
             }],
         };
@@ -351,6 +507,7 @@ mod tests {
                 device: Some("eth0".into()),
             }],
             &ns,
+            None,
             &cfg,
             &ifs(),
             true,
@@ -362,24 +519,94 @@ mod tests {
         );
         assert_eq!(p[0].dns, ns);
         // then the config (matched by driver).
-        let p = plan_network(&[], &[], &cfg, &ifs(), true).unwrap();
+        let p = plan_network(&[], &[], None, &cfg, &ifs(), true).unwrap();
         assert_eq!(
             (p[0].name.as_str(), p[0].dhcp, p[0].mtu),
             ("eth1", false, Some(9000))
         );
-        assert_eq!(p[0].gateway, Some(Ipv4Addr::new(192, 168, 1, 1)));
+        assert_eq!(p[0].gateways, [IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))]);
         // then DHCP everywhere, only when needed.
-        let p = plan_network(&[], &[], &Network::default(), &ifs(), true).unwrap();
+        let p = plan_network(&[], &[], None, &Network::default(), &ifs(), true).unwrap();
         assert_eq!(
             p.iter().map(|x| x.name.as_str()).collect::<Vec<_>>(),
             ["eth0", "eth1"]
         );
-        assert!(plan_network(&[], &[], &Network::default(), &ifs(), false)
+        assert!(
+            plan_network(&[], &[], None, &Network::default(), &ifs(), false)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(plan_network(&[IpParam::Off], &[], None, &cfg, &ifs(), true)
             .unwrap()
             .is_empty());
-        assert!(plan_network(&[IpParam::Off], &[], &cfg, &ifs(), true)
-            .unwrap()
-            .is_empty());
+    }
+
+    #[test]
+    fn kept_network_sits_between_cmdline_and_config() {
+        let mk = |m: InterfaceMatch, addr: &str| Network {
+            interfaces: vec![Interface {
+                matcher: m,
+                dhcp: false,
+                addresses: vec![(addr.parse().unwrap(), 24)],
+                gateways: vec![],
+                dns: vec![],
+                search: vec!["lab.example.org".into()],
+                slaac: true,
+                routes: vec![],
+                mtu: None,
+            }],
+        };
+        let kept = mk(
+            InterfaceMatch {
+                mac: Some([0x52, 0x54, 0, 0xab, 0xcd, 0xef]),
+                ..Default::default()
+            },
+            "10.0.2.77",
+        );
+        let cfg = mk(
+            InterfaceMatch {
+                name: Some("eth0".into()),
+                ..Default::default()
+            },
+            "192.168.1.5",
+        );
+        let p = plan_network(&[], &[], Some(&kept), &cfg, &ifs(), true).unwrap();
+        assert_eq!(
+            (p.len(), p[0].name.as_str(), p[0].source),
+            (1, "eth1", SRC_KEPT),
+            "kept config matched by MAC wins over anemos.toml"
+        );
+        assert_eq!(p[0].addrs, [("10.0.2.77".parse().unwrap(), 24)]);
+        assert!(p[0].slaac);
+        assert_eq!(p[0].search, ["lab.example.org"]);
+        let p = plan_network(
+            &[IpParam::Dhcp { device: None }],
+            &[],
+            Some(&kept),
+            &cfg,
+            &ifs(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(p[0].source, SRC_CMDLINE);
+        let empty = Network::default();
+        let p = plan_network(&[], &[], Some(&empty), &cfg, &ifs(), true).unwrap();
+        assert_eq!((p[0].name.as_str(), p[0].source), ("eth0", SRC_CONFIG));
+        // A kept interface whose MAC is gone is named, with what exists.
+        let gone = mk(
+            InterfaceMatch {
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                ..Default::default()
+            },
+            "10.0.2.77",
+        );
+        let e = plan_network(&[], &[], Some(&gone), &cfg, &ifs(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("kept network.interface[0]: no interface matches mac 02:00:00:00:00:01"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -395,10 +622,13 @@ mod tests {
                 addresses: vec![],
                 gateways: vec![],
                 dns: vec![],
+                search: vec![],
+                slaac: false,
+                routes: vec![],
                 mtu: None,
             }],
         };
-        let e = plan_network(&[], &[], &cfg, &ifs(), false)
+        let e = plan_network(&[], &[], None, &cfg, &ifs(), false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -411,6 +641,7 @@ mod tests {
                 device: Some("eth9".into()),
             }],
             &[],
+            None,
             &cfg,
             &ifs(),
             false,
