@@ -1,10 +1,15 @@
-//! Downloading a rootfs archive over plain HTTP into RAM before anything destructive:
-//! streamed to a file on tmpfs while hashing, resumed with `Range:` after a dropped connection
-//! (retries with backoff), progress on the console, and the whole download verified against the
-//! configured sha256 before the deploy continues. A mismatch fails with both hashes.
+//! Downloading a rootfs archive over plain HTTP. [`Download`] is a `Read` over the response
+//! body that survives dropped connections: it reconnects with `Range:` from the byte it got to
+//! (retries with backoff; a server that ignores Range is read from the start and the bytes we
+//! already have are skipped), hashes everything it hands out, and logs progress. Two uses:
+//! - into RAM before anything destructive ([`download`]), verified against the sha256 first;
+//! - streamed straight into the unpack for archives that do not fit in RAM; the hash is then
+//!   checked when the stream ends ([`Download::finish`]).
+//!
+//! [`choose_mode`] decides between them from `install.download` and the sizes.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -63,12 +68,347 @@ pub fn parse_head(head: &str) -> Result<(u16, Option<u64>, Option<u64>)> {
     Ok((status, len, total))
 }
 
-struct Progress {
+/// How a URL rootfs gets to the unpack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ram,
+    Stream,
+}
+
+/// RAM kept free beside a download held in RAM (mkfs, the unpack, the tools).
+pub const RAM_MARGIN: u64 = 128 << 20;
+
+/// Pure: RAM or stream for `setting`, given the archive size the server announced and the
+/// room in RAM (`MemAvailable` and the free space of the tmpfs it would go to). Returns the
+/// mode and a sentence saying why, for the log.
+pub fn choose_mode(
+    setting: crate::config::Download,
+    size: Option<u64>,
+    mem_available: u64,
+    tmpfs_free: u64,
+) -> Result<(Mode, String)> {
+    use crate::config::Download as D;
+    let room = mem_available.min(tmpfs_free);
+    let mib = |b: u64| b >> 20;
+    match (setting, size) {
+        (D::Stream, _) => Ok((Mode::Stream, "install.download = \"stream\"".into())),
+        (D::Ram, None) | (D::Auto, None) => Ok((
+            Mode::Ram,
+            "the server gave no size; downloading into RAM first (set install.download = \"stream\" for archives larger than RAM)".into(),
+        )),
+        (setting, Some(n)) if n.saturating_add(RAM_MARGIN) <= room => Ok((
+            Mode::Ram,
+            format!(
+                "{} MiB fits in RAM ({} MiB available){}",
+                mib(n),
+                mib(room),
+                if setting == D::Ram { ", install.download = \"ram\"" } else { "" }
+            ),
+        )),
+        (D::Ram, Some(n)) => bail!(
+            "install.download = \"ram\": the archive is {} MiB but only {} MiB of RAM is available (it needs {} MiB more for the deploy); use download = \"auto\" or \"stream\", or give the machine more RAM",
+            mib(n),
+            mib(room),
+            mib(RAM_MARGIN)
+        ),
+        (D::Auto, Some(n)) => Ok((
+            Mode::Stream,
+            format!(
+                "{} MiB does not fit in RAM ({} MiB available, {} MiB kept free)",
+                mib(n),
+                mib(room),
+                mib(RAM_MARGIN)
+            ),
+        )),
+    }
+}
+
+/// A failed connection attempt: worth retrying (network, 5xx) or not (4xx, bad response).
+enum ConnError {
+    Transient(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+/// The body of an http:// URL as a resumable, hashing `Read`.
+pub struct Download {
+    url: String,
+    host: String,
+    port: u16,
+    path: String,
+    conn: Option<BufReader<TcpStream>>,
+    done: u64,
+    total: Option<u64>,
+    /// Bytes of the current response to discard (a server that ignored Range).
+    skip: u64,
+    hasher: Sha256,
+    retries: u32,
+    attempt: u32,
     start: Instant,
     last: Instant,
 }
 
-/// Downloads `url` to `dest`, verifying `sha256` (lowercase hex) when given.
+impl Download {
+    /// Connects and reads the response head, so an unreachable server or a 404 fails here,
+    /// before anything is written anywhere.
+    pub fn open(url: &str, retries: u32) -> Result<Download> {
+        let (host, port, path) = parse_url(url)?;
+        let mut d = Download {
+            url: url.to_string(),
+            host,
+            port,
+            path,
+            conn: None,
+            done: 0,
+            total: None,
+            skip: 0,
+            hasher: Sha256::new(),
+            retries,
+            attempt: 0,
+            start: Instant::now(),
+            last: Instant::now(),
+        };
+        match d.connect() {
+            Ok(()) => {}
+            Err(ConnError::Fatal(e)) => return Err(e),
+            Err(ConnError::Transient(e)) => d.recover(format!("{e:#}"))?,
+        }
+        Ok(d)
+    }
+
+    /// The size the server announced.
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn connect(&mut self) -> std::result::Result<(), ConnError> {
+        use ConnError::*;
+        let addr = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .with_context(|| format!("resolving {}", self.host))
+            .map_err(Transient)?
+            .next()
+            .ok_or_else(|| Transient(anyhow!("{}: no address", self.host)))?;
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+            .with_context(|| format!("connecting to {addr}"))
+            .map_err(Transient)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| Transient(e.into()))?;
+        let range = if self.done > 0 {
+            format!("Range: bytes={}-\r\n", self.done)
+        } else {
+            String::new()
+        };
+        let mut w = &s;
+        write!(
+            w,
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: anemos/{}\r\n{range}Connection: close\r\n\r\n",
+            self.path,
+            self.host,
+            env!("CARGO_PKG_VERSION")
+        )
+        .map_err(|e| Transient(anyhow!("sending the request: {e}")))?;
+        let mut r = BufReader::with_capacity(256 << 10, s);
+        let mut head = String::new();
+        loop {
+            let mut l = String::new();
+            let n = r
+                .read_line(&mut l)
+                .map_err(|e| Transient(anyhow!("reading the response header: {e}")))?;
+            if n == 0 {
+                return Err(Transient(anyhow!(
+                    "connection closed before the response header ended"
+                )));
+            }
+            if l == "\r\n" || l == "\n" {
+                break;
+            }
+            head.push_str(&l);
+        }
+        let (status, len, range) = parse_head(&head).map_err(Transient)?;
+        match status {
+            200 => {
+                // A fresh body (the server ignored Range if we asked): skip what we have.
+                self.skip = self.done;
+                if self.total.is_some() && len.is_some() && self.total != len {
+                    return Err(Fatal(anyhow!(
+                        "{}: the size changed between requests ({} then {} bytes)",
+                        self.url,
+                        self.total.unwrap_or(0),
+                        len.unwrap_or(0)
+                    )));
+                }
+                self.total = len.or(self.total);
+            }
+            206 if self.done > 0 => {
+                let start = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim().eq_ignore_ascii_case("content-range").then_some(v)
+                    })
+                    .and_then(|v| v.trim().strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if start != Some(self.done) {
+                    return Err(Fatal(anyhow!(
+                        "{}: asked to resume at byte {}, the server sent a range starting at {:?}",
+                        self.url,
+                        self.done,
+                        start
+                    )));
+                }
+                self.skip = 0;
+                self.total = range.or(self.total);
+            }
+            code @ 500..=599 => {
+                return Err(Transient(anyhow!("HTTP {code} for {}", self.url)));
+            }
+            code => return Err(Fatal(anyhow!("HTTP {code} for {}", self.url))),
+        }
+        self.conn = Some(r);
+        Ok(())
+    }
+
+    /// After a failure: wait, reconnect with Range, up to `retries` times in a row.
+    fn recover(&mut self, mut err: String) -> Result<()> {
+        loop {
+            self.attempt += 1;
+            if self.attempt > self.retries {
+                bail!(
+                    "downloading {} failed after {} retries ({} bytes received): {err}",
+                    self.url,
+                    self.retries,
+                    self.done
+                );
+            }
+            let wait = Duration::from_millis(500 * (1 << self.attempt.min(5)));
+            log::warn!(
+                "download of {} interrupted at {} bytes: {err}; retry {}/{} in {} ms",
+                self.url,
+                self.done,
+                self.attempt,
+                self.retries,
+                wait.as_millis()
+            );
+            std::thread::sleep(wait);
+            match self.connect() {
+                Ok(()) => return Ok(()),
+                Err(ConnError::Fatal(e)) => return Err(e),
+                Err(ConnError::Transient(e)) => err = format!("{e:#}"),
+            }
+        }
+    }
+
+    fn progress(&mut self) {
+        if self.last.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let rate = self.done as f64 / secs / 1e6;
+        match self.total {
+            Some(t) => log::info!(
+                "downloading: {} of {} MiB ({}%), {rate:.1} MB/s",
+                self.done >> 20,
+                t >> 20,
+                self.done * 100 / t.max(1)
+            ),
+            None => log::info!("downloading: {} MiB, {rate:.1} MB/s", self.done >> 20),
+        }
+    }
+
+    /// Reads whatever the consumer left (e.g. tar's end padding), then checks the size and,
+    /// when given, the sha256. `after` ends the mismatch message: what state the disks are in.
+    /// Returns (bytes, sha256 hex).
+    pub fn finish(mut self, sha256: Option<&str>, after: &str) -> Result<(u64, String)> {
+        io::copy(&mut self, &mut io::sink())
+            .with_context(|| format!("downloading {}", self.url))?;
+        let got = crate::pack::payload::hex(&self.hasher.clone().finalize());
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        log::info!(
+            "downloaded {}: {} bytes in {secs:.1} s ({:.1} MB/s), sha256 {got}",
+            self.url,
+            self.done,
+            self.done as f64 / secs / 1e6
+        );
+        if let Some(want) = sha256 {
+            if !want.eq_ignore_ascii_case(&got) {
+                bail!(
+                    "{}: sha256 mismatch: anemos.toml says {want}, the download is {got}; {after}",
+                    self.url
+                );
+            }
+            log::info!("sha256 verified");
+        }
+        Ok((self.done, got))
+    }
+}
+
+impl Read for Download {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(t) = self.total {
+                if self.done >= t {
+                    return Ok(0);
+                }
+            }
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let err = match self.conn.as_mut() {
+                None => "not connected".to_string(),
+                Some(c) => {
+                    let want = match self.total {
+                        // Stop at Content-Length: a server may keep the connection open.
+                        Some(t) if self.skip == 0 => buf.len().min((t - self.done) as usize),
+                        _ => buf.len(),
+                    };
+                    match c.read(&mut buf[..want]) {
+                        Ok(0) if self.total.is_none() && self.skip == 0 => return Ok(0),
+                        Ok(0) => match self.total {
+                            Some(t) => {
+                                format!("connection closed after {} of {t} bytes", self.done)
+                            }
+                            None => "connection closed while skipping".to_string(),
+                        },
+                        Ok(n) if self.skip > 0 => {
+                            let k = (n as u64).min(self.skip) as usize;
+                            self.skip -= k as u64;
+                            if k == n {
+                                continue;
+                            }
+                            buf.copy_within(k..n, 0);
+                            let n = n - k;
+                            self.hasher.update(&buf[..n]);
+                            self.done += n as u64;
+                            self.attempt = 0;
+                            self.progress();
+                            return Ok(n);
+                        }
+                        Ok(n) => {
+                            self.hasher.update(&buf[..n]);
+                            self.done += n as u64;
+                            self.attempt = 0;
+                            self.progress();
+                            return Ok(n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => format!("reading the body: {e}"),
+                    }
+                }
+            };
+            self.conn = None;
+            self.recover(err)
+                .map_err(|e| io::Error::other(format!("{e:#}")))?;
+        }
+    }
+}
+
+/// Downloads `url` to `dest` (RAM), verifying `sha256` (lowercase hex) when given.
 /// Returns (bytes, sha256 hex).
 pub fn download(
     url: &str,
@@ -76,156 +416,25 @@ pub fn download(
     sha256: Option<&str>,
     retries: u32,
 ) -> Result<(u64, String)> {
-    let (host, port, path) = parse_url(url)?;
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(dest)
-        .with_context(|| format!("creating {}", dest.display()))?;
-    let mut hasher = Sha256::new();
-    let mut done: u64 = 0;
-    let mut total: Option<u64> = None;
-    let mut attempt = 0;
-    let mut p = Progress {
-        start: Instant::now(),
-        last: Instant::now(),
-    };
-    loop {
-        match fetch_once(
-            &host,
-            port,
-            &path,
-            done,
-            &mut file,
-            &mut hasher,
-            &mut done,
-            &mut total,
-            &mut p,
-        ) {
-            Ok(()) => break,
-            Err(e) => {
-                attempt += 1;
-                if attempt > retries {
-                    return Err(e.context(format!(
-                        "downloading {url} failed after {retries} retries ({done} bytes received)"
-                    )));
-                }
-                let wait = Duration::from_millis(500 * (1 << attempt.min(5)));
-                log::warn!("download of {url} interrupted at {done} bytes: {e:#}; retry {attempt}/{retries} in {} ms", wait.as_millis());
-                std::thread::sleep(wait);
-            }
-        }
-    }
-    file.sync_all().ok();
-    let got = crate::pack::payload::hex(&hasher.finalize());
-    let secs = p.start.elapsed().as_secs_f64().max(0.001);
-    log::info!(
-        "downloaded {url}: {done} bytes in {secs:.1} s ({:.1} MB/s), sha256 {got}",
-        done as f64 / secs / 1e6
-    );
-    if let Some(want) = sha256 {
-        if !want.eq_ignore_ascii_case(&got) {
-            bail!("{url}: sha256 mismatch: anemos.toml says {want}, the download is {got}; nothing was written to any disk");
-        }
-        log::info!("sha256 verified");
-    }
-    Ok((done, got))
+    let dl = Download::open(url, retries)?;
+    save(dl, dest, sha256)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fetch_once(
-    host: &str,
-    port: u16,
-    path: &str,
-    from: u64,
-    file: &mut File,
-    hasher: &mut Sha256,
-    done: &mut u64,
-    total: &mut Option<u64>,
-    p: &mut Progress,
-) -> Result<()> {
-    let addr = (host, port)
-        .to_socket_addrs()
-        .with_context(|| format!("resolving {host}"))?
-        .next()
-        .ok_or_else(|| anyhow!("{host}: no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
-        .with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let range = if from > 0 {
-        format!("Range: bytes={from}-\r\n")
-    } else {
-        String::new()
-    };
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: anemos/{}\r\n{range}Connection: close\r\n\r\n", env!("CARGO_PKG_VERSION"))?;
-    let mut r = BufReader::new(s);
-    let mut head = String::new();
-    loop {
-        let mut l = String::new();
-        if r.read_line(&mut l)? == 0 {
-            bail!("connection closed before the response header ended");
+/// Copies an opened download to `dest` and verifies it.
+pub fn save(mut dl: Download, dest: &Path, sha256: Option<&str>) -> Result<(u64, String)> {
+    let mut file = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    io::copy(&mut dl, &mut file).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            anyhow!(
+                "{}: RAM is full ({e}); set install.download = \"stream\" in anemos.toml",
+                dest.display()
+            )
+        } else {
+            anyhow!("{e}")
         }
-        if l == "\r\n" || l == "\n" {
-            break;
-        }
-        head.push_str(&l);
-    }
-    let (status, len, range_total) = parse_head(&head)?;
-    match status {
-        200 => {
-            if from > 0 {
-                // The server ignored Range: start over.
-                file.set_len(0)?;
-                std::io::Seek::seek(file, std::io::SeekFrom::Start(0))?;
-                *hasher = Sha256::new();
-                *done = 0;
-            }
-            *total = len;
-        }
-        206 => *total = range_total.or(*total),
-        code => bail!("HTTP {code} for {path}"),
-    }
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        // Stop at Content-Length: a server may keep the connection open afterwards.
-        if let Some(t) = *total {
-            if *done >= t {
-                break;
-            }
-        }
-        let n = r.read(&mut buf).context("reading the body")?;
-        if n == 0 {
-            break;
-        }
-        file.write_all(&buf[..n])?;
-        hasher.update(&buf[..n]);
-        *done += n as u64;
-        if p.last.elapsed() >= Duration::from_secs(2) {
-            p.last = Instant::now();
-            let secs = p.start.elapsed().as_secs_f64().max(0.001);
-            match *total {
-                Some(t) => log::info!(
-                    "downloading: {} of {} MiB ({}%), {:.1} MB/s",
-                    *done >> 20,
-                    t >> 20,
-                    *done * 100 / t.max(1),
-                    *done as f64 / secs / 1e6
-                ),
-                None => log::info!(
-                    "downloading: {} MiB, {:.1} MB/s",
-                    *done >> 20,
-                    *done as f64 / secs / 1e6
-                ),
-            }
-        }
-    }
-    if let Some(t) = *total {
-        if *done < t {
-            bail!("connection closed after {} of {t} bytes", *done);
-        }
-    }
-    Ok(())
+    })?;
+    file.sync_all().ok();
+    dl.finish(sha256, "nothing was written to any disk")
 }
 
 #[cfg(test)]
@@ -257,14 +466,31 @@ mod tests {
         );
     }
 
-    /// A server that drops the connection halfway on the first request and honours Range after.
-    fn serve(data: Vec<u8>, drop_first: bool) -> u16 {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Srv {
+        Good,
+        /// Drops the first transfer halfway, honours Range after.
+        DropFirst,
+        /// Drops the first transfer halfway and ignores Range (always 200, whole body).
+        DropNoRange,
+        /// 404 for everything.
+        NotFound,
+    }
+
+    /// A test HTTP server; returns its port and a counter of requests served.
+    fn serve_with(
+        data: Vec<u8>,
+        mode: Srv,
+    ) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h2 = hits.clone();
         std::thread::spawn(move || {
             let mut first = true;
-            for s in l.incoming().take(5) {
+            for s in l.incoming().take(8) {
                 let mut s = s.unwrap();
+                h2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let mut req = [0u8; 2048];
                 // Read the whole request head: a short first read would lose the Range line.
                 let mut n = 0;
@@ -274,11 +500,16 @@ mod tests {
                         Ok(k) => n += k,
                     }
                 }
+                if mode == Srv::NotFound {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+                    continue;
+                }
                 let req = String::from_utf8_lossy(&req[..n]).to_string();
                 let from: usize = req
                     .lines()
                     .find_map(|l| l.strip_prefix("Range: bytes="))
                     .and_then(|r| r.trim_end_matches('-').parse().ok())
+                    .filter(|_| mode != Srv::DropNoRange)
                     .unwrap_or(0);
                 let body = &data[from..];
                 let head = if from > 0 {
@@ -286,16 +517,104 @@ mod tests {
                 } else {
                     format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
                 };
-                s.write_all(head.as_bytes()).unwrap();
-                if drop_first && first {
-                    s.write_all(&body[..body.len() / 2]).unwrap();
+                let _ = s.write_all(head.as_bytes());
+                if mode != Srv::Good && first {
+                    let _ = s.write_all(&body[..body.len() / 2]);
                     first = false;
                     continue; // dropped halfway
                 }
-                s.write_all(body).unwrap();
+                let _ = s.write_all(body);
             }
         });
-        port
+        (port, hits)
+    }
+
+    fn serve(data: Vec<u8>, drop_first: bool) -> u16 {
+        serve_with(
+            data,
+            if drop_first {
+                Srv::DropFirst
+            } else {
+                Srv::Good
+            },
+        )
+        .0
+    }
+
+    fn sha_hex(d: &[u8]) -> String {
+        crate::pack::payload::hex(&Sha256::digest(d))
+    }
+
+    /// The streaming use: a consumer reads through the drop; it never sees the gap.
+    #[test]
+    fn stream_reader_resumes_transparently_with_and_without_range() {
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+        for mode in [Srv::DropFirst, Srv::DropNoRange] {
+            let (port, hits) = serve_with(data.clone(), mode);
+            let mut dl = Download::open(&format!("http://127.0.0.1:{port}/r"), 3).unwrap();
+            assert_eq!(dl.total(), Some(data.len() as u64));
+            let mut got = Vec::new();
+            // Small reads, like a decompressor's.
+            let mut buf = [0u8; 4096];
+            while got.len() < 400_000 {
+                let n = dl.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            // finish() drains the rest and verifies the whole stream.
+            let (n, sha) = dl.finish(Some(&sha_hex(&data)), "x").unwrap();
+            assert_eq!((n, sha), (data.len() as u64, sha_hex(&data)));
+            assert_eq!(got[..], data[..got.len()]);
+            assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+        }
+    }
+
+    #[test]
+    fn http_errors_are_not_retried() {
+        let (port, hits) = serve_with(vec![], Srv::NotFound);
+        let e = Download::open(&format!("http://127.0.0.1:{port}/missing"), 4)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("HTTP 404"), "{e}");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn mode_choice() {
+        use crate::config::Download as D;
+        const M: u64 = 1 << 20;
+        let c = |s, size, mem, tmp| choose_mode(s, size, mem, tmp).map(|(m, _)| m);
+        assert_eq!(
+            c(D::Auto, Some(100 * M), 1024 * M, 512 * M).unwrap(),
+            Mode::Ram
+        );
+        // 400 MiB + 128 MiB margin > 512 MiB tmpfs room: streamed.
+        assert_eq!(
+            c(D::Auto, Some(400 * M), 1024 * M, 512 * M).unwrap(),
+            Mode::Stream
+        );
+        assert_eq!(
+            c(D::Auto, Some(400 * M), 300 * M, 4096 * M).unwrap(),
+            Mode::Stream
+        );
+        assert_eq!(c(D::Auto, None, 300 * M, 300 * M).unwrap(), Mode::Ram);
+        assert_eq!(
+            c(D::Stream, Some(M), 4096 * M, 4096 * M).unwrap(),
+            Mode::Stream
+        );
+        assert_eq!(
+            c(D::Ram, Some(100 * M), 1024 * M, 512 * M).unwrap(),
+            Mode::Ram
+        );
+        let e = c(D::Ram, Some(400 * M), 1024 * M, 512 * M)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("400 MiB") && e.contains("only 512 MiB") && e.contains("\"stream\""),
+            "{e}"
+        );
+        let (_, why) = choose_mode(D::Auto, Some(400 * M), 1024 * M, 512 * M).unwrap();
+        assert!(why.contains("does not fit in RAM"), "{why}");
     }
 
     #[test]

@@ -1725,6 +1725,44 @@ fec00000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         assert_eq!(parse_reply(&p, XID), Ok((MessageKind::Offer, want)));
     }
 
+    /// Packets captured from a live QEMU (slirp, `-netdev user,restrict=on`) talking to this init
+    /// by qemu-tests/capture-dhcp.sh: our DISCOVER and REQUEST, slirp's OFFER and ACK.
+    #[test]
+    fn dhcp_captured_from_live_qemu() {
+        let cap = |n: &str| {
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/src/init/testdata/").to_owned() + n)
+                .unwrap()
+        };
+        let discover = cap("slirp-dhcp-1-discover.bin");
+        let offer = cap("slirp-dhcp-2-offer.bin");
+        let request = cap("slirp-dhcp-3-request.bin");
+        let ack = cap("slirp-dhcp-4-ack.bin");
+        let xid = u32::from_be_bytes(discover[4..8].try_into().unwrap());
+        let mac: [u8; 6] = discover[28..34].try_into().unwrap();
+        // What we sent then is what we build now, byte for byte.
+        assert_eq!(discover, build_discover(mac, xid));
+        assert_eq!(
+            request,
+            build_request(mac, xid, ip("10.0.2.15"), ip("10.0.2.2"))
+        );
+        // slirp's replies, as restrict=on sends them: mask, lease time, server id; no router, no DNS.
+        let want = Lease {
+            router: None,
+            dns: vec![],
+            ..slirp_lease()
+        };
+        assert_eq!(
+            parse_reply(&offer, xid),
+            Ok((MessageKind::Offer, want.clone()))
+        );
+        assert_eq!(parse_reply(&ack, xid), Ok((MessageKind::Ack, want)));
+        assert!(parse_reply(&ack, xid ^ 1).is_err());
+        // dhcproto reads the captured replies the same way.
+        let m = Message::decode(&mut Decoder::new(&ack)).unwrap();
+        assert_eq!((m.xid(), m.yiaddr()), (xid, ip("10.0.2.15")));
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
+    }
+
     #[test]
     fn dhcp_requests_are_well_formed() {
         let d = build_discover(MAC, XID);

@@ -409,5 +409,4 @@ mod tests {
         assert!(bb.link_group.is_some() && bb.link_group == sh.link_group);
         assert_eq!(bb.perm, 0o755);
     }
-    use std::io::Write;
 }
