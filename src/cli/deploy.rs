@@ -20,6 +20,7 @@ pub struct DeployArgs {
     pub ssh_options: Vec<String>,
     pub remote_dir: String,
     pub append: Option<String>,
+    pub network_keep: bool,
     pub yes: bool,
     pub timeout: u64,
 }
@@ -185,14 +186,19 @@ pub fn run(a: DeployArgs) -> Result<()> {
     }
 
     let kexec = format!(
-        "{}/anemos kexec --image {} --payload {}{}",
+        "{}/anemos kexec --image {} --payload {}{}{}",
         a.remote_dir,
         sh_quote(&format!("{}/base.img", a.remote_dir)),
         sh_quote(&format!("{}/payload.img", a.remote_dir)),
         a.append
             .as_ref()
             .map(|x| format!(" --append {}", sh_quote(x)))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if a.network_keep {
+            " --network keep"
+        } else {
+            ""
+        }
     );
     step(3, total, "the plan on the server (nothing is changed yet)");
     let (ok, out) = ssh_output(&a, &kexec)?;

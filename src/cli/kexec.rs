@@ -110,6 +110,7 @@ pub struct KexecArgs {
     pub payload: PathBuf,
     pub kernel: Option<PathBuf>,
     pub append: Option<String>,
+    pub network_keep: bool,
     pub yes: bool,
 }
 
@@ -200,6 +201,16 @@ pub fn run(a: KexecArgs) -> Result<()> {
             format!("no kernel image found for the running kernel {release} (tried /boot/vmlinuz-{release}, /boot/vmlinuz-linux, /lib/modules/{release}/vmlinuz, BOOT_IMAGE); pass --kernel PATH")
         })?,
     };
+    let kept = if a.network_keep {
+        let text = super::netkeep::capture()?;
+        println!("network: kept from this system (--network keep); the deploy image uses it before anemos.toml's [network]:");
+        for l in text.lines().filter(|l| !l.starts_with("# captured")) {
+            println!("  {l}");
+        }
+        Some(text)
+    } else {
+        None
+    };
     let cmdline = compose_cmdline(&current, a.append.as_deref());
     println!(
         "kernel: {}\ncommand line: {cmdline}\nRAM: {} MiB available",
@@ -226,6 +237,11 @@ pub fn run(a: KexecArgs) -> Result<()> {
         f.write_all(&b)?;
         f.write_all(&[0u8; 3][..(4 - b.len() % 4) % 4])?;
         f.write_all(&seg)?;
+        if let Some(text) = &kept {
+            // The kernel reads concatenated segments; a cpio header must start 4-byte aligned.
+            f.write_all(&[0u8; 3][..(4 - seg.len() % 4) % 4])?;
+            f.write_all(&super::netkeep::segment(text)?)?;
+        }
     }
     crate::init::kexec::load(&kernel, Some(&initrd), &cmdline)?;
     eprintln!("anemos: kexec loaded; syncing and rebooting into the deploy image");

@@ -10,7 +10,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::pack::{self, Compression, PackOptions};
 
 mod deploy;
-mod kexec;
+pub(crate) mod kexec;
+mod netkeep;
 
 /// Deploy a whole machine from code.
 ///
@@ -110,6 +111,10 @@ enum Cmd {
         /// Extra kernel command-line arguments (e.g. anemos.on_failure=shell).
         #[arg(long)]
         append: Option<String>,
+        /// `keep`: capture this system's addresses, routes and DNS and have the deploy image
+        /// use them (matched by MAC; before anemos.toml's [network], after ip= on --append).
+        #[arg(long, value_enum, value_name = "keep")]
+        network: Option<NetworkArg>,
         /// Really do it (without it nothing is changed).
         #[arg(long)]
         yes: bool,
@@ -138,6 +143,10 @@ enum Cmd {
         /// Extra kernel arguments for the deploy image.
         #[arg(long)]
         append: Option<String>,
+        /// `keep`: the deploy image takes over the server's current addresses, routes and DNS
+        /// (`anemos kexec --network keep` on the server).
+        #[arg(long, value_enum, value_name = "keep")]
+        network: Option<NetworkArg>,
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
@@ -280,6 +289,7 @@ fn run(cli: Cli) -> Result<()> {
             ssh_option,
             remote_dir,
             append,
+            network,
             yes,
             timeout,
         } => deploy::run(deploy::DeployArgs {
@@ -289,6 +299,7 @@ fn run(cli: Cli) -> Result<()> {
             ssh_options: ssh_option,
             remote_dir,
             append,
+            network_keep: network == Some(NetworkArg::Keep),
             yes,
             timeout,
         }),
@@ -297,12 +308,14 @@ fn run(cli: Cli) -> Result<()> {
             payload,
             kernel,
             append,
+            network,
             yes,
         } => kexec::run(kexec::KexecArgs {
             image,
             payload,
             kernel,
             append,
+            network_keep: network == Some(NetworkArg::Keep),
             yes,
         }),
         Cmd::Version => {
@@ -394,4 +407,11 @@ fn run_inspect(image: PathBuf, extract: Option<PathBuf>, cat: Option<String>) ->
     // A closed pipe (e.g. `| head`) is not an error worth reporting.
     let _ = out.write_all(inspect::format_listing(&segs).as_bytes());
     Ok(())
+}
+
+/// `anemos kexec --network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkArg {
+    /// Keep this system's network configuration in the deploy image.
+    Keep,
 }

@@ -180,10 +180,6 @@ impl Download {
         self.total
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     fn connect(&mut self) -> std::result::Result<(), ConnError> {
         use ConnError::*;
         let addr = (self.host.as_str(), self.port)
@@ -389,6 +385,15 @@ impl Read for Download {
                             self.progress();
                             return Ok(n);
                         }
+                        Ok(n) if self.done == 0 => {
+                            // Rates count from the first byte: a streamed download may wait
+                            // for partitioning between open() and the first read.
+                            self.start = Instant::now();
+                            self.hasher.update(&buf[..n]);
+                            self.done += n as u64;
+                            self.attempt = 0;
+                            return Ok(n);
+                        }
                         Ok(n) => {
                             self.hasher.update(&buf[..n]);
                             self.done += n as u64;
@@ -410,6 +415,7 @@ impl Read for Download {
 
 /// Downloads `url` to `dest` (RAM), verifying `sha256` (lowercase hex) when given.
 /// Returns (bytes, sha256 hex).
+#[cfg(test)]
 pub fn download(
     url: &str,
     dest: &Path,

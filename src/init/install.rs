@@ -152,7 +152,8 @@ impl<R: Read> Read for Progress<R> {
     }
 }
 
-/// Unpacks `archive` into `target` with owners, modes, mtimes, xattrs. Returns bytes read.
+/// Unpacks `archive` into `target` with owners, modes, mtimes, xattrs, after a pre-scan of
+/// the whole archive that refuses escaping entries before anything is written. Returns bytes read.
 pub fn unpack_rootfs(archive: &Path, target: &Path) -> Result<u64> {
     // Timed from here, so the figure includes the safety pre-scan of the whole archive.
     let t = Instant::now();
@@ -166,31 +167,7 @@ pub fn unpack_rootfs(archive: &Path, target: &Path) -> Result<u64> {
         start: t,
         last: Instant::now(),
     };
-    let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(progress)?);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_ownerships(true);
-    ar.set_preserve_mtime(true);
-    ar.set_unpack_xattrs(true);
-    ar.set_overwrite(true);
-    for e in ar
-        .entries()
-        .with_context(|| format!("reading {}", archive.display()))?
-    {
-        let mut e = e.with_context(|| format!("reading {}", archive.display()))?;
-        let p = e.path().map(|p| p.into_owned()).unwrap_or_default();
-        // unpack_in refuses paths that would leave `target`, also through symlinks unpacked
-        // earlier; a false return means it skipped such an entry.
-        let ok = e
-            .unpack_in(target)
-            .with_context(|| format!("unpacking {} from {}", p.display(), archive.display()))?;
-        if !ok {
-            bail!(
-                "{}: entry {:?} would escape the target; stopped",
-                archive.display(),
-                p
-            );
-        }
-    }
+    unpack_entries(progress, target, &archive.display().to_string(), false)?;
     let secs = t.elapsed().as_secs_f64().max(0.001);
     log::info!(
         "unpacked {entries} entries ({} MiB compressed) into {} in {:.1} s ({:.1} MB/s)",
@@ -200,6 +177,56 @@ pub fn unpack_rootfs(archive: &Path, target: &Path) -> Result<u64> {
         total as f64 / secs / 1e6
     );
     Ok(total)
+}
+
+/// Unpacks a tar stream (any compression) that can be read only once, e.g. a download: each
+/// entry is checked (no absolute path, no "..", no escaping hard link) just before it is
+/// written, since there is no pre-scan. Returns the number of entries.
+pub fn unpack_stream<R: Read>(r: R, target: &Path, label: &str) -> Result<u64> {
+    let t = Instant::now();
+    let n = unpack_entries(r, target, label, true)?;
+    log::info!(
+        "unpacked {n} entries from {label} into {} in {:.1} s (streamed)",
+        target.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(n)
+}
+
+fn unpack_entries<R: Read>(r: R, target: &Path, label: &str, check_each: bool) -> Result<u64> {
+    let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(r)?);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_ownerships(true);
+    ar.set_preserve_mtime(true);
+    ar.set_unpack_xattrs(true);
+    ar.set_overwrite(true);
+    let mut n = 0u64;
+    for e in ar.entries().with_context(|| format!("reading {label}"))? {
+        let mut e = e.with_context(|| format!("reading {label}"))?;
+        let p = e.path().map(|p| p.into_owned()).unwrap_or_default();
+        if check_each {
+            if !crate::pack::sources::tar_path_ok(&p) {
+                bail!("{label}: entry {p:?} escapes the target root (absolute path or \"..\"); stopped there");
+            }
+            if e.header().entry_type() == tar::EntryType::Link {
+                if let Ok(Some(l)) = e.link_name() {
+                    if !crate::pack::sources::tar_path_ok(&l) {
+                        bail!("{label}: hard link {p:?} -> {l:?} escapes the target root; stopped there");
+                    }
+                }
+            }
+        }
+        // unpack_in refuses paths that would leave `target`, also through symlinks unpacked
+        // earlier; a false return means it skipped such an entry.
+        let ok = e
+            .unpack_in(target)
+            .with_context(|| format!("unpacking {} from {label}", p.display()))?;
+        if !ok {
+            bail!("{label}: entry {p:?} would escape the target; stopped");
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Runs a builder with its output streamed to the console with `prefix`, and to the log.
@@ -379,17 +406,45 @@ pub fn effective(install: &Option<Install>, payload: &Path) -> Option<Install> {
     }
 }
 
-/// Runs the install. `target` is the mounted target root.
-pub fn run(install: &Install, env: &BTreeMap<String, String>, target: &Path) -> Result<()> {
+/// A URL rootfs as the fetch stage left it.
+pub enum Fetched {
+    /// Downloaded into RAM and verified.
+    File(PathBuf),
+    /// Connected, to be streamed into the unpack; verified against the sha256 at the end.
+    Stream(super::fetch::Download, Option<String>),
+}
+
+/// Runs the install. `target` is the mounted target root; `fetched` is the fetch stage's
+/// result for a URL rootfs.
+pub fn run(
+    install: &Install,
+    env: &BTreeMap<String, String>,
+    target: &Path,
+    fetched: Option<Fetched>,
+) -> Result<()> {
     let payload = Path::new(PAYLOAD);
     match install {
         Install::Rootfs {
-            source: RootfsSource::Path(p),
-            provision,
-            ..
+            source, provision, ..
         } => {
-            let archive = payload.join(p);
-            unpack_rootfs(&archive, target)?;
+            match (source, fetched) {
+                (RootfsSource::Path(p), _) => {
+                    unpack_rootfs(&payload.join(p), target)?;
+                }
+                (RootfsSource::Url(_), Some(Fetched::File(f))) => {
+                    unpack_rootfs(&f, target)?;
+                }
+                (RootfsSource::Url(u), Some(Fetched::Stream(mut dl, sha))) => {
+                    unpack_stream(&mut dl, target, u)?;
+                    dl.finish(
+                        sha.as_deref(),
+                        "it was streamed onto the disk, which must not be booted: failing the deploy",
+                    )?;
+                }
+                (RootfsSource::Url(u), None) => {
+                    bail!("rootfs from {u}: the fetch stage did not run")
+                }
+            }
             if let Some(script) = provision {
                 let dst = target.join("tmp/anemos-provision");
                 fs::create_dir_all(target.join("tmp"))?;
@@ -411,12 +466,6 @@ pub fn run(install: &Install, env: &BTreeMap<String, String>, target: &Path) -> 
                 r?;
             }
             Ok(())
-        }
-        Install::Rootfs {
-            source: RootfsSource::Url(u),
-            ..
-        } => {
-            bail!("rootfs from a URL ({u}) needs the network stage, which this build does not have yet")
         }
         Install::Script { path, args } => {
             let prog = payload.join(path);
@@ -445,6 +494,7 @@ pub fn run(install: &Install, env: &BTreeMap<String, String>, target: &Path) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn env_keys() {
@@ -479,6 +529,66 @@ mod tests {
             fs::read_dir(&target).unwrap().count(),
             0,
             "the good entry before it must not be written either"
+        );
+    }
+
+    /// Streaming has no pre-scan: entries before the bad one land, the bad one stops the
+    /// unpack with an error naming it, nothing is written outside the target.
+    #[test]
+    fn stream_unpack_checks_each_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut ok = tar::Header::new_gnu();
+        ok.set_size(2);
+        ok.set_mode(0o640);
+        ok.set_uid(0);
+        ok.set_gid(0);
+        ok.set_mtime(1_700_000_000);
+        b.append_data(&mut ok, "etc/fine", &b"ok"[..]).unwrap();
+        let good = b.into_inner().unwrap();
+        let zst = zstd::encode_all(&good[..], 3).unwrap();
+        let target = d.path().join("t");
+        fs::create_dir(&target).unwrap();
+        assert_eq!(
+            unpack_stream(&zst[..], &target, "http://h/r.tar.zst").unwrap(),
+            1
+        );
+        assert_eq!(fs::read(target.join("etc/fine")).unwrap(), b"ok");
+        assert_eq!(
+            fs::metadata(target.join("etc/fine"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640
+        );
+
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..12].copy_from_slice(b"../../escape");
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut ok, "first", &b"ok"[..]).unwrap();
+        b.append(&h, &b"x"[..]).unwrap();
+        let bad = b.into_inner().unwrap();
+        let t2 = d.path().join("t2");
+        fs::create_dir(&t2).unwrap();
+        let e = unpack_stream(&bad[..], &t2, "http://h/bad.tar")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("http://h/bad.tar")
+                && e.contains("../../escape")
+                && e.contains("escapes the target root"),
+            "{e}"
+        );
+        assert!(t2.join("first").exists());
+        assert!(
+            !d.path().join("escape").exists()
+                && !d.path().parent().unwrap().join("escape").exists()
         );
     }
 

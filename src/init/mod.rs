@@ -63,8 +63,8 @@ pub struct Ctx {
     /// Set by a dry run: later destructive stages are skipped.
     pub stop_before_writes: bool,
     pub entry: Option<bootloader::Entry>,
-    /// A rootfs downloaded by the fetch stage (in RAM), used by the install.
-    pub downloaded: Option<std::path::PathBuf>,
+    /// A URL rootfs as the fetch stage left it (in RAM, or connected for streaming).
+    pub fetched: Option<install::Fetched>,
     /// (stage, ms) of every completed stage, for the deploy report.
     pub timings: Vec<(String, u128)>,
 }
@@ -148,7 +148,7 @@ pub fn run() -> ! {
         stop_before_writes: false,
         entry: None,
         timings: Vec::new(),
-        downloaded: None,
+        fetched: None,
     };
     let mut from = 0;
     let mut broke = false;
@@ -328,14 +328,27 @@ fn stage_payload(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-fn url_install(ctx: &Ctx) -> Option<(String, Option<String>, bool)> {
+struct UrlInstall {
+    url: String,
+    sha256: Option<String>,
+    insecure: bool,
+    download: crate::config::Download,
+}
+
+fn url_install(ctx: &Ctx) -> Option<UrlInstall> {
     match ctx.payload.as_ref().and_then(|p| p.config.install.clone()) {
         Some(crate::config::Install::Rootfs {
-            source: crate::config::RootfsSource::Url(u),
+            source: crate::config::RootfsSource::Url(url),
             sha256,
             insecure,
+            download,
             ..
-        }) => Some((u, sha256.map(|h| crate::pack::payload::hex(&h)), insecure)),
+        }) => Some(UrlInstall {
+            url,
+            sha256: sha256.map(|h| crate::pack::payload::hex(&h)),
+            insecure,
+            download,
+        }),
         _ => None,
     }
 }
@@ -382,19 +395,44 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Download attempts after a failure, in a row (reset when bytes arrive).
+const FETCH_RETRIES: u32 = 4;
+
 fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
-    let Some((url, sha, insecure)) = url_install(ctx) else {
+    let Some(u) = url_install(ctx) else {
         return Ok(());
     };
-    if sha.is_none() && !insecure {
+    if u.sha256.is_none() && !u.insecure {
         anyhow::bail!("[install] url needs sha256 (or insecure = true)");
     }
-    // Downloaded into RAM before any disk is touched, so a bad URL or hash never leaves a
-    // wiped disk.
+    // Connecting here, before any disk is touched, means a bad URL, an unreachable server or
+    // a 404 never leaves a wiped disk.
+    let dl = fetch::Download::open(&u.url, FETCH_RETRIES)?;
     std::fs::create_dir_all("/run/anemos")?;
-    let dest = std::path::PathBuf::from("/run/anemos/rootfs.download");
-    fetch::download(&url, &dest, sha.as_deref(), 4)?;
-    ctx.downloaded = Some(dest);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| crate::cli::kexec::mem_available(&m))
+        .unwrap_or(0);
+    let run_free = rustix::fs::statvfs("/run/anemos")
+        .map(|v| v.f_bavail * v.f_frsize)
+        .unwrap_or(0);
+    let (mode, why) = fetch::choose_mode(u.download, dl.total(), mem, run_free)?;
+    match mode {
+        fetch::Mode::Ram => {
+            ::log::info!("fetch: into RAM before any disk is written: {why}");
+            let dest = std::path::PathBuf::from("/run/anemos/rootfs.download");
+            fetch::save(dl, &dest, u.sha256.as_deref())?;
+            ctx.fetched = Some(install::Fetched::File(dest));
+        }
+        fetch::Mode::Stream => {
+            ::log::warn!(
+                "fetch: {} will be streamed into the unpack ({why}); its sha256 is checked when the \
+                 download ends, after the disks were written — a mismatch then fails the deploy",
+                u.url
+            );
+            ctx.fetched = Some(install::Fetched::Stream(dl, u.sha256));
+        }
+    }
     Ok(())
 }
 
@@ -515,16 +553,7 @@ fn stage_install(ctx: &mut Ctx) -> Result<()> {
         disks::TARGET,
         payload.config.hostname.as_deref(),
     );
-    let r = match (&inst, &ctx.downloaded) {
-        (
-            crate::config::Install::Rootfs {
-                source: crate::config::RootfsSource::Url(_),
-                ..
-            },
-            Some(file),
-        ) => install::unpack_rootfs(file, Path::new(disks::TARGET)).map(|_| ()),
-        _ => install::run(&inst, &env, Path::new(disks::TARGET)),
-    };
+    let r = install::run(&inst, &env, Path::new(disks::TARGET), ctx.fetched.take());
     let n = install::wipe_secrets(payload_dir);
     if n > 0 {
         ::log::info!("wiped {n} secret file(s) from RAM");

@@ -946,6 +946,11 @@ pub fn set_ipv6_conf(iface: &str, key: &str, value: &str) -> io::Result<()> {
     std::fs::write(&p, value).map_err(|e| ctx(e, &format!("writing {value} to {p}")))
 }
 
+/// (interface, address, prefix length) of every IPv4 address on this system (getifaddrs).
+pub fn ipv4_addresses() -> io::Result<Vec<(String, Ipv4Addr, u8)>> {
+    sys::ipv4_addresses()
+}
+
 /// Whether the kernel has IPv6 (not built without it, not `ipv6.disable=1`).
 pub fn ipv6_available() -> bool {
     Path::new("/proc/sys/net/ipv6").is_dir()
@@ -1063,7 +1068,7 @@ fn exchange(
 
 mod sys {
     use super::*;
-    use std::ffi::CString;
+    use std::ffi::{CStr, CString};
     use std::mem::size_of;
 
     fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -1232,6 +1237,41 @@ mod sys {
         })
         .map_err(|x| e(&format!("bind 0.0.0.0:{port}"), x))?;
         Ok(UdpSocket::from(fd))
+    }
+
+    /// (interface, address, prefix length) of every IPv4 address, from getifaddrs(3).
+    pub fn ipv4_addresses() -> io::Result<Vec<(String, Ipv4Addr, u8)>> {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        // SAFETY: getifaddrs fills `head` with a list we own until freeifaddrs.
+        if unsafe { libc::getifaddrs(&mut head) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut out = Vec::new();
+        let mut p = head;
+        while !p.is_null() {
+            // SAFETY: p is a node of the list getifaddrs returned, not yet freed. For
+            // AF_INET entries ifa_addr and ifa_netmask point to sockaddr_in.
+            unsafe {
+                let ifa = &*p;
+                if !ifa.ifa_addr.is_null()
+                    && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+                    && !ifa.ifa_netmask.is_null()
+                {
+                    let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                    let addr = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                    let mask = Ipv4Addr::from(u32::from_be(m.sin_addr.s_addr));
+                    let name = CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned();
+                    if let Some(prefix) = super::mask_to_prefix(mask) {
+                        out.push((name, addr, prefix));
+                    }
+                }
+                p = ifa.ifa_next;
+            }
+        }
+        // SAFETY: head came from getifaddrs and is freed once.
+        unsafe { libc::freeifaddrs(head) };
+        Ok(out)
     }
 
     /// Move the calling thread into a fresh network namespace (tests only).
