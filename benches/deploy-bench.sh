@@ -23,6 +23,14 @@ echo "== download + unpack by URL (same HTTP server via guestfwd, same VM, same 
 echo "   anemos: fetch ${f} ms (to RAM, sha256) + unpack ${u} s"
 echo "   curl | tar --zstd -x: ${c} s"
 awk -v f="$f" -v u="$u" -v c="$c" 'BEGIN { a = f / 1000 + u; r = c / a; printf "   ratio (curl|tar time / anemos time): %.2f\n", r }'
+python3 qemu-tests/run.py qemu-tests/bench/download-stream.toml | grep -E "PASS|FAIL"
+ds=qemu-tests/out/download-stream.console.log
+st=$(grep -aoE 'unpacked [0-9]+ entries from .* in [0-9.]+ s \(streamed\)' "$ds" | grep -oE 'in [0-9.]+ s' | grep -oE '[0-9.]+')
+c2=$(grep -aoE 'CURLTAR-SECONDS [0-9.]+' "$ds" | awk '{print $2}')
+echo "== streamed download + unpack (install.download = \"stream\"; same server, same VM, same ext4):"
+echo "   anemos: ${st} s (download, unpack and sha256 in one pass)"
+echo "   curl | tar --zstd -x: ${c2} s"
+awk -v a="$st" -v c="$c2" 'BEGIN { r = c / a; printf "   ratio (curl|tar time / anemos time): %.2f\n", r }'
 echo "== deploy of examples/busybox, split by stage (ms, from the init's own figures line):"
 grep -aoE 'figures: stage timings \(ms\): .*' qemu-tests/out/demo.console.log | sed 's/^/   /'
 grep -aoE 'deploy finished in [0-9]+ ms' qemu-tests/out/demo.console.log | sed 's/^/   /'

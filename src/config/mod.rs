@@ -204,6 +204,8 @@ pub struct Interface {
     pub slaac: bool,
     pub routes: Vec<Route>,
     pub mtu: Option<u32>,
+    /// Seconds to wait for carrier; `None`: the init's `anemos.timeout`.
+    pub link_timeout: Option<u64>,
 }
 
 /// A static route: `to` (network, prefix length) via the gateway `via`.

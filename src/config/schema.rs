@@ -145,6 +145,7 @@ pub struct InterfaceConfig {
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
     pub mtu: Option<u32>,
+    pub link_timeout: Option<u64>,
 }
 
 /// One entry of `network.interface.routes`.

@@ -318,6 +318,14 @@ fn interface(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> Interface {
                 .ok()
         })
         .collect();
+    if let Some(t) = c.link_timeout {
+        if !(1..=3600).contains(&t) {
+            p.add(
+                format!("{ik}.link_timeout"),
+                format!("{t} is out of range (1..=3600 seconds)"),
+            );
+        }
+    }
     let slaac = c.slaac.unwrap_or(false);
     if !dhcp && !slaac && c.addresses.is_empty() {
         p.add(
@@ -394,6 +402,7 @@ fn interface(c: &InterfaceConfig, ik: &str, p: &mut Problems) -> Interface {
         slaac,
         routes,
         mtu: c.mtu,
+        link_timeout: c.link_timeout,
     }
 }
 

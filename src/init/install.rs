@@ -318,6 +318,8 @@ pub fn run_builder(
 /// API filesystems inside a chroot target, unmounted when dropped.
 pub struct ChrootMounts {
     points: Vec<PathBuf>,
+    /// An empty /etc/resolv.conf we created in the target as a bind-mount point.
+    created: Option<PathBuf>,
 }
 
 impl ChrootMounts {
@@ -335,7 +337,41 @@ impl ChrootMounts {
                 .with_context(|| format!("bind-mounting {src} on {}", d.display()))?;
             points.push(d);
         }
-        Ok(ChrootMounts { points })
+        let mut m = ChrootMounts {
+            points,
+            created: None,
+        };
+        m.bind_resolv_conf(root);
+        Ok(m)
+    }
+
+    /// The deploy image's /etc/resolv.conf (what the network stage configured) over the
+    /// target's for the chroot's lifetime, so a provision step that downloads resolves names.
+    /// A symlinked target resolv.conf (systemd-resolved) is left alone.
+    fn bind_resolv_conf(&mut self, root: &Path) {
+        let src = Path::new("/etc/resolv.conf");
+        let dst = root.join("etc/resolv.conf");
+        if !src.is_file() || !root.join("etc").is_dir() {
+            return;
+        }
+        match fs::symlink_metadata(&dst) {
+            Ok(md) if md.file_type().is_symlink() => {
+                log::info!("chroot: the target's /etc/resolv.conf is a symlink; not binding the deploy image's over it");
+                return;
+            }
+            Ok(md) if !md.is_file() => return,
+            Ok(_) => {}
+            Err(_) => {
+                if fs::write(&dst, b"").is_err() {
+                    return;
+                }
+                self.created = Some(dst.clone());
+            }
+        }
+        match rustix::mount::mount_bind(src, &dst) {
+            Ok(()) => self.points.push(dst),
+            Err(e) => log::warn!("bind-mounting /etc/resolv.conf into the target: {e}"),
+        }
     }
 }
 
@@ -345,6 +381,9 @@ impl Drop for ChrootMounts {
             if let Err(e) = rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH) {
                 log::warn!("unmounting {}: {e}", p.display());
             }
+        }
+        if let Some(f) = self.created.take() {
+            let _ = fs::remove_file(f);
         }
     }
 }

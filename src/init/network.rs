@@ -32,6 +32,8 @@ pub struct IfacePlan {
     pub dns: Vec<IpAddr>,
     pub search: Vec<String>,
     pub mtu: Option<u32>,
+    /// Carrier wait; `None`: the caller's default (`anemos.timeout`).
+    pub link_timeout: Option<Duration>,
     pub source: &'static str,
 }
 
@@ -47,6 +49,7 @@ impl IfacePlan {
             dns: vec![],
             search: vec![],
             mtu: None,
+            link_timeout: None,
             source,
         }
     }
@@ -99,6 +102,7 @@ fn from_config(c: &Interface, name: &str, source: &'static str) -> IfacePlan {
         dns: c.dns.clone(),
         search: c.search.clone(),
         mtu: c.mtu,
+        link_timeout: c.link_timeout.map(Duration::from_secs),
         source,
     }
 }
@@ -269,7 +273,8 @@ pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Applied> {
     Ok(out)
 }
 
-fn apply_one(nl: &mut net::Netlink, p: &IfacePlan, link_timeout: Duration) -> Result<Applied> {
+fn apply_one(nl: &mut net::Netlink, p: &IfacePlan, default_wait: Duration) -> Result<Applied> {
+    let link_timeout = p.link_timeout.unwrap_or(default_wait);
     let t = Instant::now();
     let idx = nl.link_index(&p.name).context("no such interface")?;
     let wants_v6 = p.slaac
@@ -498,6 +503,7 @@ mod tests {
                 slaac: false,
                 routes: vec![],
                 mtu: Some(9000),
+                link_timeout: None,
             }],
         };
         let ns = [IpAddr::V4(Ipv4Addr::new(9, 9, 9, 9))];
@@ -554,6 +560,7 @@ mod tests {
                 slaac: true,
                 routes: vec![],
                 mtu: None,
+                link_timeout: None,
             }],
         };
         let kept = mk(
@@ -626,6 +633,7 @@ mod tests {
                 slaac: false,
                 routes: vec![],
                 mtu: None,
+                link_timeout: None,
             }],
         };
         let e = plan_network(&[], &[], None, &cfg, &ifs(), false)
