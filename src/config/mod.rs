@@ -57,16 +57,7 @@ pub fn load_network(text: &str, origin: &str) -> Result<Network, ConfigErrors> {
     if problems.is_empty() {
         return Ok(net);
     }
-    let errors = problems
-        .into_vec()
-        .into_iter()
-        .map(|(key, message)| ConfigError {
-            position: cfg.positions.find(&key),
-            key,
-            message,
-        })
-        .collect();
-    Err(ConfigErrors::new(origin, errors))
+    Err(cfg.errors(problems))
 }
 
 impl Config {
@@ -78,6 +69,12 @@ impl Config {
         if problems.is_empty() {
             return Ok(validated);
         }
+        Err(self.errors(problems))
+    }
+
+    /// The problems as errors with their positions, in file order (problems without a
+    /// position, such as a missing section, last).
+    fn errors(&self, problems: validate::Problems) -> ConfigErrors {
         let mut errors: Vec<ConfigError> = problems
             .into_vec()
             .into_iter()
@@ -87,9 +84,8 @@ impl Config {
                 message,
             })
             .collect();
-        // File order reads best; problems without a position (a missing section) go last.
         errors.sort_by_key(|e| e.position.unwrap_or((usize::MAX, 0)));
-        Err(ConfigErrors::new(&self.origin, errors))
+        ConfigErrors::new(&self.origin, errors)
     }
 }
 

@@ -299,21 +299,12 @@ pub fn encode_newaddr(seq: u32, index: u32, addr: impl Into<IpAddr>, prefix: u8)
         IpAddr::V4(a) => a,
         IpAddr::V6(a) => return encode_newaddr6(seq, index, a, prefix),
     };
-    let mut b = nl_header(
-        RTM_NEWADDR,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        seq,
-    );
-    // struct ifaddrmsg { u8 family; u8 prefixlen; u8 flags; u8 scope; u32 index; }
-    b.push(AF_INET);
-    b.push(prefix);
-    b.push(0);
-    b.push(if addr.is_loopback() {
+    let scope = if addr.is_loopback() {
         RT_SCOPE_HOST
     } else {
         RT_SCOPE_UNIVERSE
-    });
-    b.extend_from_slice(&index.to_ne_bytes());
+    };
+    let mut b = newaddr_head(seq, AF_INET, prefix, scope, index);
     push_attr(&mut b, IFA_LOCAL, &addr.octets());
     push_attr(&mut b, IFA_ADDRESS, &addr.octets());
     if prefix <= 30 {
@@ -323,21 +314,25 @@ pub fn encode_newaddr(seq: u32, index: u32, addr: impl Into<IpAddr>, prefix: u8)
     finish(b)
 }
 
-fn encode_newaddr6(seq: u32, index: u32, addr: Ipv6Addr, prefix: u8) -> Vec<u8> {
+/// RTM_NEWADDR header + `struct ifaddrmsg { u8 family; u8 prefixlen; u8 flags; u8 scope; u32 index; }`.
+fn newaddr_head(seq: u32, family: u8, prefix: u8, scope: u8, index: u32) -> Vec<u8> {
     let mut b = nl_header(
         RTM_NEWADDR,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         seq,
     );
-    b.push(AF_INET6);
-    b.push(prefix);
-    b.push(0);
-    b.push(if is_link_local6(&addr) {
+    b.extend_from_slice(&[family, prefix, 0, scope]);
+    b.extend_from_slice(&index.to_ne_bytes());
+    b
+}
+
+fn encode_newaddr6(seq: u32, index: u32, addr: Ipv6Addr, prefix: u8) -> Vec<u8> {
+    let scope = if is_link_local6(&addr) {
         RT_SCOPE_LINK
     } else {
         RT_SCOPE_UNIVERSE
-    });
-    b.extend_from_slice(&index.to_ne_bytes());
+    };
+    let mut b = newaddr_head(seq, AF_INET6, prefix, scope, index);
     push_attr(&mut b, IFA_LOCAL, &addr.octets());
     push_attr(&mut b, IFA_ADDRESS, &addr.octets());
     finish(b)
