@@ -263,6 +263,30 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|d| d.partitions.len())
                     .sum::<usize>()
             );
+            if !v.network.interfaces.is_empty() {
+                eprintln!(
+                    "anemos: deploy-image network: {} interface entr{} (see docs/network.md for the precedence of ip= and --network keep)",
+                    v.network.interfaces.len(),
+                    if v.network.interfaces.len() == 1 { "y" } else { "ies" }
+                );
+            }
+            if let Some(crate::config::Install::Rootfs {
+                source: crate::config::RootfsSource::Url(u),
+                download,
+                ..
+            }) = &v.install
+            {
+                let how = match download {
+                    crate::config::Download::Auto => {
+                        "into RAM before any disk is written when it fits, else streamed"
+                    }
+                    crate::config::Download::Ram => "into RAM before any disk is written",
+                    crate::config::Download::Stream => {
+                        "streamed into the unpack; sha256 checked after the disks were written"
+                    }
+                };
+                eprintln!("anemos: rootfs from {u}: {how}");
+            }
             Ok(())
         }
         Cmd::Plan { config, disk } => {
