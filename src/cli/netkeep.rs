@@ -28,13 +28,24 @@ pub struct Captured {
     pub mtu: Option<u32>,
 }
 
-/// IPv4 routes with a gateway from /proc/net/route: (iface, (dest, prefix), gateway). Pure.
-pub fn parse_proc_route(text: &str) -> Vec<(String, (Ipv4Addr, u8), Ipv4Addr)> {
+/// One IPv4 route through a gateway, from /proc/net/route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GwRoute {
+    pub iface: String,
+    pub to: (Ipv4Addr, u8),
+    pub via: Ipv4Addr,
+    pub metric: u32,
+}
+
+/// IPv4 routes with a gateway from /proc/net/route. Pure.
+pub fn parse_proc_route(text: &str) -> Vec<GwRoute> {
     const RTF_GATEWAY: u32 = 0x2;
-    let le = |s: &str| {
+    // The kernel prints each network-order address as a host-order u32 in hex: its bytes in
+    // memory are the address.
+    let addr = |s: &str| {
         u32::from_str_radix(s, 16)
             .ok()
-            .map(|v| Ipv4Addr::from(v.swap_bytes()))
+            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
     };
     text.lines()
         .skip(1)
@@ -47,11 +58,16 @@ pub fn parse_proc_route(text: &str) -> Vec<(String, (Ipv4Addr, u8), Ipv4Addr)> {
             if flags & RTF_GATEWAY == 0 {
                 return None;
             }
-            let dest = le(f[1])?;
-            let gw = le(f[2])?;
-            let mask = le(f[7])?;
+            let dest = addr(f[1])?;
+            let via = addr(f[2])?;
+            let mask = addr(f[7])?;
             let prefix = crate::init::net::mask_to_prefix(mask)?;
-            Some((f[0].to_string(), (dest, prefix), gw))
+            Some(GwRoute {
+                iface: f[0].to_string(),
+                to: (dest, prefix),
+                via,
+                metric: f[6].parse().ok()?,
+            })
         })
         .collect()
 }
@@ -72,7 +88,11 @@ pub fn parse_resolv_conf(text: &str) -> (Vec<IpAddr>, Vec<String>) {
                 }
             }
             Some("search") | Some("domain") => {
-                search = w.map(|s| s.trim_end_matches('.').to_string()).collect();
+                // systemd-resolved writes "search ." (the root domain): nothing to search.
+                search = w
+                    .map(|s| s.trim_end_matches('.').to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
             }
             _ => {}
         }
@@ -152,6 +172,12 @@ pub fn capture() -> Result<String> {
         if !e.path().join("device").exists() {
             continue;
         }
+        // Only interfaces with a link now: one without could not come up in the deploy image
+        // either, and would fail its network stage.
+        let carrier = fs::read_to_string(e.path().join("carrier")).unwrap_or_default();
+        if carrier.trim() != "1" {
+            continue;
+        }
         let mac = fs::read_to_string(e.path().join("address"))
             .unwrap_or_default()
             .trim()
@@ -191,14 +217,21 @@ pub fn capture() -> Result<String> {
         }
     }
     let routes = fs::read_to_string("/proc/net/route").unwrap_or_default();
-    for (iface, (dest, prefix), gw) in parse_proc_route(&routes) {
-        if let Some(c) = by_name.get_mut(&iface) {
-            if prefix == 0 {
-                if !c.gateways.iter().any(|g| g.is_ipv4()) {
-                    c.gateways.push(IpAddr::V4(gw));
+    // The deploy image prefers interfaces in the order they are listed (metric 100, 101, ...):
+    // list them by their default route's metric here, as the old system preferred them.
+    let mut default_metric: BTreeMap<String, u32> = BTreeMap::new();
+    for r in parse_proc_route(&routes) {
+        if let Some(c) = by_name.get_mut(&r.iface) {
+            if r.to.1 == 0 {
+                let m = default_metric.entry(r.iface.clone()).or_insert(u32::MAX);
+                if r.metric < *m {
+                    *m = r.metric;
+                    c.gateways.retain(|g| !g.is_ipv4());
+                    c.gateways.push(IpAddr::V4(r.via));
                 }
             } else {
-                c.routes.push(((IpAddr::V4(dest), prefix), IpAddr::V4(gw)));
+                c.routes
+                    .push(((IpAddr::V4(r.to.0), r.to.1), IpAddr::V4(r.via)));
             }
         }
     }
@@ -217,10 +250,11 @@ pub fn capture() -> Result<String> {
         .find_map(|p| fs::read_to_string(p).ok())
         .unwrap_or_default();
     let (dns, search) = parse_resolv_conf(&resolv);
-    let ifaces: Vec<Captured> = by_name
+    let mut ifaces: Vec<Captured> = by_name
         .into_values()
         .filter(|c| !c.addresses.is_empty() || c.slaac)
         .collect();
+    ifaces.sort_by_key(|c| default_metric.get(&c.name).copied().unwrap_or(u32::MAX));
     if ifaces.is_empty() {
         bail!("--network keep: no physical interface of this system has an address to keep");
     }
@@ -266,18 +300,24 @@ eth0\t00000000\t0202000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
 eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
 eth0\t000200C0\t0302000A\t0003\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
         let r = parse_proc_route(t);
+        let got: Vec<_> = r
+            .iter()
+            .map(|r| (r.iface.as_str(), r.to, r.via, r.metric))
+            .collect();
         assert_eq!(
-            r,
+            got,
             [
                 (
-                    "eth0".to_string(),
+                    "eth0",
                     (Ipv4Addr::UNSPECIFIED, 0),
-                    Ipv4Addr::new(10, 0, 2, 2)
+                    Ipv4Addr::new(10, 0, 2, 2),
+                    0
                 ),
                 (
-                    "eth0".to_string(),
+                    "eth0",
                     (Ipv4Addr::new(192, 0, 2, 0), 24),
-                    Ipv4Addr::new(10, 0, 2, 3)
+                    Ipv4Addr::new(10, 0, 2, 3),
+                    0
                 ),
             ]
         );
@@ -286,7 +326,7 @@ eth0\t000200C0\t0302000A\t0003\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
     #[test]
     fn resolv_conf_drops_local_stubs() {
         let (ns, s) = parse_resolv_conf(
-            "# stub\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch lab.example.org. example.org\noptions edns0\n",
+            "# stub\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch lab.example.org. example.org .\noptions edns0\n",
         );
         assert_eq!(
             ns,

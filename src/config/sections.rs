@@ -449,6 +449,13 @@ fn route(
             format!("{via} is IPv4 but this interface gets no IPv4 address"),
         );
     }
+    if to.1 == 0 {
+        p.add(
+            format!("{rk}.to"),
+            "a default route: put the gateway in gateways instead",
+        );
+        return None;
+    }
     if !host_bits_zero(to.0, to.1) {
         p.add(
             format!("{rk}.to"),

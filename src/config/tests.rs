@@ -442,6 +442,7 @@ fn section_rules_name_their_key() {
         ("route without via", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"10.1.0.0/16\" }]"), "network.interface[0].routes[0].via", "missing"),
         ("route with host bits", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"10.1.2.3/16\", via = \"10.0.2.1\" }]"), "network.interface[0].routes[0].to", "host bits"),
         ("route mixing families", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"2001:db8::/32\", via = \"10.0.2.1\" }]"), "network.interface[0].routes[0].via", "different address families"),
+        ("default route in routes", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"0.0.0.0/0\", via = \"10.0.2.1\" }]"), "network.interface[0].routes[0].to", "put the gateway in gateways"),
         ("link timeout zero", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nlink_timeout = 0"), "network.interface[0].link_timeout", "1..=3600"),
         ("unknown route key", with("[[network.interface]]\nmatch = { name = \"eth0\" }\ndhcp = true\nroutes = [{ to = \"10.1.0.0/16\", via = \"10.0.2.1\", metric = 5 }]"), "network.interface[0].routes[0].metric", "unknown"),
     ];

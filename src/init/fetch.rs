@@ -201,7 +201,9 @@ impl Download {
         let mut w = &s;
         write!(
             w,
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: anemos/{}\r\n{range}Connection: close\r\n\r\n",
+            // HTTP/1.0: the reply is the raw body up to Content-Length or the close, never
+            // chunked (which this reader does not decode); Range and Host work as in 1.1.
+            "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: anemos/{}\r\n{range}Connection: close\r\n\r\n",
             self.path,
             self.host,
             env!("CARGO_PKG_VERSION")
@@ -225,6 +227,18 @@ impl Download {
             head.push_str(&l);
         }
         let (status, len, range) = parse_head(&head).map_err(Transient)?;
+        let chunked = head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("transfer-encoding")
+                    && v.to_ascii_lowercase().contains("chunked")
+            })
+        });
+        if chunked {
+            return Err(Fatal(anyhow!(
+                "{}: the server sent a chunked reply to an HTTP/1.0 request; this download needs a server that sends plain bodies",
+                self.url
+            )));
+        }
         match status {
             200 => {
                 // A fresh body (the server ignored Range if we asked): skip what we have.
@@ -255,6 +269,14 @@ impl Download {
                         self.url,
                         self.done,
                         start
+                    )));
+                }
+                if self.total.is_some() && range.is_some() && range != self.total {
+                    return Err(Fatal(anyhow!(
+                        "{}: the size changed between requests ({} then {} bytes); the file was replaced during the download",
+                        self.url,
+                        self.total.unwrap_or(0),
+                        range.unwrap_or(0)
                     )));
                 }
                 self.skip = 0;
@@ -481,6 +503,10 @@ mod tests {
         DropNoRange,
         /// 404 for everything.
         NotFound,
+        /// Replies chunked.
+        Chunked,
+        /// Drops the first transfer halfway; the resumed range says the file grew.
+        Replaced,
     }
 
     /// A test HTTP server; returns its port and a counter of requests served.
@@ -510,6 +536,10 @@ mod tests {
                     let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
                     continue;
                 }
+                if mode == Srv::Chunked {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+                    continue;
+                }
                 let req = String::from_utf8_lossy(&req[..n]).to_string();
                 let from: usize = req
                     .lines()
@@ -518,8 +548,13 @@ mod tests {
                     .filter(|_| mode != Srv::DropNoRange)
                     .unwrap_or(0);
                 let body = &data[from..];
+                let claimed = if mode == Srv::Replaced {
+                    data.len() + 10
+                } else {
+                    data.len()
+                };
                 let head = if from > 0 {
-                    format!("HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\n\r\n", body.len(), data.len() - 1, data.len())
+                    format!("HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{claimed}\r\n\r\n", body.len(), data.len() - 1)
                 } else {
                     format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
                 };
@@ -583,6 +618,31 @@ mod tests {
             .to_string();
         assert!(e.contains("HTTP 404"), "{e}");
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn chunked_and_replaced_files_are_refused() {
+        let (port, _) = serve_with(vec![], Srv::Chunked);
+        let e = Download::open(&format!("http://127.0.0.1:{port}/c"), 2)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("chunked"), "{e}");
+        let data = vec![7u8; 300_000];
+        let (port, _) = serve_with(data, Srv::Replaced);
+        let d = tempfile::tempdir().unwrap();
+        let e = download(
+            &format!("http://127.0.0.1:{port}/r"),
+            &d.path().join("r"),
+            None,
+            3,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("the size changed between requests (300000 then 300010 bytes)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -318,8 +318,20 @@ pub fn run_builder(
 /// API filesystems inside a chroot target, unmounted when dropped.
 pub struct ChrootMounts {
     points: Vec<PathBuf>,
-    /// An empty /etc/resolv.conf we created in the target as a bind-mount point.
-    created: Option<PathBuf>,
+    resolv: Option<ResolvSwap>,
+}
+
+/// The target's /etc/resolv.conf as it was before the deploy image's was copied in.
+struct ResolvSwap {
+    path: PathBuf,
+    ours: Vec<u8>,
+    before: Before,
+}
+
+enum Before {
+    Missing,
+    File(Vec<u8>),
+    Symlink(PathBuf),
 }
 
 impl ChrootMounts {
@@ -337,53 +349,75 @@ impl ChrootMounts {
                 .with_context(|| format!("bind-mounting {src} on {}", d.display()))?;
             points.push(d);
         }
-        let mut m = ChrootMounts {
+        Ok(ChrootMounts {
             points,
-            created: None,
-        };
-        m.bind_resolv_conf(root);
-        Ok(m)
+            resolv: swap_in_resolv_conf(Path::new("/etc/resolv.conf"), root),
+        })
     }
+}
 
-    /// The deploy image's /etc/resolv.conf (what the network stage configured) over the
-    /// target's for the chroot's lifetime, so a provision step that downloads resolves names.
-    /// A symlinked target resolv.conf (systemd-resolved) is left alone.
-    fn bind_resolv_conf(&mut self, root: &Path) {
-        let src = Path::new("/etc/resolv.conf");
-        let dst = root.join("etc/resolv.conf");
-        if !src.is_file() || !root.join("etc").is_dir() {
+/// Puts the deploy image's /etc/resolv.conf (what the network stage configured) in the target
+/// for the chroot's lifetime, so a provision step that downloads resolves names. A copy, not a
+/// bind mount: provision may replace the file (a package making it a symlink) and must be able
+/// to. Undone on drop unless provision changed it.
+fn swap_in_resolv_conf(src: &Path, root: &Path) -> Option<ResolvSwap> {
+    let ours = fs::read(src).ok()?;
+    if !root.join("etc").is_dir() {
+        return None;
+    }
+    let path = root.join("etc/resolv.conf");
+    let before = match fs::symlink_metadata(&path) {
+        Err(_) => Before::Missing,
+        Ok(md) if md.file_type().is_symlink() => Before::Symlink(fs::read_link(&path).ok()?),
+        Ok(md) if md.is_file() => Before::File(fs::read(&path).ok()?),
+        Ok(_) => return None,
+    };
+    if matches!(before, Before::Symlink(_)) {
+        fs::remove_file(&path).ok()?;
+    }
+    if let Err(e) = fs::write(&path, &ours) {
+        log::warn!("chroot: writing {}: {e}", path.display());
+        if let Before::Symlink(t) = &before {
+            let _ = std::os::unix::fs::symlink(t, &path);
+        }
+        return None;
+    }
+    Some(ResolvSwap { path, ours, before })
+}
+
+impl ResolvSwap {
+    fn undo(self) {
+        let unchanged = fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_file())
+            && fs::read(&self.path).is_ok_and(|c| c == self.ours);
+        if !unchanged {
+            log::info!(
+                "chroot: provision changed {}; left as it is",
+                self.path.display()
+            );
             return;
         }
-        match fs::symlink_metadata(&dst) {
-            Ok(md) if md.file_type().is_symlink() => {
-                log::info!("chroot: the target's /etc/resolv.conf is a symlink; not binding the deploy image's over it");
-                return;
+        let r = match self.before {
+            Before::Missing => fs::remove_file(&self.path),
+            Before::File(c) => fs::write(&self.path, c),
+            Before::Symlink(t) => {
+                fs::remove_file(&self.path).and_then(|_| std::os::unix::fs::symlink(t, &self.path))
             }
-            Ok(md) if !md.is_file() => return,
-            Ok(_) => {}
-            Err(_) => {
-                if fs::write(&dst, b"").is_err() {
-                    return;
-                }
-                self.created = Some(dst.clone());
-            }
-        }
-        match rustix::mount::mount_bind(src, &dst) {
-            Ok(()) => self.points.push(dst),
-            Err(e) => log::warn!("bind-mounting /etc/resolv.conf into the target: {e}"),
+        };
+        if let Err(e) = r {
+            log::warn!("chroot: restoring {}: {e}", self.path.display());
         }
     }
 }
 
 impl Drop for ChrootMounts {
     fn drop(&mut self) {
+        if let Some(r) = self.resolv.take() {
+            r.undo();
+        }
         for p in self.points.iter().rev() {
             if let Err(e) = rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH) {
                 log::warn!("unmounting {}: {e}", p.display());
             }
-        }
-        if let Some(f) = self.created.take() {
-            let _ = fs::remove_file(f);
         }
     }
 }
@@ -481,7 +515,7 @@ pub fn run(
                     )?;
                 }
                 (RootfsSource::Url(u), None) => {
-                    bail!("rootfs from {u}: the fetch stage did not run")
+                    bail!("rootfs from {u}: no download to install (a streamed download can be read only once: reboot to start the deploy again)")
                 }
             }
             if let Some(script) = provision {
@@ -629,6 +663,41 @@ mod tests {
             !d.path().join("escape").exists()
                 && !d.path().parent().unwrap().join("escape").exists()
         );
+    }
+
+    #[test]
+    fn resolv_conf_is_swapped_in_and_restored() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("image-resolv.conf");
+        fs::write(&src, "nameserver 10.0.2.3\nsearch lab.example.org\n").unwrap();
+        let root = d.path().join("t");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        let rc = root.join("etc/resolv.conf");
+        // Missing before: present during, gone after.
+        let s = swap_in_resolv_conf(&src, &root).unwrap();
+        assert_eq!(fs::read(&rc).unwrap(), fs::read(&src).unwrap());
+        s.undo();
+        assert!(!rc.exists());
+        // A file before: restored byte for byte.
+        fs::write(&rc, "nameserver 192.0.2.1\n").unwrap();
+        swap_in_resolv_conf(&src, &root).unwrap().undo();
+        assert_eq!(fs::read_to_string(&rc).unwrap(), "nameserver 192.0.2.1\n");
+        // A symlink before (systemd-resolved): a file during, the same symlink after.
+        fs::remove_file(&rc).unwrap();
+        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &rc).unwrap();
+        let s = swap_in_resolv_conf(&src, &root).unwrap();
+        assert!(fs::symlink_metadata(&rc).unwrap().is_file());
+        s.undo();
+        assert_eq!(
+            fs::read_link(&rc).unwrap(),
+            Path::new("../run/systemd/resolve/stub-resolv.conf")
+        );
+        // Provision replaced it: left as provision made it.
+        fs::remove_file(&rc).unwrap();
+        let s = swap_in_resolv_conf(&src, &root).unwrap();
+        fs::write(&rc, "nameserver 203.0.113.9\n").unwrap();
+        s.undo();
+        assert_eq!(fs::read_to_string(&rc).unwrap(), "nameserver 203.0.113.9\n");
     }
 
     #[test]

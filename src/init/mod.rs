@@ -553,7 +553,12 @@ fn stage_install(ctx: &mut Ctx) -> Result<()> {
         disks::TARGET,
         payload.config.hostname.as_deref(),
     );
-    let r = install::run(&inst, &env, Path::new(disks::TARGET), ctx.fetched.take());
+    // A file in RAM stays for a retry of this stage; a stream can be read only once.
+    let fetched = match &ctx.fetched {
+        Some(install::Fetched::File(p)) => Some(install::Fetched::File(p.clone())),
+        _ => ctx.fetched.take(),
+    };
+    let r = install::run(&inst, &env, Path::new(disks::TARGET), fetched);
     let n = install::wipe_secrets(payload_dir);
     if n > 0 {
         ::log::info!("wiped {n} secret file(s) from RAM");

@@ -231,6 +231,8 @@ const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const RTA_DST: u16 = 1;
+const RTA_PRIORITY: u16 = 6;
+const RTNH_F_ONLINK: u32 = 4;
 const RT_SCOPE_LINK: u8 = 253;
 const IFF_UP: u32 = 0x1;
 const IFLA_MTU: u16 = 4;
@@ -349,12 +351,23 @@ pub fn encode_newroute(seq: u32, index: u32, gw: Ipv4Addr) -> Vec<u8> {
         index,
         (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
         gw.into(),
+        RouteOpts::default(),
     )
+}
+
+/// Extra route attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteOpts {
+    /// RTA_PRIORITY (the metric); the kernel's default when `None`.
+    pub metric: Option<u32>,
+    /// RTNH_F_ONLINK: the gateway is on the link although no address prefix covers it (a /32
+    /// address with its gateway, as some clouds hand out).
+    pub onlink: bool,
 }
 
 /// RTM_NEWROUTE: `to` (network, prefix length; /0 = default, sent without RTA_DST like
 /// iproute2) via `gw` out of `index`, main table, proto boot. Both must be one family.
-pub fn encode_route(seq: u32, index: u32, to: (IpAddr, u8), gw: IpAddr) -> Vec<u8> {
+pub fn encode_route(seq: u32, index: u32, to: (IpAddr, u8), gw: IpAddr, o: RouteOpts) -> Vec<u8> {
     let mut b = nl_header(
         RTM_NEWROUTE,
         NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -372,12 +385,16 @@ pub fn encode_route(seq: u32, index: u32, to: (IpAddr, u8), gw: IpAddr) -> Vec<u
         RT_SCOPE_UNIVERSE,
         RTN_UNICAST,
     ]);
-    b.extend_from_slice(&0u32.to_ne_bytes());
+    let flags = if o.onlink { RTNH_F_ONLINK } else { 0 };
+    b.extend_from_slice(&flags.to_ne_bytes());
     if to.1 > 0 {
         push_attr(&mut b, RTA_DST, &ip_octets(to.0));
     }
     push_attr(&mut b, RTA_GATEWAY, &ip_octets(gw));
     push_attr(&mut b, RTA_OIF, &index.to_ne_bytes());
+    if let Some(m) = o.metric {
+        push_attr(&mut b, RTA_PRIORITY, &m.to_ne_bytes());
+    }
     finish(b)
 }
 
@@ -461,7 +478,13 @@ impl Netlink {
     }
 
     /// A route to `to` via `gw`; `to` with prefix 0 is the default route of that family.
-    pub fn add_route(&mut self, index: u32, to: (IpAddr, u8), gw: IpAddr) -> io::Result<()> {
+    pub fn add_route(
+        &mut self,
+        index: u32,
+        to: (IpAddr, u8),
+        gw: IpAddr,
+        o: RouteOpts,
+    ) -> io::Result<()> {
         if to.0.is_ipv4() != gw.is_ipv4() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -474,7 +497,7 @@ impl Netlink {
         } else {
             format!("RTM_NEWROUTE {}/{} via {gw} on ifindex {index}", to.0, to.1)
         };
-        self.request(&encode_route(seq, index, to, gw), seq, &what)
+        self.request(&encode_route(seq, index, to, gw, o), seq, &what)
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -523,8 +546,8 @@ pub fn apply_lease(nl: &mut Netlink, index: u32, lease: &Lease) -> io::Result<()
     Ok(())
 }
 
-#[allow(dead_code)]
-fn ok_if_exists(r: io::Result<()>) -> io::Result<()> {
+/// An address or route that already exists (a retried stage) is not an error.
+pub fn ok_if_exists(r: io::Result<()>) -> io::Result<()> {
     match r {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         r => r,
@@ -783,10 +806,15 @@ pub fn parse_reply(bytes: &[u8], xid: u32) -> Result<(MessageKind, Lease), Strin
         .filter(|(k, _)| *k == 119)
         .flat_map(|(_, v)| v.iter().copied())
         .collect();
+    // A malformed list (some servers send a plain string) costs the search domains, not the
+    // lease.
     let search = if search_raw.is_empty() {
         Vec::new()
     } else {
-        parse_search_list(&search_raw).map_err(|e| format!("option 119: {e}"))?
+        parse_search_list(&search_raw).unwrap_or_else(|e| {
+            log::warn!("DHCP: ignoring a malformed domain search list (option 119): {e}");
+            Vec::new()
+        })
     };
     let mtu = get(26)
         .and_then(|v| v.get(..2))
@@ -1501,7 +1529,13 @@ mod tests {
         // A v6 route with a destination: RTA_DST then RTA_GATEWAY then RTA_OIF.
         let dst: Ipv6Addr = "2001:db8:1::".parse().unwrap();
         let gw: Ipv6Addr = "fe80::1".parse().unwrap();
-        let r = encode_route(7, 3, (IpAddr::V6(dst), 48), IpAddr::V6(gw));
+        let r = encode_route(
+            7,
+            3,
+            (IpAddr::V6(dst), 48),
+            IpAddr::V6(gw),
+            RouteOpts::default(),
+        );
         assert_eq!(r.len(), 16 + 12 + 20 + 20 + 8);
         assert_eq!(&r[16..18], &[AF_INET6, 48]);
         assert_eq!(&r[28..32], &[20, 0, 1, 0]);
@@ -1514,10 +1548,24 @@ mod tests {
                 3,
                 2,
                 (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-                IpAddr::V4(ip("10.0.2.2"))
+                IpAddr::V4(ip("10.0.2.2")),
+                RouteOpts::default()
             ),
             encode_newroute(3, 2, ip("10.0.2.2"))
         );
+        // Metric and onlink: rtm_flags = 4, RTA_PRIORITY after RTA_OIF.
+        let m = encode_route(
+            3,
+            2,
+            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            IpAddr::V4(ip("172.31.1.1")),
+            RouteOpts {
+                metric: Some(101),
+                onlink: true,
+            },
+        );
+        assert_eq!(&m[24..28], &4u32.to_ne_bytes());
+        assert_eq!(&m[m.len() - 8..], &[8, 0, 6, 0, 101, 0, 0, 0]);
     }
 
     /// /proc/net/if_inet6 and /proc/net/ipv6_route as a Debian 6.1 guest on QEMU's user network
@@ -1586,6 +1634,25 @@ fec00000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
         ]));
         let (_, l) = parse_reply(&encode_msg(&m), XID).unwrap();
         assert_eq!(l.search, ["lab.example.org", "example.org"]);
+        // Option 119 sent as a plain string: the lease stands, without search domains.
+        let mut raw = encode_msg(&m);
+        let end = raw.iter().rposition(|b| *b == 255).unwrap();
+        raw.truncate(end);
+        let mut bad = raw[..240].to_vec();
+        let opts = options(&raw[240..]).unwrap();
+        for (k, v) in opts.iter().filter(|(k, _)| *k != 119) {
+            bad.push(*k);
+            bad.push(v.len() as u8);
+            bad.extend_from_slice(v);
+        }
+        bad.extend_from_slice(&[119, 11]);
+        bad.extend_from_slice(b"example.org");
+        bad.push(255);
+        let (k, l) = parse_reply(&bad, XID).unwrap();
+        assert_eq!(
+            (k, l.addr, l.search.len()),
+            (MessageKind::Ack, ip("10.0.2.15"), 0)
+        );
     }
 
     #[cfg(target_endian = "little")]
@@ -1895,8 +1962,29 @@ fec00000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
                 "{route}"
             );
             // A static route, and IPv6: address, route to a prefix, default route.
-            nl.add_route(v0, (ip("10.10.0.0").into(), 16), ip("10.9.0.1").into())
-                .unwrap();
+            nl.add_route(
+                v0,
+                (ip("10.10.0.0").into(), 16),
+                ip("10.9.0.1").into(),
+                RouteOpts::default(),
+            )
+            .unwrap();
+            // A gateway outside every prefix is accepted on-link, with a metric.
+            nl.add_route(
+                v0,
+                (ip("0.0.0.0").into(), 0),
+                ip("172.31.1.1").into(),
+                RouteOpts {
+                    metric: Some(300),
+                    onlink: true,
+                },
+            )
+            .unwrap();
+            let r = ip_cmd(&["-4", "route", "show", "default", "metric", "300"]).unwrap();
+            assert!(
+                r.contains("default via 172.31.1.1 dev v0") && r.contains("onlink"),
+                "{r}"
+            );
             let r4 = ip_cmd(&["-4", "route", "show", "10.10.0.0/16"]).unwrap();
             assert!(r4.contains("10.10.0.0/16 via 10.9.0.1 dev v0"), "{r4}");
             if ipv6_available() {
@@ -1904,9 +1992,11 @@ fec00000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
                 let a6: IpAddr = "fd00:9::2".parse().unwrap();
                 nl.add_addr(v0, a6, 64).unwrap();
                 let gw6: IpAddr = "fd00:9::1".parse().unwrap();
-                nl.add_route(v0, ("fd00:10::".parse().unwrap(), 48), gw6)
+                let o = RouteOpts::default();
+                nl.add_route(v0, ("fd00:10::".parse().unwrap(), 48), gw6, o)
                     .unwrap();
-                nl.add_route(v0, ("::".parse().unwrap(), 0), gw6).unwrap();
+                nl.add_route(v0, ("::".parse().unwrap(), 0), gw6, o)
+                    .unwrap();
                 let a = ip_cmd(&["-6", "addr", "show", "dev", "v0"]).unwrap();
                 assert!(a.contains("inet6 fd00:9::2/64 scope global"), "{a}");
                 let r = ip_cmd(&["-6", "route", "show", "dev", "v0"]).unwrap();
@@ -1926,7 +2016,7 @@ fec00000000000000000000000000000 40 00000000000000000000000000000000 00 00000000
                     Some("fd00:9::1".parse().unwrap())
                 );
                 assert!(nl
-                    .add_route(v0, ("::".parse().unwrap(), 0), ip("10.9.0.1").into())
+                    .add_route(v0, ("::".parse().unwrap(), 0), ip("10.9.0.1").into(), o)
                     .unwrap_err()
                     .to_string()
                     .contains("mixed address families"));

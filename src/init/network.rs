@@ -254,8 +254,8 @@ pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Applied> {
     let mut out = Applied::default();
     let mut errors = Vec::new();
     let default_rule = plans.iter().all(|p| p.source == SRC_DEFAULT);
-    for p in plans {
-        match apply_one(&mut nl, p, link_timeout) {
+    for (k, p) in plans.iter().enumerate() {
+        match apply_one(&mut nl, p, link_timeout, k) {
             Ok(a) => {
                 out.dns.extend(a.dns);
                 out.search.extend(a.search);
@@ -273,7 +273,38 @@ pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Applied> {
     Ok(out)
 }
 
-fn apply_one(nl: &mut net::Netlink, p: &IfacePlan, default_wait: Duration) -> Result<Applied> {
+/// Whether `gw` lies inside one of `addrs`' prefixes (else the route needs "onlink").
+fn covered(addrs: &[(IpAddr, u8)], gw: IpAddr) -> bool {
+    if let IpAddr::V6(g) = gw {
+        if g.segments()[0] & 0xffc0 == 0xfe80 {
+            return true; // link-local: always on the link
+        }
+    }
+    addrs.iter().any(|(a, p)| match (a, gw) {
+        (IpAddr::V4(a), IpAddr::V4(g)) => {
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(*p).min(32))
+                .unwrap_or(0);
+            u32::from(*a) & m == u32::from(g) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(g)) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(*p).min(128))
+                .unwrap_or(0);
+            u128::from(*a) & m == u128::from(g) & m
+        }
+        _ => false,
+    })
+}
+
+/// `k`: the interface's position in the plan; its routes get metric 100 + k, so several
+/// interfaces with gateways do not collide and the first one listed is preferred.
+fn apply_one(
+    nl: &mut net::Netlink,
+    p: &IfacePlan,
+    default_wait: Duration,
+    k: usize,
+) -> Result<Applied> {
     let link_timeout = p.link_timeout.unwrap_or(default_wait);
     let t = Instant::now();
     let idx = nl.link_index(&p.name).context("no such interface")?;
@@ -332,7 +363,7 @@ fn apply_one(nl: &mut net::Netlink, p: &IfacePlan, default_wait: Duration) -> Re
         applied.search.extend(l.search.iter().cloned());
     }
     for (a, pfx) in &addrs {
-        nl.add_addr(idx, *a, *pfx)
+        net::ok_if_exists(nl.add_addr(idx, *a, *pfx))
             .with_context(|| format!("adding {a}/{pfx}"))?;
         log::info!("network {}: address {a}/{pfx}", p.name);
     }
@@ -362,25 +393,38 @@ fn apply_one(nl: &mut net::Netlink, p: &IfacePlan, default_wait: Duration) -> Re
             );
         }
     }
+    let metric = 100 + k as u32;
+    let opts = |gw: IpAddr| net::RouteOpts {
+        metric: Some(metric),
+        onlink: !covered(&addrs, gw),
+    };
+    let note = |gw: IpAddr| {
+        if opts(gw).onlink {
+            format!("metric {metric}, on-link: no address prefix covers it")
+        } else {
+            format!("metric {metric}")
+        }
+    };
     for g in &gateways {
         let any = if g.is_ipv4() {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         } else {
             IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
         };
-        nl.add_route(idx, (any, 0), *g)
+        net::ok_if_exists(nl.add_route(idx, (any, 0), *g, opts(*g)))
             .with_context(|| format!("default route via {g}"))?;
-        log::info!("network {}: default route via {g}", p.name);
+        log::info!("network {}: default route via {g} ({})", p.name, note(*g));
     }
     for r in &p.routes {
-        nl.add_route(idx, r.to, r.via)
+        net::ok_if_exists(nl.add_route(idx, r.to, r.via, opts(r.via)))
             .with_context(|| format!("route {}/{} via {}", r.to.0, r.to.1, r.via))?;
         log::info!(
-            "network {}: route {}/{} via {}",
+            "network {}: route {}/{} via {} ({})",
             p.name,
             r.to.0,
             r.to.1,
-            r.via
+            r.via,
+            note(r.via)
         );
     }
     if p.slaac {
@@ -614,6 +658,24 @@ mod tests {
             e.starts_with("kept network.interface[0]: no interface matches mac 02:00:00:00:00:01"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn onlink_only_when_no_prefix_covers_the_gateway() {
+        let a = |s: &str, p: u8| (s.parse::<IpAddr>().unwrap(), p);
+        let g = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(covered(&[a("10.0.2.15", 24)], g("10.0.2.2")));
+        assert!(!covered(&[a("10.0.2.15", 24)], g("10.0.3.2")));
+        // A /32 address (clouds): its gateway is never covered.
+        assert!(!covered(&[a("203.0.113.7", 32)], g("172.31.1.1")));
+        assert!(covered(&[a("2001:db8::5", 64)], g("2001:db8::1")));
+        assert!(!covered(&[a("2001:db8::5", 64)], g("2001:db8:1::1")));
+        assert!(
+            covered(&[], g("fe80::1")),
+            "link-local gateways are on the link"
+        );
+        assert!(!covered(&[a("10.0.2.15", 24)], g("2001:db8::1")));
+        assert!(covered(&[a("10.0.0.1", 0)], g("192.0.2.1")));
     }
 
     #[test]
