@@ -2,6 +2,7 @@
 //! server's real disks, checks RAM and kexec availability, then (with --yes) loads the running
 //! kernel (or --kernel) with the base image + payload as initramfs and reboots into it.
 
+use crate::init::fetch::mem_available;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,16 +51,6 @@ pub fn compose_cmdline(current: &str, append: Option<&str>) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// `MemAvailable` from /proc/meminfo, in bytes.
-pub fn mem_available(meminfo: &str) -> Option<u64> {
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|k| k.parse::<u64>().ok())
-        .map(|k| k * 1024)
 }
 
 /// Headroom beyond the unpacked image: the init, page cache for unpacking, tools.
@@ -234,13 +225,15 @@ pub fn run(a: KexecArgs) -> Result<()> {
         let mut f =
             fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
         let b = fs::read(&a.image)?;
-        f.write_all(&b)?;
-        f.write_all(&[0u8; 3][..(4 - b.len() % 4) % 4])?;
-        f.write_all(&seg)?;
+        // The kernel reads concatenated segments; each cpio header must start 4-byte aligned
+        // (zero bytes between segments are skipped).
+        let mut segments = vec![b, seg];
         if let Some(text) = &kept {
-            // The kernel reads concatenated segments; a cpio header must start 4-byte aligned.
-            f.write_all(&[0u8; 3][..(4 - seg.len() % 4) % 4])?;
-            f.write_all(&super::netkeep::segment(text)?)?;
+            segments.push(super::netkeep::segment(text)?);
+        }
+        for s in &segments {
+            f.write_all(s)?;
+            f.write_all(&[0u8; 3][..(4 - s.len() % 4) % 4])?;
         }
     }
     crate::init::kexec::load(&kernel, Some(&initrd), &cmdline)?;

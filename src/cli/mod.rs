@@ -10,7 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::pack::{self, Compression, PackOptions};
 
 mod deploy;
-pub(crate) mod kexec;
+mod kexec;
 mod netkeep;
 
 /// Deploy a whole machine from code.

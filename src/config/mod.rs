@@ -28,6 +28,7 @@ use std::net::IpAddr;
 use crate::disk::spec::Layout;
 
 pub use schema::Config;
+pub use units::network_of;
 
 /// Parses `text` (the contents of the file named `origin`, used in messages) without semantic
 /// validation. Fails on TOML syntax errors, unknown keys and wrong value types.

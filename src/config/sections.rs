@@ -469,16 +469,7 @@ fn route(
 }
 
 fn host_bits_zero(a: IpAddr, prefix: u8) -> bool {
-    match a {
-        IpAddr::V4(a) => {
-            let v = u32::from(a);
-            prefix >= 32 || v & (u32::MAX >> prefix) == 0
-        }
-        IpAddr::V6(a) => {
-            let v = u128::from(a);
-            prefix >= 128 || v & (u128::MAX >> prefix) == 0
-        }
-    }
+    super::network_of(a, prefix) == a
 }
 
 /// A DNS search domain: dot-separated labels of letters, digits and '-', at most 253 bytes.

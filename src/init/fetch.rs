@@ -68,6 +68,16 @@ pub fn parse_head(head: &str) -> Result<(u16, Option<u64>, Option<u64>)> {
     Ok((status, len, total))
 }
 
+/// `MemAvailable` from /proc/meminfo, in bytes.
+pub fn mem_available(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|k| k.parse::<u64>().ok())
+        .map(|k| k * 1024)
+}
+
 /// How a URL rootfs gets to the unpack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -321,6 +331,20 @@ impl Download {
         }
     }
 
+    /// Counts and hashes bytes handed to the consumer; returns how many.
+    fn accept(&mut self, data: &[u8]) -> usize {
+        if self.done == 0 {
+            // Rates count from the first byte: a streamed download may wait for partitioning
+            // between open() and the first read.
+            self.start = Instant::now();
+        }
+        self.hasher.update(data);
+        self.done += data.len() as u64;
+        self.attempt = 0;
+        self.progress();
+        data.len()
+    }
+
     fn progress(&mut self) {
         if self.last.elapsed() < Duration::from_secs(2) {
             return;
@@ -393,35 +417,15 @@ impl Read for Download {
                             }
                             None => "connection closed while skipping".to_string(),
                         },
-                        Ok(n) if self.skip > 0 => {
+                        Ok(n) => {
+                            // Bytes we already have (a server that ignored Range) are dropped.
                             let k = (n as u64).min(self.skip) as usize;
                             self.skip -= k as u64;
                             if k == n {
                                 continue;
                             }
                             buf.copy_within(k..n, 0);
-                            let n = n - k;
-                            self.hasher.update(&buf[..n]);
-                            self.done += n as u64;
-                            self.attempt = 0;
-                            self.progress();
-                            return Ok(n);
-                        }
-                        Ok(n) if self.done == 0 => {
-                            // Rates count from the first byte: a streamed download may wait
-                            // for partitioning between open() and the first read.
-                            self.start = Instant::now();
-                            self.hasher.update(&buf[..n]);
-                            self.done += n as u64;
-                            self.attempt = 0;
-                            return Ok(n);
-                        }
-                        Ok(n) => {
-                            self.hasher.update(&buf[..n]);
-                            self.done += n as u64;
-                            self.attempt = 0;
-                            self.progress();
-                            return Ok(n);
+                            return Ok(self.accept(&buf[..n - k]));
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => format!("reading the body: {e}"),

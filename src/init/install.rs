@@ -104,25 +104,27 @@ pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
             .path()
             .with_context(|| format!("{}: bad entry name", path.display()))?
             .into_owned();
-        if !crate::pack::sources::tar_path_ok(&p) {
-            bail!("{}: entry {:?} escapes the target root (absolute path or \"..\"); nothing was written", path.display(), p);
-        }
-        if e.header().entry_type() == tar::EntryType::Link {
-            if let Ok(Some(l)) = e.link_name() {
-                if !crate::pack::sources::tar_path_ok(&l) {
-                    bail!(
-                        "{}: hard link {:?} -> {:?} escapes the target root; nothing was written",
-                        path.display(),
-                        p,
-                        l
-                    );
-                }
-            }
-        }
+        check_entry(&e, &p, &path.display().to_string(), "nothing was written")?;
         n += 1;
         bytes += e.size();
     }
     Ok((n, bytes))
+}
+
+/// Refuses an entry whose path, or hard-link target, is absolute or has "..". `outcome` ends
+/// the message: what the refusal left behind.
+fn check_entry<R: Read>(e: &tar::Entry<R>, p: &Path, label: &str, outcome: &str) -> Result<()> {
+    if !crate::pack::sources::tar_path_ok(p) {
+        bail!("{label}: entry {p:?} escapes the target root (absolute path or \"..\"); {outcome}");
+    }
+    if e.header().entry_type() == tar::EntryType::Link {
+        if let Ok(Some(l)) = e.link_name() {
+            if !crate::pack::sources::tar_path_ok(&l) {
+                bail!("{label}: hard link {p:?} -> {l:?} escapes the target root; {outcome}");
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Progress<R> {
@@ -205,16 +207,7 @@ fn unpack_entries<R: Read>(r: R, target: &Path, label: &str, check_each: bool) -
         let mut e = e.with_context(|| format!("reading {label}"))?;
         let p = e.path().map(|p| p.into_owned()).unwrap_or_default();
         if check_each {
-            if !crate::pack::sources::tar_path_ok(&p) {
-                bail!("{label}: entry {p:?} escapes the target root (absolute path or \"..\"); stopped there");
-            }
-            if e.header().entry_type() == tar::EntryType::Link {
-                if let Ok(Some(l)) = e.link_name() {
-                    if !crate::pack::sources::tar_path_ok(&l) {
-                        bail!("{label}: hard link {p:?} -> {l:?} escapes the target root; stopped there");
-                    }
-                }
-            }
+            check_entry(&e, &p, label, "stopped there")?;
         }
         // unpack_in refuses paths that would leave `target`, also through symlinks unpacked
         // earlier; a false return means it skipped such an entry.
@@ -484,7 +477,7 @@ pub enum Fetched {
     /// Downloaded into RAM and verified.
     File(PathBuf),
     /// Connected, to be streamed into the unpack; verified against the sha256 at the end.
-    Stream(super::fetch::Download, Option<String>),
+    Stream(Box<super::fetch::Download>, Option<String>),
 }
 
 /// Runs the install. `target` is the mounted target root; `fetched` is the fetch stage's

@@ -411,7 +411,7 @@ fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
     std::fs::create_dir_all("/run/anemos")?;
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| crate::cli::kexec::mem_available(&m))
+        .and_then(|m| fetch::mem_available(&m))
         .unwrap_or(0);
     let run_free = rustix::fs::statvfs("/run/anemos")
         .map(|v| v.f_bavail * v.f_frsize)
@@ -430,7 +430,7 @@ fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
                  download ends, after the disks were written — a mismatch then fails the deploy",
                 u.url
             );
-            ctx.fetched = Some(install::Fetched::Stream(dl, u.sha256));
+            ctx.fetched = Some(install::Fetched::Stream(Box::new(dl), u.sha256));
         }
     }
     Ok(())

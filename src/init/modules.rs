@@ -44,7 +44,7 @@ pub fn load_all(blacklist: &[String]) -> Result<LoadReport> {
 }
 
 fn load_one(e: &ManifestEntry, blacklist: &[String], r: &mut LoadReport) {
-    if blacklist.iter().any(|b| *b == e.name) {
+    if blacklist.contains(&e.name) {
         log::info!(
             "module {}: blacklisted on the kernel command line, not loaded",
             e.name

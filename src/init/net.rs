@@ -340,7 +340,7 @@ fn encode_newaddr6(seq: u32, index: u32, addr: Ipv6Addr, prefix: u8) -> Vec<u8> 
     finish(b)
 }
 
-fn is_link_local6(a: &Ipv6Addr) -> bool {
+pub fn is_link_local6(a: &Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 

@@ -5,6 +5,7 @@
 //! 3. `[[network.interface]]` in anemos.toml,
 //! 4. if the install needs the network (rootfs by URL) and nothing is configured: DHCP on each
 //!    interface in turn until one gets a lease.
+//!
 //! `nameserver=` on the command line adds DNS servers in every case. Then /etc/resolv.conf and
 //! /etc/hosts are written (visible to the install, which runs in this root).
 
@@ -38,10 +39,11 @@ pub struct IfacePlan {
 }
 
 impl IfacePlan {
-    fn dhcp_on(name: &str, source: &'static str) -> IfacePlan {
+    /// Nothing configured yet on `name`.
+    fn new(name: &str, source: &'static str) -> IfacePlan {
         IfacePlan {
             name: name.into(),
-            dhcp: true,
+            dhcp: false,
             slaac: false,
             addrs: vec![],
             gateways: vec![],
@@ -51,6 +53,13 @@ impl IfacePlan {
             mtu: None,
             link_timeout: None,
             source,
+        }
+    }
+
+    fn dhcp_on(name: &str, source: &'static str) -> IfacePlan {
+        IfacePlan {
+            dhcp: true,
+            ..IfacePlan::new(name, source)
         }
     }
 }
@@ -163,7 +172,7 @@ pub fn plan_network(
     need: bool,
 ) -> Result<Vec<IfacePlan>> {
     let mut out = Vec::new();
-    if ip.iter().any(|p| *p == IpParam::Off) {
+    if ip.contains(&IpParam::Off) {
         return Ok(out);
     }
     if !ip.is_empty() {
@@ -205,8 +214,7 @@ pub fn plan_network(
                             list(ifaces)
                         )
                     })?;
-                    let mut p = IfacePlan::dhcp_on(&i.name, SRC_CMDLINE);
-                    p.dhcp = false;
+                    let mut p = IfacePlan::new(&i.name, SRC_CMDLINE);
                     p.addrs = vec![(IpAddr::V4(*addr), *prefix)];
                     p.gateways = gateway.iter().map(|g| IpAddr::V4(*g)).collect();
                     p.dns = dns.iter().map(|d| IpAddr::V4(*d)).collect();
@@ -276,25 +284,14 @@ pub fn apply(plans: &[IfacePlan], link_timeout: Duration) -> Result<Applied> {
 /// Whether `gw` lies inside one of `addrs`' prefixes (else the route needs "onlink").
 fn covered(addrs: &[(IpAddr, u8)], gw: IpAddr) -> bool {
     if let IpAddr::V6(g) = gw {
-        if g.segments()[0] & 0xffc0 == 0xfe80 {
-            return true; // link-local: always on the link
+        if net::is_link_local6(&g) {
+            return true; // always on the link
         }
     }
-    addrs.iter().any(|(a, p)| match (a, gw) {
-        (IpAddr::V4(a), IpAddr::V4(g)) => {
-            let m = u32::MAX
-                .checked_shl(32 - u32::from(*p).min(32))
-                .unwrap_or(0);
-            u32::from(*a) & m == u32::from(g) & m
-        }
-        (IpAddr::V6(a), IpAddr::V6(g)) => {
-            let m = u128::MAX
-                .checked_shl(128 - u32::from(*p).min(128))
-                .unwrap_or(0);
-            u128::from(*a) & m == u128::from(g) & m
-        }
-        _ => false,
-    })
+    let net_of = crate::config::network_of;
+    addrs
+        .iter()
+        .any(|(a, p)| a.is_ipv4() == gw.is_ipv4() && net_of(*a, *p) == net_of(gw, *p))
 }
 
 /// `k`: the interface's position in the plan; its routes get metric 100 + k, so several
@@ -370,27 +367,7 @@ fn apply_one(
     // A static IPv6 address is usable once duplicate address detection passed.
     for (a, pfx) in &addrs {
         if let IpAddr::V6(a6) = a {
-            let t = Instant::now();
-            let deadline = t + Duration::from_secs(10);
-            loop {
-                let all = net::parse_if_inet6(&std::fs::read_to_string("/proc/net/if_inet6")?);
-                let me = all.iter().find(|x| x.iface == p.name && x.addr == *a6);
-                match me {
-                    Some(x) if x.flags & net::IFA_F_DADFAILED != 0 => bail!(
-                        "{a}/{pfx} failed duplicate address detection: another host on the link uses it"
-                    ),
-                    Some(x) if x.flags & net::IFA_F_TENTATIVE == 0 => break,
-                    _ if Instant::now() > deadline => {
-                        bail!("{a}/{pfx} still tentative (duplicate address detection) after 10 s")
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-            log::info!(
-                "network {}: {a} passed duplicate address detection in {} ms",
-                p.name,
-                t.elapsed().as_millis()
-            );
+            wait_dad(&p.name, *a6, *pfx)?;
         }
     }
     let metric = 100 + k as u32;
@@ -428,46 +405,7 @@ fn apply_one(
         );
     }
     if p.slaac {
-        let t = Instant::now();
-        let deadline = t + Duration::from_secs(15);
-        let got = loop {
-            let all = net::parse_if_inet6(&std::fs::read_to_string("/proc/net/if_inet6")?);
-            let auto: Vec<_> = all
-                .into_iter()
-                .filter(|x| {
-                    x.iface == p.name
-                        && x.usable_routable()
-                        && !addrs.iter().any(|(a, _)| *a == IpAddr::V6(x.addr))
-                })
-                .collect();
-            if !auto.is_empty() {
-                break auto;
-            }
-            if Instant::now() > deadline {
-                bail!("SLAAC: no address from a router advertisement within 15 s (is there an IPv6 router on the link?)");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        for x in got {
-            log::info!(
-                "network {}: SLAAC address {}/{} after {} ms",
-                p.name,
-                x.addr,
-                x.prefix,
-                t.elapsed().as_millis()
-            );
-        }
-        let routes = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
-        match net::ipv6_default_gateway(&routes, &p.name) {
-            Some(g) => log::info!(
-                "network {}: IPv6 default route via {g} (router advertisement)",
-                p.name
-            ),
-            None => log::info!(
-                "network {}: the router advertisement gave no IPv6 default route",
-                p.name
-            ),
-        }
+        wait_slaac(&p.name, &addrs)?;
     }
     applied.dns.extend(p.dns.iter().copied());
     if !applied.dns.is_empty() {
@@ -479,6 +417,84 @@ fn apply_one(
         t.elapsed().as_millis()
     );
     Ok(applied)
+}
+
+/// Polls /proc/net/if_inet6 every `step` until `f` returns `Some`, for at most `timeout`.
+fn poll_inet6<T>(
+    timeout: Duration,
+    step: Duration,
+    mut f: impl FnMut(&[net::Inet6Addr]) -> Result<Option<T>>,
+) -> Result<Option<T>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let all = net::parse_if_inet6(&std::fs::read_to_string("/proc/net/if_inet6")?);
+        if let Some(v) = f(&all)? {
+            return Ok(Some(v));
+        }
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(step);
+    }
+}
+
+/// Waits for duplicate address detection of a static IPv6 address on `iface`.
+fn wait_dad(iface: &str, a: std::net::Ipv6Addr, pfx: u8) -> Result<()> {
+    let t = Instant::now();
+    let passed = poll_inet6(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        |all| match all.iter().find(|x| x.iface == iface && x.addr == a) {
+            Some(x) if x.flags & net::IFA_F_DADFAILED != 0 => bail!(
+                "{a}/{pfx} failed duplicate address detection: another host on the link uses it"
+            ),
+            Some(x) if x.flags & net::IFA_F_TENTATIVE == 0 => Ok(Some(())),
+            _ => Ok(None),
+        },
+    )?;
+    if passed.is_none() {
+        bail!("{a}/{pfx} still tentative (duplicate address detection) after 10 s");
+    }
+    log::info!(
+        "network {iface}: {a} passed duplicate address detection in {} ms",
+        t.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+/// Waits for an address from a router advertisement on `iface` (one that is not among the
+/// static `addrs`) and logs it with the advertised default route.
+fn wait_slaac(iface: &str, addrs: &[(IpAddr, u8)]) -> Result<()> {
+    let t = Instant::now();
+    let got = poll_inet6(Duration::from_secs(15), Duration::from_millis(100), |all| {
+        let auto: Vec<net::Inet6Addr> = all
+            .iter()
+            .filter(|x| {
+                x.iface == iface
+                    && x.usable_routable()
+                    && !addrs.iter().any(|(a, _)| *a == IpAddr::V6(x.addr))
+            })
+            .cloned()
+            .collect();
+        Ok((!auto.is_empty()).then_some(auto))
+    })?;
+    let Some(got) = got else {
+        bail!("SLAAC: no address from a router advertisement within 15 s (is there an IPv6 router on the link?)");
+    };
+    for x in got {
+        log::info!(
+            "network {iface}: SLAAC address {}/{} after {} ms",
+            x.addr,
+            x.prefix,
+            t.elapsed().as_millis()
+        );
+    }
+    let routes = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    match net::ipv6_default_gateway(&routes, iface) {
+        Some(g) => log::info!("network {iface}: IPv6 default route via {g} (router advertisement)"),
+        None => log::info!("network {iface}: the router advertisement gave no IPv6 default route"),
+    }
+    Ok(())
 }
 
 fn read_mac(name: &str) -> Option<[u8; 6]> {

@@ -93,32 +93,27 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn dir(perm: u32) -> Node {
+    /// Owned by root, not hard-linked.
+    fn of(kind: Kind, perm: u32) -> Node {
         Node {
-            kind: Kind::Dir,
+            kind,
             perm,
             uid: 0,
             gid: 0,
             link_group: None,
         }
+    }
+    pub fn dir(perm: u32) -> Node {
+        Node::of(Kind::Dir, perm)
     }
     pub fn file(data: Data, perm: u32) -> Node {
-        Node {
-            kind: Kind::File(data),
-            perm,
-            uid: 0,
-            gid: 0,
-            link_group: None,
-        }
+        Node::of(Kind::File(data), perm)
     }
     pub fn symlink(target: &str) -> Node {
-        Node {
-            kind: Kind::Symlink(target.to_string()),
-            perm: 0o777,
-            uid: 0,
-            gid: 0,
-            link_group: None,
-        }
+        Node::of(Kind::Symlink(target.to_string()), 0o777)
+    }
+    pub fn char_dev(major: u32, minor: u32, perm: u32) -> Node {
+        Node::of(Kind::Char(major, minor), perm)
     }
 }
 
@@ -459,18 +454,8 @@ mod tests {
         )
         .unwrap();
         a.insert("t", "bin", Node::symlink("usr/bin")).unwrap();
-        a.insert(
-            "t",
-            "dev/console",
-            Node {
-                kind: Kind::Char(5, 1),
-                perm: 0o600,
-                uid: 0,
-                gid: 0,
-                link_group: None,
-            },
-        )
-        .unwrap();
+        a.insert("t", "dev/console", Node::char_dev(5, 1, 0o600))
+            .unwrap();
         a.insert("t", "etc/empty", Node::file(Data::Bytes(vec![]), 0o644))
             .unwrap();
         let mut buf = Vec::new();

@@ -104,17 +104,7 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
     }
     a.insert("image skeleton", "tmp", Node::dir(0o1777))?;
     // The kernel opens /dev/console for init's stdio before devtmpfs exists.
-    a.insert(
-        "image skeleton",
-        "dev/console",
-        Node {
-            kind: Kind::Char(5, 1),
-            perm: 0o600,
-            uid: 0,
-            gid: 0,
-            link_group: None,
-        },
-    )?;
+    a.insert("image skeleton", "dev/console", Node::char_dev(5, 1, 0o600))?;
     for (path, mode, bytes) in INIT_CONFIG {
         a.insert(
             "init-config",
