@@ -2,11 +2,18 @@
 //! otherwise it is the command-line tool.
 #![deny(unsafe_code)]
 
+mod blockdev;
 mod cli;
+mod cmd;
 mod config;
 mod disk;
+mod fetch;
 mod init;
+mod kcmdline;
+mod kexec;
+mod net;
 mod pack;
+mod util;
 mod version;
 
 fn main() -> std::process::ExitCode {

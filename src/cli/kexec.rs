@@ -2,7 +2,7 @@
 //! server's real disks, checks RAM and kexec availability, then (with --yes) loads the running
 //! kernel (or --kernel) with the base image + payload as initramfs and reboots into it.
 
-use crate::init::fetch::mem_available;
+use crate::fetch::mem_available;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ pub fn kernel_candidates(release: &str, cmdline: &str) -> Vec<PathBuf> {
         PathBuf::from(format!("/lib/modules/{release}/vmlinuz")),
         PathBuf::from(format!("/usr/lib/modules/{release}/vmlinuz")),
     ];
-    for w in crate::init::cmdline::split_words(cmdline) {
+    for w in crate::kcmdline::split_words(cmdline) {
         if let Some(b) = w.strip_prefix("BOOT_IMAGE=") {
             // GRUB may prefix a device: BOOT_IMAGE=(hd0,gpt2)/vmlinuz-...
             let p = b.rsplit(')').next().unwrap_or(b);
@@ -33,12 +33,12 @@ pub fn kernel_candidates(release: &str, cmdline: &str) -> Vec<PathBuf> {
 /// The kernel command line for the deploy image: the current `console=` arguments (so the
 /// operator sees the same console), the current `anemos.*` ones, then `--append`.
 pub fn compose_cmdline(current: &str, append: Option<&str>) -> String {
-    let mut words: Vec<String> = crate::init::cmdline::split_words(current)
+    let mut words: Vec<String> = crate::kcmdline::split_words(current)
         .into_iter()
         .filter(|w| w.starts_with("console=") || w.starts_with("anemos."))
         .collect();
     if let Some(a) = append {
-        words.extend(crate::init::cmdline::split_words(a));
+        words.extend(crate::kcmdline::split_words(a));
     }
     words
         .iter()
@@ -236,9 +236,9 @@ pub fn run(a: KexecArgs) -> Result<()> {
             f.write_all(&[0u8; 3][..(4 - s.len() % 4) % 4])?;
         }
     }
-    crate::init::kexec::load(&kernel, Some(&initrd), &cmdline)?;
+    crate::kexec::load(&kernel, Some(&initrd), &cmdline)?;
     eprintln!("anemos: kexec loaded; syncing and rebooting into the deploy image");
-    crate::init::kexec::exec()?;
+    crate::kexec::exec()?;
     bail!("reboot(KEXEC) returned")
 }
 

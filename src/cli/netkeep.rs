@@ -61,7 +61,7 @@ pub fn parse_proc_route(text: &str) -> Vec<GwRoute> {
             let dest = addr(f[1])?;
             let via = addr(f[2])?;
             let mask = addr(f[7])?;
-            let prefix = crate::init::net::mask_to_prefix(mask)?;
+            let prefix = crate::net::mask_to_prefix(mask)?;
             Some(GwRoute {
                 iface: f[0].to_string(),
                 to: (dest, prefix),
@@ -196,14 +196,14 @@ pub fn capture() -> Result<String> {
             },
         );
     }
-    for (name, addr, prefix) in crate::init::net::ipv4_addresses()? {
+    for (name, addr, prefix) in crate::net::ipv4_addresses()? {
         if let Some(c) = by_name.get_mut(&name) {
             c.addresses.push((IpAddr::V4(addr), prefix));
         }
     }
     let inet6 = fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
     const IFA_F_PERMANENT: u8 = 0x80;
-    for a in crate::init::net::parse_if_inet6(&inet6) {
+    for a in crate::net::parse_if_inet6(&inet6) {
         let Some(c) = by_name.get_mut(&a.iface) else {
             continue;
         };
@@ -239,7 +239,7 @@ pub fn capture() -> Result<String> {
     for c in by_name.values_mut() {
         // A router-advertised default comes back by itself with SLAAC.
         if !c.slaac {
-            if let Some(g) = crate::init::net::ipv6_default_gateway(&v6routes, &c.name) {
+            if let Some(g) = crate::net::ipv6_default_gateway(&v6routes, &c.name) {
                 c.gateways.push(IpAddr::V6(g));
             }
         }
@@ -273,7 +273,7 @@ pub fn segment(text: &str) -> Result<Vec<u8>> {
     a.mkdir_p("--network keep", "etc/anemos")?;
     a.insert(
         "--network keep",
-        crate::init::network::KEPT_PATH.trim_start_matches('/'),
+        crate::net::KEPT_PATH.trim_start_matches('/'),
         Node::file(Data::Bytes(text.as_bytes().to_vec()), 0o644),
     )?;
     let (_, out) = crate::pack::write_segment(

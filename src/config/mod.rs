@@ -13,6 +13,7 @@
 // The plan/validate commands and the init stages that consume this are being wired in
 // separately; until then most of the public surface is only used by tests.
 
+pub mod layout;
 mod schema;
 mod sections;
 mod source;
@@ -25,7 +26,7 @@ mod tests;
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::disk::spec::Layout;
+use crate::config::layout::Layout;
 
 pub use schema::Config;
 pub use units::network_of;

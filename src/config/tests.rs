@@ -3,7 +3,7 @@
 
 use super::units::{GIB, MIB};
 use super::*;
-use crate::disk::spec::{FsKind, SizeSpec};
+use crate::config::layout::{FsKind, SizeSpec};
 
 const TWO_DISKS: &str = include_str!("../../examples/two-disks/anemos.toml");
 const MINIMAL: &str = include_str!("../../examples/minimal/anemos.toml");

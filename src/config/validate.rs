@@ -13,7 +13,9 @@ use super::units::{
     SIZE_HINT,
 };
 use super::{sections, Bootloader, Install, Validated};
-use crate::disk::spec::{DiskSpec, FsKind, Layout, Matcher, PartSpec, PreservedMount, SizeSpec};
+use crate::config::layout::{
+    DiskSpec, FsKind, Layout, Matcher, PartSpec, PreservedMount, SizeSpec,
+};
 
 /// Smallest partition anemos formats as FAT32 (fatfs itself needs about 33 MiB; 64 MiB leaves
 /// room for rounding and keeps the cluster count well clear of the FAT16 boundary).

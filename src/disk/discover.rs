@@ -30,9 +30,9 @@ pub fn from_sysfs(sysfs: &Path, dev: &Path) -> Result<Vec<DiskInfo>> {
     if links.is_empty() {
         // No udev and no init-made links (e.g. `anemos kexec` on a minimal system): derive the
         // same by-id names from sysfs, exactly as the init would.
-        if let Ok(infos) = crate::init::devnames::read_block_infos(sysfs) {
+        if let Ok(infos) = crate::blockdev::read_block_infos(sysfs) {
             for info in infos.iter().filter(|i| i.parent.is_none()) {
-                for (l, t) in crate::init::devnames::link_names(info, &Default::default()) {
+                for (l, t) in crate::blockdev::link_names(info, &Default::default()) {
                     if let Some(n) = l.strip_prefix("by-id/") {
                         links.push((n.to_string(), t.trim_start_matches("../../").to_string()));
                     }

@@ -2,7 +2,7 @@
 
 use super::mkfs::display_uuid;
 use super::plan::{DiskAction, Plan};
-use super::spec::FsKind;
+use crate::config::layout::FsKind;
 
 /// One mount of the target tree, in the order it must be mounted (parents first).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +104,8 @@ pub fn render(plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::layout::{DiskSpec, Layout, Matcher, PartSpec, PreservedMount, SizeSpec};
     use crate::disk::plan::{plan, DiskInfo, MIB};
-    use crate::disk::spec::{DiskSpec, Layout, Matcher, PartSpec, PreservedMount, SizeSpec};
 
     fn p(label: &str, size: SizeSpec, fs: FsKind, mount: Option<&str>) -> PartSpec {
         PartSpec {

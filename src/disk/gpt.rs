@@ -164,8 +164,8 @@ pub fn read_table<D: Read + Write + Seek + std::fmt::Debug>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::layout::{DiskSpec, FsKind, Matcher, PartSpec, SizeSpec};
     use crate::disk::plan::{layout_disk, uuid_string, DiskAction, DiskInfo, MIB};
-    use crate::disk::spec::{DiskSpec, FsKind, Matcher, PartSpec, SizeSpec};
     use std::process::Command;
 
     const ESP: [u8; 16] = [

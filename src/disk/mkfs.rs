@@ -7,8 +7,8 @@ use std::io::{Seek, SeekFrom, Write};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::plan::{uuid_string, PlannedPart};
-use super::spec::FsKind;
-use crate::init::cmd;
+use crate::cmd;
+use crate::config::layout::FsKind;
 
 const SWAP_PAGE: u64 = 4096;
 

@@ -7,5 +7,4 @@ pub mod gpt;
 pub mod guard;
 pub mod mkfs;
 pub mod plan;
-pub mod spec;
 pub mod vfat;

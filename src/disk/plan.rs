@@ -9,7 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::spec::{DiskSpec, FsKind, Layout, Matcher, SizeSpec};
+use crate::config::layout::{DiskSpec, FsKind, Layout, Matcher, SizeSpec};
 
 pub const MIB: u64 = 1 << 20;
 const GPT_ENTRIES_BYTES: u64 = 128 * 128;
@@ -143,21 +143,7 @@ pub struct Plan {
     pub disks: Vec<DiskPlan>,
 }
 
-/// `n` bytes as a short human string (binary units).
-pub fn human(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if v.fract() == 0.0 {
-        format!("{v:.0} {}", U[i])
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
+pub use crate::util::human;
 
 /// Derives a stable UUID (RFC 9562 v8-style bits set as v4 for compatibility) from the seed,
 /// like systemd-repart: the same config gives the same identifiers on every deploy.
@@ -170,18 +156,7 @@ pub fn derive_uuid(purpose: &str, seed: &str, disk: &str, label: &str) -> [u8; 1
     u
 }
 
-/// Formats 16 bytes (canonical order) as a lowercase UUID string.
-pub fn uuid_string(u: &[u8; 16]) -> String {
-    let h = crate::pack::payload::hex(u);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
+pub use crate::util::uuid_string;
 
 fn rule_text(m: &Matcher) -> String {
     let mut parts = Vec::new();
@@ -477,7 +452,7 @@ pub fn render(plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::spec::PartSpec;
+    use crate::config::layout::PartSpec;
 
     pub(crate) fn part(
         label: &str,

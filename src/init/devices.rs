@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::devnames;
+use crate::blockdev as devnames;
 
 /// Block device names currently in sysfs.
 fn block_names(sysfs: &Path) -> BTreeSet<String> {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::config::layout::{FsKind, Layout};
 use crate::disk::plan::{self, DiskAction, Plan};
-use crate::disk::spec::{FsKind, Layout};
 use crate::disk::{blockdev, discover, fstab, gpt, guard, mkfs};
 
 /// Where the target tree is mounted.

@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::pid1;
 use crate::config::{Install, RootfsSource};
 use crate::disk::blockdev::partition_node;
 use crate::disk::mkfs::display_uuid;
@@ -232,7 +231,7 @@ pub fn run_builder(
     chroot: Option<&Path>,
     prefix: &str,
 ) -> Result<()> {
-    let line = super::cmd::render(prog, args);
+    let line = crate::cmd::render(prog, args);
     log::info!(
         "running {line} (in {}{})",
         cwd.display(),
@@ -248,19 +247,9 @@ pub fn run_builder(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(root) = chroot {
-        use std::os::unix::process::CommandExt;
-        let root = root.to_path_buf();
-        // SAFETY: pre_exec runs in the forked child before exec; chroot and chdir are
-        // async-signal-safe syscalls and touch no shared state.
-        unsafe {
-            cmd.pre_exec(move || {
-                rustix::process::chroot(&root)?;
-                rustix::process::chdir("/")?;
-                Ok(())
-            });
-        }
+        chroot_child(&mut cmd, root);
     }
-    let mut child = pid1::spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
+    let mut child = crate::cmd::spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
     let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let mut threads = Vec::new();
     let outs: Vec<Box<dyn Read + Send>> = [
@@ -294,7 +283,7 @@ pub fn run_builder(
     for t in threads {
         let _ = t.join();
     }
-    let status = pid1::wait(&mut child).with_context(|| format!("waiting for {line}"))?;
+    let status = crate::cmd::wait(&mut child).with_context(|| format!("waiting for {line}"))?;
     if !status.success() {
         let t: Vec<String> = tail
             .lock()
@@ -477,7 +466,7 @@ pub enum Fetched {
     /// Downloaded into RAM and verified.
     File(PathBuf),
     /// Connected, to be streamed into the unpack; verified against the sha256 at the end.
-    Stream(Box<super::fetch::Download>, Option<String>),
+    Stream(Box<crate::fetch::Download>, Option<String>),
 }
 
 /// Runs the install. `target` is the mounted target root; `fetched` is the fetch stage's
@@ -547,13 +536,30 @@ pub fn run(
             let prog = if command.contains('/') {
                 Some(command.clone())
             } else {
-                super::cmd::which(command)
+                crate::cmd::which(command)
             };
             let Some(prog) = prog else {
                 bail!("{command} not found in the image's tools root; pack a tools root that has it (--rootfs) or set [install] command");
             };
             run_builder(&prog, args, payload, env, None, "makeimg")
         }
+    }
+}
+
+/// Makes `cmd` chroot into `root` (and chdir to its `/`) in the child, before exec. std has no
+/// safe way to run code between fork and exec, hence the one `unsafe` of this module.
+#[allow(unsafe_code)]
+fn chroot_child(cmd: &mut Command, root: &Path) {
+    use std::os::unix::process::CommandExt;
+    let root = root.to_path_buf();
+    // SAFETY: pre_exec runs in the forked child before exec; chroot and chdir are
+    // async-signal-safe syscalls and touch no shared state.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::chroot(&root)?;
+            rustix::process::chdir("/")?;
+            Ok(())
+        });
     }
 }
 

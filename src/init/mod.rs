@@ -3,21 +3,15 @@
 //! It never returns: every path ends in reboot(2), power-off or a recovery console, and a
 //! panic anywhere in a stage is caught and routed into the failure policy, so the kernel never
 //! sees init exit. The boot sequence is the explicit list in [`STAGES`], one module each.
-#![allow(unsafe_code)]
 
 pub mod bootloader;
-pub mod cmd;
 pub mod cmdline;
 pub mod devices;
-pub mod devnames;
 pub mod disks;
 pub mod early;
-pub mod fetch;
 pub mod install;
-pub mod kexec;
-pub mod log;
+pub mod logger;
 pub mod modules;
-pub mod net;
 pub mod network;
 pub mod payload;
 pub mod pid1;
@@ -109,7 +103,7 @@ fn install_panic_hook() {
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
         let text = format!("panic: {msg}{loc}");
-        ::log::error!("{text}");
+        log::error!("{text}");
         if let Ok(mut g) = PANIC_MSG.lock() {
             *g = Some(text);
         }
@@ -119,7 +113,7 @@ fn install_panic_hook() {
 /// Entry point of init mode.
 pub fn run() -> ! {
     let start = Instant::now();
-    log::init(start);
+    logger::init(start);
     install_panic_hook();
     let early = std::panic::catch_unwind(early_stage);
     let params = match early {
@@ -160,7 +154,7 @@ pub fn run() -> ! {
                 fail_banner(STAGES[idx].0, &e, ctx.destructive_started, policy);
                 if !ctx.written.is_empty() {
                     if ctx.params.keep_on_failure {
-                        ::log::warn!(
+                        log::warn!(
                             "anemos.keep_on_failure: leaving the half-written disks as they are"
                         );
                     } else {
@@ -190,12 +184,12 @@ fn panic_text() -> String {
 }
 
 fn fail_banner(stage: &str, e: &anyhow::Error, destructive: bool, policy: OnFailure) {
-    ::log::error!("stage {stage} failed: {e:#}");
+    log::error!("stage {stage} failed: {e:#}");
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    log::console(&recovery::banner(
+    logger::console(&recovery::banner(
         stage,
         &chain,
-        &log::tail(20),
+        &logger::tail(20),
         destructive,
         policy,
     ));
@@ -203,34 +197,34 @@ fn fail_banner(stage: &str, e: &anyhow::Error, destructive: bool, policy: OnFail
 
 /// Mounts, stdio, logging, environment, command line. Returns the parsed parameters.
 fn early_stage() -> Result<Params> {
-    log::console(&format!(
+    logger::console(&format!(
         "{} init starting (pid {})",
         crate::version::banner(),
         std::process::id()
     ));
-    ::log::info!("STAGE early begin");
+    log::info!("STAGE early begin");
     let t = Instant::now();
     early::mount_api_filesystems()?;
     early::console_stdio();
-    log::attach_kmsg();
-    log::attach_file("/run/anemos/log");
+    logger::attach_kmsg();
+    logger::attach_file("/run/anemos/log");
     early::environment();
     early::set_hostname("anemos");
     pid1::start_reaper();
     pid1::start_signal_thread();
     let text = std::fs::read_to_string("/proc/cmdline").context("reading /proc/cmdline")?;
     let params = cmdline::parse(&text);
-    log::set_debug(params.debug);
+    logger::set_debug(params.debug);
     if !params.debug {
         // Like `quiet`: our records still go to /dev/kmsg, but the kernel stops echoing
         // info-level lines to the (slow, serial) console, where we print them ourselves.
         let _ = std::fs::write("/proc/sys/kernel/printk", "4");
     }
-    ::log::debug!("kernel command line: {}", text.trim());
+    log::debug!("kernel command line: {}", text.trim());
     for w in &params.warnings {
-        ::log::warn!("{w}");
+        log::warn!("{w}");
     }
-    ::log::info!("STAGE early ok ({} ms)", t.elapsed().as_millis());
+    log::info!("STAGE early ok ({} ms)", t.elapsed().as_millis());
     Ok(params)
 }
 
@@ -245,7 +239,7 @@ fn run_stages(
         let (name, f) = STAGES[i];
         if ctx.params.break_at.as_deref() == Some(name) && !*broke {
             *broke = true;
-            ::log::info!("anemos.break={name}: pausing before stage {name}");
+            log::info!("anemos.break={name}: pausing before stage {name}");
             match recovery::console_loop(&stage_names(), false) {
                 Action::Continue => {}
                 Action::Retry(s) => {
@@ -257,7 +251,7 @@ fn run_stages(
                 Action::Power(p) => pid1::power(p),
             }
         }
-        ::log::info!("STAGE {name} begin");
+        log::info!("STAGE {name} begin");
         let t = Instant::now();
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if ctx.params.test_panic.as_deref() == Some(name) {
@@ -271,18 +265,18 @@ fn run_stages(
         };
         match r {
             Ok(()) => {
-                ::log::info!("STAGE {name} ok ({} ms)", t.elapsed().as_millis());
+                log::info!("STAGE {name} ok ({} ms)", t.elapsed().as_millis());
                 ctx.timings
                     .push((name.to_string(), t.elapsed().as_millis()));
             }
             Err(e) => {
-                ::log::info!("STAGE {name} fail ({} ms)", t.elapsed().as_millis());
+                log::info!("STAGE {name} fail ({} ms)", t.elapsed().as_millis());
                 return Err((i, e));
             }
         }
         if name == "payload" {
-            let total = log::elapsed_ms();
-            ::log::info!(
+            let total = logger::elapsed_ms();
+            log::info!(
                 "figures: init overhead {} ms from /init to payload ok excluding module loading ({} ms) and device waits ({} ms); of it, missing-driver scan {} ms",
                 total.saturating_sub(ctx.modules_ms + ctx.devices_ms),
                 ctx.modules_ms,
@@ -298,7 +292,7 @@ fn run_stages(
 fn stage_modules(ctx: &mut Ctx) -> Result<()> {
     let r = modules::load_all(&ctx.params.blacklist)?;
     ctx.modules_ms = r.ms;
-    ::log::info!(
+    log::info!(
         "modules: {} loaded, {} already present, {} blacklisted, {} failed in {} ms",
         r.loaded,
         r.already,
@@ -307,7 +301,7 @@ fn stage_modules(ctx: &mut Ctx) -> Result<()> {
         r.ms
     );
     for (m, why) in &r.failed {
-        ::log::warn!("module {m} failed to load: {why}");
+        log::warn!("module {m} failed to load: {why}");
     }
     let t = Instant::now();
     modules::report_missing_drivers(ctx.params.debug);
@@ -317,7 +311,7 @@ fn stage_modules(ctx: &mut Ctx) -> Result<()> {
 
 fn stage_payload(ctx: &mut Ctx) -> Result<()> {
     let p = payload::load(Path::new("/"))?;
-    ::log::info!(
+    log::info!(
         "payload: {} files verified against the sha256 manifest; anemos.toml loaded",
         p.files
     );
@@ -345,7 +339,7 @@ fn url_install(ctx: &Ctx) -> Option<UrlInstall> {
             ..
         }) => Some(UrlInstall {
             url,
-            sha256: sha256.map(|h| crate::pack::payload::hex(&h)),
+            sha256: sha256.map(|h| crate::util::hex(&h)),
             insecure,
             download,
         }),
@@ -358,19 +352,20 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
     let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let mut ip = Vec::new();
     let mut ns = Vec::new();
-    for w in cmdline::split_words(&text) {
+    for w in crate::kcmdline::split_words(&text) {
         if let Some(v) = w.strip_prefix("ip=") {
             ip.push(
-                net::parse_ip_param(v).map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?,
+                crate::net::parse_ip_param(v)
+                    .map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?,
             );
         } else if let Some(v) = w.strip_prefix("nameserver=") {
             ns.push(
-                net::parse_nameserver(v)
+                crate::net::parse_nameserver(v)
                     .map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?,
             );
         }
     }
-    let ifaces = net::list_ifaces(Path::new("/sys")).unwrap_or_default();
+    let ifaces = crate::net::list_ifaces(Path::new("/sys")).unwrap_or_default();
     let kept = match std::fs::read_to_string(network::KEPT_PATH) {
         Ok(text) => Some(
             crate::config::load_network(&text, network::KEPT_PATH)
@@ -387,7 +382,7 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
         url_install(ctx).is_some(),
     )?;
     if plans.is_empty() {
-        ::log::info!("network: not configured and not needed");
+        log::info!("network: not configured and not needed");
         return Ok(());
     }
     let applied = network::apply(&plans, ctx.params.timeout)?;
@@ -407,25 +402,25 @@ fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
     }
     // Connecting here, before any disk is touched, means a bad URL, an unreachable server or
     // a 404 never leaves a wiped disk.
-    let dl = fetch::Download::open(&u.url, FETCH_RETRIES)?;
+    let dl = crate::fetch::Download::open(&u.url, FETCH_RETRIES)?;
     std::fs::create_dir_all("/run/anemos")?;
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| fetch::mem_available(&m))
+        .and_then(|m| crate::fetch::mem_available(&m))
         .unwrap_or(0);
     let run_free = rustix::fs::statvfs("/run/anemos")
         .map(|v| v.f_bavail * v.f_frsize)
         .unwrap_or(0);
-    let (mode, why) = fetch::choose_mode(u.download, dl.total(), mem, run_free)?;
+    let (mode, why) = crate::fetch::choose_mode(u.download, dl.total(), mem, run_free)?;
     match mode {
-        fetch::Mode::Ram => {
-            ::log::info!("fetch: into RAM before any disk is written: {why}");
+        crate::fetch::Mode::Ram => {
+            log::info!("fetch: into RAM before any disk is written: {why}");
             let dest = std::path::PathBuf::from("/run/anemos/rootfs.download");
-            fetch::save(dl, &dest, u.sha256.as_deref())?;
+            crate::fetch::save(dl, &dest, u.sha256.as_deref())?;
             ctx.fetched = Some(install::Fetched::File(dest));
         }
-        fetch::Mode::Stream => {
-            ::log::warn!(
+        crate::fetch::Mode::Stream => {
+            log::warn!(
                 "fetch: {} will be streamed into the unpack ({why}); its sha256 is checked when the \
                  download ends, after the disks were written — a mismatch then fails the deploy",
                 u.url
@@ -436,7 +431,7 @@ fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-fn layout(ctx: &Ctx) -> Option<&crate::disk::spec::Layout> {
+fn layout(ctx: &Ctx) -> Option<&crate::config::layout::Layout> {
     ctx.payload
         .as_ref()
         .map(|p| &p.config.layout)
@@ -450,13 +445,13 @@ fn stage_devices(ctx: &mut Ctx) -> Result<()> {
     let (waited, missing) = devices::wait_for(&needed, ctx.params.timeout);
     ctx.devices_ms = waited.as_millis();
     for m in missing {
-        ::log::warn!(
+        log::warn!(
             "device {m} did not appear within {} s",
             ctx.params.timeout.as_secs()
         );
     }
     let n = devices::create_disk_links(true);
-    ::log::info!(
+    log::info!(
         "devices: settled after {} ms; {n} /dev/disk links created",
         waited.as_millis()
     );
@@ -465,7 +460,7 @@ fn stage_devices(ctx: &mut Ctx) -> Result<()> {
 
 fn stage_plan(ctx: &mut Ctx) -> Result<()> {
     let Some(l) = layout(ctx) else {
-        ::log::info!("anemos.toml has no [[disk]]: no disk will be touched");
+        log::info!("anemos.toml has no [[disk]]: no disk will be touched");
         return Ok(());
     };
     let p = disks::plan_stage(l)?;
@@ -476,9 +471,9 @@ fn stage_plan(ctx: &mut Ctx) -> Result<()> {
 fn stage_verify(ctx: &mut Ctx) -> Result<()> {
     let Some(p) = &ctx.plan else { return Ok(()) };
     disks::verify_stage(p)?;
-    ::log::info!("verify: every target disk is free (nothing mounted, no swap, no holders)");
+    log::info!("verify: every target disk is free (nothing mounted, no swap, no holders)");
     if ctx.params.dry_run {
-        ::log::info!("dry run (anemos.dry_run): stopping before the first write; the plan above is what a real run would do");
+        log::info!("dry run (anemos.dry_run): stopping before the first write; the plan above is what a real run would do");
         ctx.stop_before_writes = true;
     }
     Ok(())
@@ -540,7 +535,7 @@ fn stage_install(ctx: &mut Ctx) -> Result<()> {
     let payload_dir = Path::new(install::PAYLOAD);
     install::protect_secrets(payload_dir);
     let Some(inst) = install::effective(&payload.config.install, payload_dir) else {
-        ::log::info!(
+        log::info!(
             "no [install] in anemos.toml and no IMGBUILD in the payload: nothing to install"
         );
         return Ok(());
@@ -561,7 +556,7 @@ fn stage_install(ctx: &mut Ctx) -> Result<()> {
     let r = install::run(&inst, &env, Path::new(disks::TARGET), fetched);
     let n = install::wipe_secrets(payload_dir);
     if n > 0 {
-        ::log::info!("wiped {n} secret file(s) from RAM");
+        log::info!("wiped {n} secret file(s) from RAM");
     }
     r?;
     // A rootfs may ship its own /etc/fstab; otherwise (or if the archive replaced ours with an
@@ -591,7 +586,7 @@ fn stage_bootloader(ctx: &mut Ctx) -> Result<()> {
         return Ok(());
     };
     match &payload.config.bootloader {
-        crate::config::Bootloader::None => ::log::info!("bootloader: none configured"),
+        crate::config::Bootloader::None => log::info!("bootloader: none configured"),
         crate::config::Bootloader::SystemdBoot {
             options,
             kernel,
@@ -661,14 +656,14 @@ fn write_report(ctx: &Ctx) {
     r.push_str("\nlog:\n");
     r.push_str(&std::fs::read_to_string("/run/anemos/log").unwrap_or_default());
     match std::fs::write(format!("{dir}/deploy-report.txt"), r) {
-        Ok(()) => ::log::info!("wrote {dir}/deploy-report.txt"),
-        Err(e) => ::log::warn!("writing the deploy report: {e}"),
+        Ok(()) => log::info!("wrote {dir}/deploy-report.txt"),
+        Err(e) => log::warn!("writing the deploy report: {e}"),
     }
 }
 
 fn stage_finish(ctx: &mut Ctx) -> Result<()> {
     if ctx.params.dry_run || ctx.stop_before_writes {
-        ::log::info!("dry run: nothing was written; powering off");
+        log::info!("dry run: nothing was written; powering off");
         pid1::power(PowerRequest::Poweroff)
     }
     let finish = ctx
@@ -677,7 +672,7 @@ fn stage_finish(ctx: &mut Ctx) -> Result<()> {
         .map(|p| p.config.deploy.finish)
         .unwrap_or_default();
     if ctx.plan.is_none() {
-        ::log::info!("nothing was deployed (no [[disk]]); powering off");
+        log::info!("nothing was deployed (no [[disk]]); powering off");
         pid1::power(PowerRequest::Poweroff)
     }
     write_report(ctx);
@@ -686,12 +681,12 @@ fn stage_finish(ctx: &mut Ctx) -> Result<()> {
         .iter()
         .map(|(s, ms)| format!("{s} {ms}"))
         .collect();
-    ::log::info!("figures: stage timings (ms): {}", per.join(", "));
-    ::log::info!("deploy finished in {} ms", log::elapsed_ms());
+    log::info!("figures: stage timings (ms): {}", per.join(", "));
+    log::info!("deploy finished in {} ms", logger::elapsed_ms());
     match finish {
         crate::config::Finish::Poweroff => pid1::power(PowerRequest::Poweroff),
         crate::config::Finish::Reboot => {
-            ::log::info!("rebooting into the installed system");
+            log::info!("rebooting into the installed system");
             pid1::power(PowerRequest::Reboot)
         }
         crate::config::Finish::Kexec => {
@@ -713,9 +708,9 @@ fn stage_finish(ctx: &mut Ctx) -> Result<()> {
             };
             let cmdline = e.options.clone();
             pid1::unmount_all();
-            kexec::load(k, i, &cmdline)?;
-            ::log::info!("kexec into {} with {cmdline}", e.kernel.display());
-            kexec::exec()?;
+            crate::kexec::load(k, i, &cmdline)?;
+            log::info!("kexec into {} with {cmdline}", e.kernel.display());
+            crate::kexec::exec()?;
             anyhow::bail!("kexec returned")
         }
     }

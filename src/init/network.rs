@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::net::{self, Iface, IpParam};
 use crate::config::{Interface, Network, Route};
+use crate::net::{self, Iface, IpParam};
 
 /// What to do on one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +71,7 @@ pub struct Applied {
     pub search: Vec<String>,
 }
 
-/// Where `anemos kexec --network keep` puts what it captured (an extra cpio segment).
-pub const KEPT_PATH: &str = "/etc/anemos/network-kept.toml";
+pub use crate::net::KEPT_PATH;
 
 pub const SRC_CMDLINE: &str = "kernel command line ip=";
 pub const SRC_KEPT: &str = "kept from the old system (anemos kexec --network keep)";

@@ -5,34 +5,13 @@
 //! *not* ours, so `Child::wait` still sees its own child's status. Without the lock a child
 //! could exit between fork and registration and be reaped by the wrong party.
 
-use std::collections::HashSet;
-use std::process::{Child, Command};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-static TRACKED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
-
-/// Spawns `cmd`, registering the child so the reaper leaves it alone.
-pub fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
-    let mut g = TRACKED.lock().unwrap_or_else(|e| e.into_inner());
-    let child = cmd.spawn()?;
-    g.get_or_insert_with(HashSet::new).insert(child.id() as i32);
-    Ok(child)
-}
-
-/// Waits for a child started with [`spawn`] and forgets it.
-pub fn wait(child: &mut Child) -> std::io::Result<std::process::ExitStatus> {
-    let r = child.wait();
-    let mut g = TRACKED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(set) = g.as_mut() {
-        set.remove(&(child.id() as i32));
-    }
-    r
-}
+use crate::cmd::TRACKED;
 
 /// Reaps exited children that nobody is waiting for (orphans re-parented to PID 1).
 fn reap_once() -> usize {

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::cmdline::OnFailure;
-use super::log::console;
+use super::logger::console;
 use super::pid1::{self, PowerRequest};
 
 /// What the operator chose in the console.
@@ -130,9 +130,9 @@ pub fn run_tools_shell() -> bool {
     console("anemos: starting /bin/sh; `exit` returns to the anemos console (retry, reboot, poweroff, continue)");
     let mut cmd = Command::new("/bin/sh");
     cmd.env("PS1", "anemos-recovery# ").env("ENV", "");
-    match pid1::spawn(&mut cmd) {
+    match crate::cmd::spawn(&mut cmd) {
         Ok(mut c) => {
-            let _ = pid1::wait(&mut c);
+            let _ = crate::cmd::wait(&mut c);
         }
         Err(e) => log::error!("starting /bin/sh: {e}"),
     }

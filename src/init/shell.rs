@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::Read;
 
-use super::log::console;
+use super::logger::console;
 use super::pid1::PowerRequest;
 use super::recovery::Action;
 

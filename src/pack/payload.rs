@@ -42,10 +42,7 @@ pub enum PayloadError {
     Io { path: String, reason: String },
 }
 
-/// Lowercase hex of a byte slice (sha2 0.11 dropped `{:x}`; we do it by hand everywhere).
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::util::hex;
 
 /// sha256 of a reader, streaming.
 pub fn sha256_reader(mut r: impl Read) -> io::Result<(String, u64)> {

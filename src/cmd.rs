@@ -1,13 +1,37 @@
 //! The one runner for external commands (mkfs, installers, bootloader tools).
 //! Logs the quoted argv; on failure the error names the command, its exit status and the last
-//! lines of its output. Children go through [`pid1::spawn`] so the reaper leaves them alone.
+//! lines of its output. Children go through [`spawn`] so the reaper leaves them alone.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use super::pid1;
+use std::collections::HashSet;
+use std::process::Child;
+use std::sync::Mutex;
+
+/// Children started through [`spawn`]: PID 1's reaper collects every other exited process
+/// and must leave these to their owners' `wait`.
+pub static TRACKED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+/// Spawns `cmd`, registering the child so the reaper leaves it alone.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut g = TRACKED.lock().unwrap_or_else(|e| e.into_inner());
+    let child = cmd.spawn()?;
+    g.get_or_insert_with(HashSet::new).insert(child.id() as i32);
+    Ok(child)
+}
+
+/// Waits for a child started with [`spawn`] and forgets it.
+pub fn wait(child: &mut Child) -> std::io::Result<std::process::ExitStatus> {
+    let r = child.wait();
+    let mut g = TRACKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(set) = g.as_mut() {
+        set.remove(&(child.id() as i32));
+    }
+    r
+}
 
 fn quote(a: &str) -> String {
     if !a.is_empty()
@@ -38,7 +62,7 @@ pub fn run(prog: &str, args: &[String]) -> Result<String> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = pid1::spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
+    let mut child = spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
     let mut out = String::new();
     let mut err = String::new();
     let mut so = child.stdout.take();
@@ -54,7 +78,7 @@ pub fn run(prog: &str, args: &[String]) -> Result<String> {
         let _ = o.read_to_string(&mut out);
     }
     err.push_str(&t.join().unwrap_or_default());
-    let status = pid1::wait(&mut child).with_context(|| format!("waiting for {line}"))?;
+    let status = wait(&mut child).with_context(|| format!("waiting for {line}"))?;
     if !status.success() {
         let all = format!("{out}{err}");
         let tail: Vec<&str> = all

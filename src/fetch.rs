@@ -369,7 +369,7 @@ impl Download {
     pub fn finish(mut self, sha256: Option<&str>, after: &str) -> Result<(u64, String)> {
         io::copy(&mut self, &mut io::sink())
             .with_context(|| format!("downloading {}", self.url))?;
-        let got = crate::pack::payload::hex(&self.hasher.clone().finalize());
+        let got = crate::util::hex(&self.hasher.clone().finalize());
         let secs = self.start.elapsed().as_secs_f64().max(0.001);
         log::info!(
             "downloaded {}: {} bytes in {secs:.1} s ({:.1} MB/s), sha256 {got}",
@@ -587,7 +587,7 @@ mod tests {
     }
 
     fn sha_hex(d: &[u8]) -> String {
-        crate::pack::payload::hex(&Sha256::digest(d))
+        crate::util::hex(&Sha256::digest(d))
     }
 
     /// The streaming use: a consumer reads through the drop; it never sees the gap.

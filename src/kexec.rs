@@ -1,5 +1,5 @@
 //! kexec_file_load(2) and the kexec reboot. Neither nix nor rustix wraps kexec_file_load
-//! (shared/research/crates.md), so this is a thin libc::syscall wrapper.
+//! (both cover kexec only as a reboot command), so this is a thin libc::syscall wrapper.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 /// Loads `kernel` (+ optional initrd) with `cmdline` for a later reboot(LINUX_REBOOT_CMD_KEXEC).
+#[allow(unsafe_code)]
 pub fn load(kernel: &Path, initrd: Option<&Path>, cmdline: &str) -> Result<()> {
     let k = File::open(kernel).with_context(|| format!("opening kernel {}", kernel.display()))?;
     let i = match initrd {

@@ -1,10 +1,14 @@
-//! Networking for the init: `ip=` / `nameserver=` parameters, a small rtnetlink client,
+//! Networking for the deploy image (and `anemos kexec --network keep`): `ip=` / `nameserver=` parameters, a small rtnetlink client,
 //! interface discovery from sysfs, link wait, a DHCPv4 client and resolv.conf text.
 //!
 //! Everything that can be pure is pure (parsers, netlink and DHCP encoders, reply parsing,
 //! resolv.conf) and unit-tested without root or network. The syscalls live in a handful of
 //! thin wrappers at the bottom of the `sys` section, each with a `// SAFETY:` note.
 #![allow(unsafe_code)]
+
+/// Where `anemos kexec --network keep` puts what it captured (an extra cpio segment of the
+/// deploy image); the init's network stage reads it.
+pub const KEPT_PATH: &str = "/etc/anemos/network-kept.toml";
 
 use std::fs;
 use std::io;
