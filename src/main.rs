@@ -13,6 +13,8 @@ mod kcmdline;
 mod kexec;
 mod net;
 mod pack;
+#[cfg(test)]
+mod testutil;
 mod util;
 mod version;
 
