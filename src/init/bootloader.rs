@@ -281,3 +281,48 @@ mod tests {
         assert_eq!(e, "# written by anemos\ntitle web1 (anemos)\nversion 6.1.0\nlinux /vmlinuz-6.1.0\ninitrd /initrd.img-6.1.0\noptions root=PARTUUID=abc rw\n");
     }
 }
+
+/// The `bootloader` stage.
+pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
+    let (Some(payload), Some(plan)) = (&ctx.payload, &ctx.plan) else {
+        return Ok(());
+    };
+    match &payload.config.bootloader {
+        crate::config::Bootloader::None => log::info!("bootloader: none configured"),
+        crate::config::Bootloader::SystemdBoot {
+            options,
+            kernel,
+            initrd,
+        } => {
+            let title = payload
+                .config
+                .hostname
+                .clone()
+                .unwrap_or_else(|| "anemos".into());
+            let e = install_systemd_boot(
+                plan,
+                Path::new(super::disks::TARGET),
+                options.as_deref(),
+                kernel.as_deref(),
+                initrd,
+                &title,
+            )?;
+            ctx.entry = Some(e);
+        }
+        crate::config::Bootloader::Command { command } => {
+            let target = Path::new(super::disks::TARGET);
+            let _m = super::install::ChrootMounts::new(target)?;
+            let env =
+                super::install::builder_env(Some(plan), "/", payload.config.hostname.as_deref());
+            super::install::run_builder(
+                "/bin/sh",
+                &["-c".into(), command.clone()],
+                Path::new("/"),
+                &env,
+                Some(target),
+                "bootloader",
+            )?;
+        }
+    }
+    Ok(())
+}

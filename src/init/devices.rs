@@ -117,3 +117,27 @@ pub fn create_disk_links(verbose: bool) -> usize {
         }
     }
 }
+
+/// The `devices` stage: waits for what the layout names, then creates the by-* links.
+pub(super) fn stage(ctx: &mut super::Ctx) -> anyhow::Result<()> {
+    let needed = ctx
+        .layout()
+        .map(super::disks::needed_paths)
+        .unwrap_or_default();
+    // by-id links are ours to create: make them first, then wait for what the config names.
+    create_disk_links(false);
+    let (waited, missing) = wait_for(&needed, ctx.params.timeout);
+    ctx.devices_ms = waited.as_millis();
+    for m in missing {
+        log::warn!(
+            "device {m} did not appear within {} s",
+            ctx.params.timeout.as_secs()
+        );
+    }
+    let n = create_disk_links(true);
+    log::info!(
+        "devices: settled after {} ms; {n} /dev/disk links created",
+        waited.as_millis()
+    );
+    Ok(())
+}

@@ -240,3 +240,65 @@ pub fn clear_tables(written: &[(String, u64)]) {
         }
     }
 }
+
+/// The `plan` stage.
+pub(super) fn stage_plan(ctx: &mut super::Ctx) -> Result<()> {
+    let Some(l) = ctx.layout() else {
+        log::info!("anemos.toml has no [[disk]]: no disk will be touched");
+        return Ok(());
+    };
+    let p = plan_stage(l)?;
+    ctx.plan = Some(p);
+    Ok(())
+}
+
+/// The `verify` stage.
+pub(super) fn stage_verify(ctx: &mut super::Ctx) -> Result<()> {
+    let Some(p) = &ctx.plan else { return Ok(()) };
+    verify_stage(p)?;
+    log::info!("verify: every target disk is free (nothing mounted, no swap, no holders)");
+    if ctx.params.dry_run {
+        log::info!("dry run (anemos.dry_run): stopping before the first write; the plan above is what a real run would do");
+    }
+    Ok(())
+}
+
+/// The `partition` stage.
+pub(super) fn stage_partition(ctx: &mut super::Ctx) -> Result<()> {
+    let Some(p) = ctx.plan.clone() else {
+        return Ok(());
+    };
+    let sizes: Vec<(String, u64)> = p
+        .disks
+        .iter()
+        .map(|d| (d.disk.path.clone(), d.disk.size_bytes))
+        .collect();
+    let written = &mut ctx.written;
+    let destructive = &mut ctx.destructive_started;
+    partition_stage(&p, |path| {
+        *destructive = true;
+        if let Some(s) = sizes.iter().find(|(d, _)| d == path) {
+            if !written.iter().any(|(d, _)| d == path) {
+                written.push(s.clone());
+            }
+        }
+    })?;
+    // The new partitions need their by-partuuid/by-label links.
+    super::devices::create_disk_links(false);
+    Ok(())
+}
+
+/// The `mkfs` stage.
+pub(super) fn stage_mkfs(ctx: &mut super::Ctx) -> Result<()> {
+    let Some(p) = &ctx.plan else { return Ok(()) };
+    mkfs_stage(p)?;
+    super::devices::create_disk_links(false);
+    Ok(())
+}
+
+/// The `mount` stage.
+pub(super) fn stage_mount(ctx: &mut super::Ctx) -> Result<()> {
+    let Some(p) = &ctx.plan else { return Ok(()) };
+    mount_stage(p)?;
+    Ok(())
+}

@@ -8,7 +8,9 @@ pub mod bootloader;
 pub mod cmdline;
 pub mod devices;
 pub mod disks;
+pub mod download;
 pub mod early;
+pub mod finish;
 pub mod install;
 pub mod logger;
 pub mod modules;
@@ -54,8 +56,6 @@ pub struct Ctx {
     pub plan: Option<crate::disk::plan::Plan>,
     /// Disks written so far (path, size), for clearing their tables on failure.
     pub written: Vec<(String, u64)>,
-    /// Set by a dry run: later destructive stages are skipped.
-    pub stop_before_writes: bool,
     pub entry: Option<bootloader::Entry>,
     /// A URL rootfs as the fetch stage left it (in RAM, or connected for streaming).
     pub fetched: Option<install::Fetched>,
@@ -63,27 +63,101 @@ pub struct Ctx {
     pub timings: Vec<(String, u128)>,
 }
 
-type StageFn = fn(&mut Ctx) -> Result<()>;
+impl Ctx {
+    /// The payload's disk layout, when it declares any disk.
+    pub fn layout(&self) -> Option<&crate::config::layout::Layout> {
+        self.payload
+            .as_ref()
+            .map(|p| &p.config.layout)
+            .filter(|l| !l.disks.is_empty())
+    }
+}
 
-/// The boot sequence, in order. `early` runs before this list (it sets up logging itself).
-pub const STAGES: &[(&str, StageFn)] = &[
-    ("modules", stage_modules),
-    ("payload", stage_payload),
-    ("network", stage_network),
-    ("fetch", stage_fetch),
-    ("devices", stage_devices),
-    ("plan", stage_plan),
-    ("verify", stage_verify),
-    ("partition", stage_partition),
-    ("mkfs", stage_mkfs),
-    ("mount", stage_mount),
-    ("install", stage_install),
-    ("bootloader", stage_bootloader),
-    ("finish", stage_finish),
+/// One step of the boot sequence.
+pub struct Stage {
+    pub name: &'static str,
+    /// Writes to disks. A dry run (`anemos.dry_run`) stops before the first such stage, and
+    /// the runner skips every later one.
+    pub writes: bool,
+    pub run: fn(&mut Ctx) -> Result<()>,
+}
+
+/// The boot sequence, in order, declared once. `early` runs before this list (it sets up
+/// logging itself).
+pub const STAGES: &[Stage] = &[
+    Stage {
+        name: "modules",
+        writes: false,
+        run: modules::stage,
+    },
+    Stage {
+        name: "payload",
+        writes: false,
+        run: payload::stage,
+    },
+    Stage {
+        name: "network",
+        writes: false,
+        run: stage_network,
+    },
+    Stage {
+        name: "fetch",
+        writes: false,
+        run: download::stage,
+    },
+    Stage {
+        name: "devices",
+        writes: false,
+        run: devices::stage,
+    },
+    Stage {
+        name: "plan",
+        writes: false,
+        run: disks::stage_plan,
+    },
+    Stage {
+        name: "verify",
+        writes: false,
+        run: disks::stage_verify,
+    },
+    Stage {
+        name: "partition",
+        writes: true,
+        run: disks::stage_partition,
+    },
+    Stage {
+        name: "mkfs",
+        writes: true,
+        run: disks::stage_mkfs,
+    },
+    Stage {
+        name: "mount",
+        writes: true,
+        run: disks::stage_mount,
+    },
+    Stage {
+        name: "install",
+        writes: true,
+        run: install::stage,
+    },
+    Stage {
+        name: "bootloader",
+        writes: true,
+        run: bootloader::stage,
+    },
+    Stage {
+        name: "finish",
+        writes: true,
+        run: finish::stage,
+    },
 ];
 
 fn stage_names() -> Vec<&'static str> {
-    STAGES.iter().map(|(n, _)| *n).collect()
+    STAGES.iter().map(|s| s.name).collect()
+}
+
+fn stage_index(name: &str) -> Option<usize> {
+    STAGES.iter().position(|s| s.name == name)
 }
 
 static PANIC_MSG: Mutex<Option<String>> = Mutex::new(None);
@@ -139,7 +213,6 @@ pub fn run() -> ! {
         scan_ms: 0,
         plan: None,
         written: Vec::new(),
-        stop_before_writes: false,
         entry: None,
         timings: Vec::new(),
         fetched: None,
@@ -151,7 +224,7 @@ pub fn run() -> ! {
             Ok(()) => pid1::power(PowerRequest::Poweroff),
             Err((idx, e)) => {
                 let policy = recovery::policy(ctx.params.on_failure, ctx.destructive_started);
-                fail_banner(STAGES[idx].0, &e, ctx.destructive_started, policy);
+                fail_banner(STAGES[idx].name, &e, ctx.destructive_started, policy);
                 if !ctx.written.is_empty() {
                     if ctx.params.keep_on_failure {
                         log::warn!(
@@ -162,11 +235,7 @@ pub fn run() -> ! {
                     }
                 }
                 match recovery::on_failure(policy, ctx.params.countdown, &stage_names()) {
-                    Action::Retry(s) => {
-                        from = s
-                            .and_then(|s| STAGES.iter().position(|(n, _)| *n == s))
-                            .unwrap_or(idx)
-                    }
+                    Action::Retry(s) => from = s.as_deref().and_then(stage_index).unwrap_or(idx),
                     Action::Continue => from = idx,
                     Action::Power(p) => pid1::power(p),
                 }
@@ -236,20 +305,23 @@ fn run_stages(
 ) -> std::result::Result<(), (usize, anyhow::Error)> {
     let mut i = from;
     while i < STAGES.len() {
-        let (name, f) = STAGES[i];
+        let Stage { name, writes, run } = STAGES[i];
         if ctx.params.break_at.as_deref() == Some(name) && !*broke {
             *broke = true;
             log::info!("anemos.break={name}: pausing before stage {name}");
             match recovery::console_loop(&stage_names(), false) {
                 Action::Continue => {}
                 Action::Retry(s) => {
-                    i = s
-                        .and_then(|s| STAGES.iter().position(|(n, _)| *n == s))
-                        .unwrap_or(i);
+                    i = s.as_deref().and_then(stage_index).unwrap_or(i);
                     continue;
                 }
                 Action::Power(p) => pid1::power(p),
             }
+        }
+        if writes && (ctx.params.dry_run) {
+            log::info!("STAGE {name} skipped (dry run: it writes to disks)");
+            i += 1;
+            continue;
         }
         log::info!("STAGE {name} begin");
         let t = Instant::now();
@@ -257,7 +329,7 @@ fn run_stages(
             if ctx.params.test_panic.as_deref() == Some(name) {
                 panic!("test panic injected by anemos.test_panic={name}");
             }
-            f(ctx)
+            run(ctx)
         }));
         let r = match r {
             Ok(r) => r,
@@ -286,65 +358,10 @@ fn run_stages(
         }
         i += 1;
     }
-    Ok(())
-}
-
-fn stage_modules(ctx: &mut Ctx) -> Result<()> {
-    let r = modules::load_all(&ctx.params.blacklist)?;
-    ctx.modules_ms = r.ms;
-    log::info!(
-        "modules: {} loaded, {} already present, {} blacklisted, {} failed in {} ms",
-        r.loaded,
-        r.already,
-        r.blacklisted,
-        r.failed.len(),
-        r.ms
-    );
-    for (m, why) in &r.failed {
-        log::warn!("module {m} failed to load: {why}");
+    if ctx.params.dry_run {
+        log::info!("dry run: nothing was written; powering off");
     }
-    let t = Instant::now();
-    modules::report_missing_drivers(ctx.params.debug);
-    ctx.scan_ms = t.elapsed().as_millis();
     Ok(())
-}
-
-fn stage_payload(ctx: &mut Ctx) -> Result<()> {
-    let p = payload::load(Path::new("/"))?;
-    log::info!(
-        "payload: {} files verified against the sha256 manifest; anemos.toml loaded",
-        p.files
-    );
-    if let Some(h) = &p.config.hostname {
-        early::set_hostname(h);
-    }
-    ctx.payload = Some(p);
-    Ok(())
-}
-
-struct UrlInstall {
-    url: String,
-    sha256: Option<String>,
-    insecure: bool,
-    download: crate::config::Download,
-}
-
-fn url_install(ctx: &Ctx) -> Option<UrlInstall> {
-    match ctx.payload.as_ref().and_then(|p| p.config.install.clone()) {
-        Some(crate::config::Install::Rootfs {
-            source: crate::config::RootfsSource::Url(url),
-            sha256,
-            insecure,
-            download,
-            ..
-        }) => Some(UrlInstall {
-            url,
-            sha256: sha256.map(|h| crate::util::hex(&h)),
-            insecure,
-            download,
-        }),
-        _ => None,
-    }
 }
 
 fn stage_network(ctx: &mut Ctx) -> Result<()> {
@@ -379,7 +396,7 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
         kept.as_ref(),
         &p.config.network,
         &ifaces,
-        url_install(ctx).is_some(),
+        download::url_install(ctx).is_some(),
     )?;
     if plans.is_empty() {
         log::info!("network: not configured and not needed");
@@ -388,330 +405,4 @@ fn stage_network(ctx: &mut Ctx) -> Result<()> {
     let applied = network::apply(&plans, ctx.params.timeout)?;
     network::write_resolver(&applied, p.config.hostname.as_deref().unwrap_or("anemos"))?;
     Ok(())
-}
-
-/// Download attempts after a failure, in a row (reset when bytes arrive).
-const FETCH_RETRIES: u32 = 4;
-
-fn stage_fetch(ctx: &mut Ctx) -> Result<()> {
-    let Some(u) = url_install(ctx) else {
-        return Ok(());
-    };
-    if u.sha256.is_none() && !u.insecure {
-        anyhow::bail!("[install] url needs sha256 (or insecure = true)");
-    }
-    // Connecting here, before any disk is touched, means a bad URL, an unreachable server or
-    // a 404 never leaves a wiped disk.
-    let dl = crate::fetch::Download::open(&u.url, FETCH_RETRIES)?;
-    std::fs::create_dir_all("/run/anemos")?;
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| crate::fetch::mem_available(&m))
-        .unwrap_or(0);
-    let run_free = rustix::fs::statvfs("/run/anemos")
-        .map(|v| v.f_bavail * v.f_frsize)
-        .unwrap_or(0);
-    let (mode, why) = crate::fetch::choose_mode(u.download, dl.total(), mem, run_free)?;
-    match mode {
-        crate::fetch::Mode::Ram => {
-            log::info!("fetch: into RAM before any disk is written: {why}");
-            let dest = std::path::PathBuf::from("/run/anemos/rootfs.download");
-            crate::fetch::save(dl, &dest, u.sha256.as_deref())?;
-            ctx.fetched = Some(install::Fetched::File(dest));
-        }
-        crate::fetch::Mode::Stream => {
-            log::warn!(
-                "fetch: {} will be streamed into the unpack ({why}); its sha256 is checked when the \
-                 download ends, after the disks were written — a mismatch then fails the deploy",
-                u.url
-            );
-            ctx.fetched = Some(install::Fetched::Stream(Box::new(dl), u.sha256));
-        }
-    }
-    Ok(())
-}
-
-fn layout(ctx: &Ctx) -> Option<&crate::config::layout::Layout> {
-    ctx.payload
-        .as_ref()
-        .map(|p| &p.config.layout)
-        .filter(|l| !l.disks.is_empty())
-}
-
-fn stage_devices(ctx: &mut Ctx) -> Result<()> {
-    let needed = layout(ctx).map(disks::needed_paths).unwrap_or_default();
-    // by-id links are ours to create: make them first, then wait for what the config names.
-    devices::create_disk_links(false);
-    let (waited, missing) = devices::wait_for(&needed, ctx.params.timeout);
-    ctx.devices_ms = waited.as_millis();
-    for m in missing {
-        log::warn!(
-            "device {m} did not appear within {} s",
-            ctx.params.timeout.as_secs()
-        );
-    }
-    let n = devices::create_disk_links(true);
-    log::info!(
-        "devices: settled after {} ms; {n} /dev/disk links created",
-        waited.as_millis()
-    );
-    Ok(())
-}
-
-fn stage_plan(ctx: &mut Ctx) -> Result<()> {
-    let Some(l) = layout(ctx) else {
-        log::info!("anemos.toml has no [[disk]]: no disk will be touched");
-        return Ok(());
-    };
-    let p = disks::plan_stage(l)?;
-    ctx.plan = Some(p);
-    Ok(())
-}
-
-fn stage_verify(ctx: &mut Ctx) -> Result<()> {
-    let Some(p) = &ctx.plan else { return Ok(()) };
-    disks::verify_stage(p)?;
-    log::info!("verify: every target disk is free (nothing mounted, no swap, no holders)");
-    if ctx.params.dry_run {
-        log::info!("dry run (anemos.dry_run): stopping before the first write; the plan above is what a real run would do");
-        ctx.stop_before_writes = true;
-    }
-    Ok(())
-}
-
-fn stage_partition(ctx: &mut Ctx) -> Result<()> {
-    if ctx.stop_before_writes {
-        return Ok(());
-    }
-    let Some(p) = ctx.plan.clone() else {
-        return Ok(());
-    };
-    let sizes: Vec<(String, u64)> = p
-        .disks
-        .iter()
-        .map(|d| (d.disk.path.clone(), d.disk.size_bytes))
-        .collect();
-    let written = &mut ctx.written;
-    let destructive = &mut ctx.destructive_started;
-    disks::partition_stage(&p, |path| {
-        *destructive = true;
-        if let Some(s) = sizes.iter().find(|(d, _)| d == path) {
-            if !written.iter().any(|(d, _)| d == path) {
-                written.push(s.clone());
-            }
-        }
-    })?;
-    // The new partitions need their by-partuuid/by-label links.
-    devices::create_disk_links(false);
-    Ok(())
-}
-
-fn stage_mkfs(ctx: &mut Ctx) -> Result<()> {
-    if ctx.stop_before_writes {
-        return Ok(());
-    }
-    let Some(p) = &ctx.plan else { return Ok(()) };
-    disks::mkfs_stage(p)?;
-    devices::create_disk_links(false);
-    Ok(())
-}
-
-fn stage_mount(ctx: &mut Ctx) -> Result<()> {
-    if ctx.stop_before_writes {
-        return Ok(());
-    }
-    let Some(p) = &ctx.plan else { return Ok(()) };
-    disks::mount_stage(p)?;
-    Ok(())
-}
-
-fn stage_install(ctx: &mut Ctx) -> Result<()> {
-    if ctx.stop_before_writes {
-        return Ok(());
-    }
-    let Some(payload) = &ctx.payload else {
-        return Ok(());
-    };
-    let payload_dir = Path::new(install::PAYLOAD);
-    install::protect_secrets(payload_dir);
-    let Some(inst) = install::effective(&payload.config.install, payload_dir) else {
-        log::info!(
-            "no [install] in anemos.toml and no IMGBUILD in the payload: nothing to install"
-        );
-        return Ok(());
-    };
-    if ctx.plan.is_none() {
-        anyhow::bail!("[install] needs a target: anemos.toml has no [[disk]] with a partition mounted at \"/\"");
-    }
-    let env = install::builder_env(
-        ctx.plan.as_ref(),
-        disks::TARGET,
-        payload.config.hostname.as_deref(),
-    );
-    // A file in RAM stays for a retry of this stage; a stream can be read only once.
-    let fetched = match &ctx.fetched {
-        Some(install::Fetched::File(p)) => Some(install::Fetched::File(p.clone())),
-        _ => ctx.fetched.take(),
-    };
-    let r = install::run(&inst, &env, Path::new(disks::TARGET), fetched);
-    let n = install::wipe_secrets(payload_dir);
-    if n > 0 {
-        log::info!("wiped {n} secret file(s) from RAM");
-    }
-    r?;
-    // A rootfs may ship its own /etc/fstab; otherwise (or if the archive replaced ours with an
-    // empty one) keep the generated one.
-    if let Some(p) = &ctx.plan {
-        let f = format!("{}/etc/fstab", disks::TARGET);
-        let keep = std::fs::read_to_string(&f)
-            .map(|t| {
-                t.lines()
-                    .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            })
-            .unwrap_or(false);
-        if !keep {
-            let _ = std::fs::create_dir_all(format!("{}/etc", disks::TARGET));
-            std::fs::write(&f, crate::disk::fstab::render(p))
-                .with_context(|| format!("writing {f}"))?;
-        }
-    }
-    Ok(())
-}
-
-fn stage_bootloader(ctx: &mut Ctx) -> Result<()> {
-    if ctx.stop_before_writes {
-        return Ok(());
-    }
-    let (Some(payload), Some(plan)) = (&ctx.payload, &ctx.plan) else {
-        return Ok(());
-    };
-    match &payload.config.bootloader {
-        crate::config::Bootloader::None => log::info!("bootloader: none configured"),
-        crate::config::Bootloader::SystemdBoot {
-            options,
-            kernel,
-            initrd,
-        } => {
-            let title = payload
-                .config
-                .hostname
-                .clone()
-                .unwrap_or_else(|| "anemos".into());
-            let e = bootloader::install_systemd_boot(
-                plan,
-                Path::new(disks::TARGET),
-                options.as_deref(),
-                kernel.as_deref(),
-                initrd,
-                &title,
-            )?;
-            ctx.entry = Some(e);
-        }
-        crate::config::Bootloader::Command { command } => {
-            let target = Path::new(disks::TARGET);
-            let _m = install::ChrootMounts::new(target)?;
-            let env = install::builder_env(Some(plan), "/", payload.config.hostname.as_deref());
-            install::run_builder(
-                "/bin/sh",
-                &["-c".into(), command.clone()],
-                Path::new("/"),
-                &env,
-                Some(target),
-                "bootloader",
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes the deploy report into the target's /var/log/anemos/ (never secrets: they are
-/// never logged).
-fn write_report(ctx: &Ctx) {
-    let dir = format!("{}/var/log/anemos", disks::TARGET);
-    if std::fs::create_dir_all(&dir).is_err() {
-        return;
-    }
-    let mut r = format!(
-        "anemos deploy report
-{}
-
-",
-        crate::version::banner()
-    );
-    if let Some(p) = &ctx.plan {
-        r.push_str("plan:\n");
-        r.push_str(&crate::disk::plan::render(p));
-    }
-    r.push_str("\nstage timings (ms):\n");
-    for (s, ms) in &ctx.timings {
-        r.push_str(&format!("  {s:<12} {ms}\n"));
-    }
-    if let Some(e) = &ctx.entry {
-        r.push_str(&format!(
-            "\nboot entry: {} (options {})\n",
-            e.entry_path.display(),
-            e.options
-        ));
-    }
-    r.push_str("\nlog:\n");
-    r.push_str(&std::fs::read_to_string("/run/anemos/log").unwrap_or_default());
-    match std::fs::write(format!("{dir}/deploy-report.txt"), r) {
-        Ok(()) => log::info!("wrote {dir}/deploy-report.txt"),
-        Err(e) => log::warn!("writing the deploy report: {e}"),
-    }
-}
-
-fn stage_finish(ctx: &mut Ctx) -> Result<()> {
-    if ctx.params.dry_run || ctx.stop_before_writes {
-        log::info!("dry run: nothing was written; powering off");
-        pid1::power(PowerRequest::Poweroff)
-    }
-    let finish = ctx
-        .payload
-        .as_ref()
-        .map(|p| p.config.deploy.finish)
-        .unwrap_or_default();
-    if ctx.plan.is_none() {
-        log::info!("nothing was deployed (no [[disk]]); powering off");
-        pid1::power(PowerRequest::Poweroff)
-    }
-    write_report(ctx);
-    let per: Vec<String> = ctx
-        .timings
-        .iter()
-        .map(|(s, ms)| format!("{s} {ms}"))
-        .collect();
-    log::info!("figures: stage timings (ms): {}", per.join(", "));
-    log::info!("deploy finished in {} ms", logger::elapsed_ms());
-    match finish {
-        crate::config::Finish::Poweroff => pid1::power(PowerRequest::Poweroff),
-        crate::config::Finish::Reboot => {
-            log::info!("rebooting into the installed system");
-            pid1::power(PowerRequest::Reboot)
-        }
-        crate::config::Finish::Kexec => {
-            let e = ctx
-                .entry
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("finish = \"kexec\" needs a systemd-boot entry"))?;
-            // Copy kernel and initrd to RAM first: the target is unmounted before the jump.
-            std::fs::create_dir_all("/run/anemos/kexec")?;
-            let k = Path::new("/run/anemos/kexec/kernel");
-            std::fs::copy(&e.kernel, k).context("copying the kernel to /run")?;
-            let i = match e.initrd.first() {
-                Some(src) => {
-                    let p = Path::new("/run/anemos/kexec/initrd");
-                    std::fs::copy(src, p).context("copying the initrd to /run")?;
-                    Some(p)
-                }
-                None => None,
-            };
-            let cmdline = e.options.clone();
-            pid1::unmount_all();
-            crate::kexec::load(k, i, &cmdline)?;
-            log::info!("kexec into {} with {cmdline}", e.kernel.display());
-            crate::kexec::exec()?;
-            anyhow::bail!("kexec returned")
-        }
-    }
 }

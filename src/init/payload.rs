@@ -31,3 +31,17 @@ pub fn load(root: &Path) -> Result<Loaded> {
     let config = crate::config::load(&text, "payload/anemos.toml")?;
     Ok(Loaded { files, config })
 }
+
+/// The `payload` stage.
+pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
+    let p = load(Path::new("/"))?;
+    log::info!(
+        "payload: {} files verified against the sha256 manifest; anemos.toml loaded",
+        p.files
+    );
+    if let Some(h) = &p.config.hostname {
+        super::early::set_hostname(h);
+    }
+    ctx.payload = Some(p);
+    Ok(())
+}
