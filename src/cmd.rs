@@ -2,14 +2,13 @@
 //! Logs the quoted argv; on failure the error names the command, its exit status and the last
 //! lines of its output. Children go through [`spawn`] so the reaper leaves them alone.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-
-use std::collections::HashSet;
-use std::process::Child;
-use std::sync::Mutex;
 
 /// Children started through [`spawn`]: PID 1's reaper collects every other exited process
 /// and must leave these to their owners' `wait`.
@@ -53,45 +52,128 @@ pub fn render(prog: &str, args: &[String]) -> String {
         .join(" ")
 }
 
-/// Runs `prog args`, capturing combined output. Fails with the tail of the output.
+/// Runs `prog args`, capturing its stdout (returned). On failure the error carries the last
+/// lines of stdout and stderr.
 pub fn run(prog: &str, args: &[String]) -> Result<String> {
     let line = render(prog, args);
     log::debug!("running: {line}");
+    execute(&mut Command::new(prog), args, &line, None)
+}
+
+/// Where and how a builder (installer, bootloader command) runs: its working directory,
+/// environment, optional chroot, and the prefix its streamed output lines carry.
+pub struct Builder<'a> {
+    pub cwd: &'a Path,
+    pub env: &'a BTreeMap<String, String>,
+    pub chroot: Option<&'a Path>,
+    pub prefix: &'a str,
+}
+
+/// Runs a builder with its output streamed, line by line, to the log (and so the console)
+/// with the builder's prefix. On a non-zero exit the error carries the last lines.
+pub fn run_streamed(prog: &str, args: &[String], b: &Builder) -> Result<()> {
+    let line = render(prog, args);
+    log::info!(
+        "running {line} (in {}{})",
+        b.cwd.display(),
+        b.chroot
+            .map(|c| format!(", chroot {}", c.display()))
+            .unwrap_or_default()
+    );
     let mut cmd = Command::new(prog);
+    cmd.current_dir(b.cwd).envs(b.env);
+    if let Some(root) = b.chroot {
+        chroot_child(&mut cmd, root);
+    }
+    execute(&mut cmd, args, &line, Some(b.prefix)).map(|_| ())
+}
+
+/// Lines kept for the error message of a failed command.
+const TAIL: usize = 20;
+
+/// The one place that spawns, drains and waits: both pipes are read concurrently (so
+/// neither can fill and block the child); with `stream` every line is logged as it arrives,
+/// otherwise stdout is collected and returned.
+fn execute(cmd: &mut Command, args: &[String], line: &str, stream: Option<&str>) -> Result<String> {
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
+    let mut child = spawn(cmd).with_context(|| format!("starting {line}"))?;
+    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL)));
+    let pipes: Vec<(bool, Box<dyn Read + Send>)> = [
+        child
+            .stdout
+            .take()
+            .map(|o| (true, Box::new(o) as Box<dyn Read + Send>)),
+        child
+            .stderr
+            .take()
+            .map(|e| (false, Box::new(e) as Box<dyn Read + Send>)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let threads: Vec<_> = pipes
+        .into_iter()
+        .map(|(is_stdout, pipe)| {
+            let tail = tail.clone();
+            let prefix = stream.map(str::to_string);
+            std::thread::spawn(move || {
+                let mut kept = String::new();
+                for l in BufReader::new(pipe).lines().map_while(|l| l.ok()) {
+                    match &prefix {
+                        Some(p) => log::info!("{p}| {l}"),
+                        None if is_stdout => {
+                            kept.push_str(&l);
+                            kept.push('\n');
+                        }
+                        None => {}
+                    }
+                    if let Ok(mut t) = tail.lock() {
+                        if t.len() == TAIL {
+                            t.pop_front();
+                        }
+                        t.push_back(l);
+                    }
+                }
+                kept
+            })
+        })
+        .collect();
     let mut out = String::new();
-    let mut err = String::new();
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = se.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    if let Some(o) = so.as_mut() {
-        let _ = o.read_to_string(&mut out);
+    for t in threads {
+        out.push_str(&t.join().unwrap_or_default());
     }
-    err.push_str(&t.join().unwrap_or_default());
     let status = wait(&mut child).with_context(|| format!("waiting for {line}"))?;
     if !status.success() {
-        let all = format!("{out}{err}");
-        let tail: Vec<&str> = all
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        bail!("{line} failed ({status}):\n{}", tail.join("\n"));
+        let t: Vec<String> = tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        bail!(
+            "{line} failed ({status}); its last lines:\n{}",
+            t.join("\n")
+        );
     }
     Ok(out)
+}
+
+/// Makes `cmd` chroot into `root` (and chdir to its `/`) in the child, before exec. std has no
+/// safe way to run code between fork and exec, hence the one `unsafe` of this module.
+#[allow(unsafe_code)]
+fn chroot_child(cmd: &mut Command, root: &Path) {
+    use std::os::unix::process::CommandExt;
+    let root = root.to_path_buf();
+    // SAFETY: pre_exec runs in the forked child before exec; chroot and chdir are
+    // async-signal-safe syscalls and touch no shared state.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::chroot(&root)?;
+            rustix::process::chdir("/")?;
+            Ok(())
+        });
+    }
 }
 
 /// Finds `name` in PATH.
@@ -119,13 +201,16 @@ mod tests {
         assert_eq!(out, "hi\n");
         let e = run(
             "sh",
-            &["-c".into(), "echo one; echo two >&2; exit 3".into()],
+            &[
+                "-c".into(),
+                "echo one; sleep 0.2; echo two >&2; exit 3".into(),
+            ],
         )
         .unwrap_err()
         .to_string();
         assert!(
             e.starts_with(
-                "sh -c 'echo one; echo two >&2; exit 3' failed (exit status: 3):\none\ntwo"
+                "sh -c 'echo one; sleep 0.2; echo two >&2; exit 3' failed (exit status: 3); its last lines:\none\ntwo"
             ),
             "{e}"
         );

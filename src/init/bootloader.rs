@@ -314,13 +314,15 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
             let _m = super::install::ChrootMounts::new(target)?;
             let env =
                 super::install::builder_env(Some(plan), "/", payload.config.hostname.as_deref());
-            super::install::run_builder(
+            crate::cmd::run_streamed(
                 "/bin/sh",
                 &["-c".into(), command.clone()],
-                Path::new("/"),
-                &env,
-                Some(target),
-                "bootloader",
+                &crate::cmd::Builder {
+                    cwd: Path::new("/"),
+                    env: &env,
+                    chroot: Some(target),
+                    prefix: "bootloader",
+                },
             )?;
         }
     }

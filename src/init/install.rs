@@ -14,9 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -219,82 +218,6 @@ fn unpack_entries<R: Read>(r: R, target: &Path, label: &str, check_each: bool) -
         n += 1;
     }
     Ok(n)
-}
-
-/// Runs a builder with its output streamed to the console with `prefix`, and to the log.
-/// On a non-zero exit the error carries the last 20 lines.
-pub fn run_builder(
-    prog: &str,
-    args: &[String],
-    cwd: &Path,
-    env: &BTreeMap<String, String>,
-    chroot: Option<&Path>,
-    prefix: &str,
-) -> Result<()> {
-    let line = crate::cmd::render(prog, args);
-    log::info!(
-        "running {line} (in {}{})",
-        cwd.display(),
-        chroot
-            .map(|c| format!(", chroot {}", c.display()))
-            .unwrap_or_default()
-    );
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .current_dir(cwd)
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(root) = chroot {
-        chroot_child(&mut cmd, root);
-    }
-    let mut child = crate::cmd::spawn(&mut cmd).with_context(|| format!("starting {line}"))?;
-    let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-    let mut threads = Vec::new();
-    let outs: Vec<Box<dyn Read + Send>> = [
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    for o in outs {
-        let tail = tail.clone();
-        let prefix = prefix.to_string();
-        threads.push(std::thread::spawn(move || {
-            for l in BufReader::new(o).lines().map_while(|l| l.ok()) {
-                log::info!("{prefix}| {l}");
-                if let Ok(mut t) = tail.lock() {
-                    if t.len() == 20 {
-                        t.pop_front();
-                    }
-                    t.push_back(l);
-                }
-            }
-        }));
-    }
-    for t in threads {
-        let _ = t.join();
-    }
-    let status = crate::cmd::wait(&mut child).with_context(|| format!("waiting for {line}"))?;
-    if !status.success() {
-        let t: Vec<String> = tail
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default();
-        bail!(
-            "{line} failed ({status}); its last lines:\n{}",
-            t.join("\n")
-        );
-    }
-    Ok(())
 }
 
 /// API filesystems inside a chroot target, unmounted when dropped.
@@ -509,13 +432,15 @@ pub fn run(
                 let _mounts = ChrootMounts::new(target)?;
                 let mut env2 = env.clone();
                 env2.insert("ANEMOS_ROOT".into(), "/".into());
-                let r = run_builder(
+                let r = crate::cmd::run_streamed(
                     "/tmp/anemos-provision",
                     &[],
-                    Path::new("/"),
-                    &env2,
-                    Some(target),
-                    "provision",
+                    &crate::cmd::Builder {
+                        cwd: Path::new("/"),
+                        env: &env2,
+                        chroot: Some(target),
+                        prefix: "provision",
+                    },
                 );
                 let _ = fs::remove_file(&dst);
                 r?;
@@ -530,7 +455,16 @@ pub fn run(
                     prog.display()
                 );
             }
-            run_builder(&prog.to_string_lossy(), args, payload, env, None, "install")
+            crate::cmd::run_streamed(
+                &prog.to_string_lossy(),
+                args,
+                &crate::cmd::Builder {
+                    cwd: payload,
+                    env: env,
+                    chroot: None,
+                    prefix: "install",
+                },
+            )
         }
         Install::Makeimg { command, args } => {
             let prog = if command.contains('/') {
@@ -541,25 +475,17 @@ pub fn run(
             let Some(prog) = prog else {
                 bail!("{command} not found in the image's tools root; pack a tools root that has it (--rootfs) or set [install] command");
             };
-            run_builder(&prog, args, payload, env, None, "makeimg")
+            crate::cmd::run_streamed(
+                &prog,
+                args,
+                &crate::cmd::Builder {
+                    cwd: payload,
+                    env: env,
+                    chroot: None,
+                    prefix: "makeimg",
+                },
+            )
         }
-    }
-}
-
-/// Makes `cmd` chroot into `root` (and chdir to its `/`) in the child, before exec. std has no
-/// safe way to run code between fork and exec, hence the one `unsafe` of this module.
-#[allow(unsafe_code)]
-fn chroot_child(cmd: &mut Command, root: &Path) {
-    use std::os::unix::process::CommandExt;
-    let root = root.to_path_buf();
-    // SAFETY: pre_exec runs in the forked child before exec; chroot and chdir are
-    // async-signal-safe syscalls and touch no shared state.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::chroot(&root)?;
-            rustix::process::chdir("/")?;
-            Ok(())
-        });
     }
 }
 
@@ -567,6 +493,7 @@ fn chroot_child(cmd: &mut Command, root: &Path) {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;
+    use std::process::Command;
 
     #[test]
     fn env_keys() {
@@ -740,16 +667,18 @@ mod tests {
     fn builder_failure_carries_last_lines() {
         let d = tempfile::tempdir().unwrap();
         let env = BTreeMap::new();
-        let e = run_builder(
+        let e = crate::cmd::run_streamed(
             "sh",
             &[
                 "-c".into(),
                 "for i in $(seq 1 30); do echo line$i; done; exit 1".into(),
             ],
-            d.path(),
-            &env,
-            None,
-            "t",
+            &crate::cmd::Builder {
+                cwd: d.path(),
+                env: &env,
+                chroot: None,
+                prefix: "t",
+            },
         )
         .unwrap_err()
         .to_string();
