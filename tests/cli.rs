@@ -4,6 +4,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+// The crate's skip-or-fail helpers (a missing prerequisite fails under ANEMOS_REQUIRE_TOOLS=1).
+#[path = "../src/testutil.rs"]
+#[allow(dead_code)]
+mod testutil;
+
 fn anemos() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_anemos"));
     c.env_remove("SOURCE_DATE_EPOCH");
@@ -381,19 +386,32 @@ fn help_and_completions() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("pack-payload"));
 }
 
-fn kernel_modules() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/cache/kernel/modules");
+/// The QEMU tests' cached kernel modules tree ($ANEMOS_CACHE or qemu-tests/cache, filled by
+/// qemu-tests/fetch-kernel.sh, which scripts/setup.sh runs).
+fn kernel_modules(test: &str) -> Option<PathBuf> {
+    let cache = std::env::var_os("ANEMOS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/cache"));
+    let p = cache.join("kernel/modules");
     if p.join("modules.dep").exists() {
         Some(p)
     } else {
-        eprintln!("SKIP: no kernel modules cache (run qemu-tests/fetch-kernel.sh)");
+        testutil::skip(
+            test,
+            &format!(
+                "no kernel modules cache at {} (run qemu-tests/fetch-kernel.sh)",
+                p.display()
+            ),
+        );
         None
     }
 }
 
 #[test]
 fn error_unknown_module_names_closest() {
-    let Some(k) = kernel_modules() else { return };
+    let Some(k) = kernel_modules("error_unknown_module_names_closest") else {
+        return;
+    };
     let d = tempfile::tempdir().unwrap();
     let e = err_line(pack_cmd(
         &d.path().join("img"),
@@ -430,7 +448,9 @@ fn error_binary_library_not_found_and_not_elf() {
 
 #[test]
 fn binary_closure_and_modules_land_in_the_image() {
-    let Some(k) = kernel_modules() else { return };
+    let Some(k) = kernel_modules("binary_closure_and_modules_land_in_the_image") else {
+        return;
+    };
     let d = tempfile::tempdir().unwrap();
     let img = d.path().join("img");
     ok(pack_cmd(
