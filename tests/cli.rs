@@ -596,3 +596,136 @@ fn plan_on_image_files_and_validate_errors() {
         "{e}"
     );
 }
+
+fn plan_json(cfg: &Path, disks: &[String]) -> serde_json::Value {
+    let o = ok({
+        let mut c = anemos();
+        c.arg("plan").arg(cfg).arg("--json");
+        for d in disks {
+            c.arg("--disk").arg(d);
+        }
+        c
+    });
+    serde_json::from_slice(&o.stdout).expect("plan --json prints one JSON document")
+}
+
+#[test]
+fn plan_json_has_the_planned_values() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
+    let d0 = d.path().join("d0.img");
+    let d1 = d.path().join("d1.img");
+    fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
+    fs::File::create(&d1).unwrap().set_len(64 << 20).unwrap();
+    let disks = [
+        format!("{}:serial=sys0", d0.display()),
+        format!("{}:serial=data0", d1.display()),
+    ];
+    let j = plan_json(&cfg, &disks);
+    let sys = &j["disks"][0];
+    assert_eq!(sys["name"], "system");
+    assert_eq!(sys["path"], d0.display().to_string());
+    assert_eq!(sys["serial"], "sys0");
+    assert_eq!(sys["by_id"], serde_json::json!(["virtio-sys0"]));
+    assert_eq!(sys["wwn"], serde_json::Value::Null);
+    assert_eq!(sys["size_bytes"], 512u64 << 20);
+    assert_eq!(sys["logical_sector_size"], 512);
+    assert_eq!(sys["action"], "repartition");
+    assert_eq!(sys["first_usable_lba"], 34);
+    let parts = sys["partitions"].as_array().unwrap();
+    let labels: Vec<&str> = parts.iter().map(|p| p["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["esp", "swap", "root"]);
+    let esp = &parts[0];
+    assert_eq!(esp["number"], 1);
+    assert_eq!(esp["type"], "esp");
+    assert_eq!(esp["type_guid"], "c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
+    assert_eq!(esp["first_lba"], 2048);
+    assert_eq!(esp["last_lba"], 206847);
+    assert_eq!(esp["start_bytes"], 1u64 << 20);
+    assert_eq!(esp["size_bytes"], 100u64 << 20);
+    assert_eq!(esp["filesystem"], "vfat");
+    assert_eq!(esp["fs_uuid"], "A3D8-E229");
+    assert_eq!(esp["fs_label"], "ESP");
+    assert_eq!(esp["mount"], "/boot");
+    // Partitions are contiguous and `rest` ends on the last whole MiB before the backup GPT.
+    for w in parts.windows(2) {
+        assert_eq!(
+            w[1]["first_lba"].as_u64().unwrap(),
+            w[0]["last_lba"].as_u64().unwrap() + 1
+        );
+    }
+    let root = &parts[2];
+    assert_eq!(root["filesystem"], "ext4");
+    assert_eq!(root["mount"], "/");
+    assert_eq!(root["last_lba"], (511u64 << 20) / 512 - 1);
+    // The same identifiers as the text plan, and fstab mounts by them.
+    let text = String::from_utf8_lossy(
+        &ok({
+            let mut c = anemos();
+            c.arg("plan").arg(&cfg);
+            for d in &disks {
+                c.arg("--disk").arg(d);
+            }
+            c
+        })
+        .stdout,
+    )
+    .to_string();
+    let fstab = j["fstab"].as_str().unwrap();
+    for p in parts {
+        assert!(text.contains(p["partuuid"].as_str().unwrap()), "{text}");
+        let u = p["fs_uuid"].as_str().unwrap();
+        assert!(text.contains(u) && fstab.contains(u), "{u}: {fstab}");
+    }
+    assert_eq!(sys["disk_guid"].as_str().unwrap().len(), 36);
+    let data = &j["disks"][1];
+    assert_eq!(data["name"], "data");
+    assert_eq!(data["action"], "preserve");
+    assert_eq!(data["partitions"], serde_json::json!([]));
+    assert_eq!(data["disk_guid"], serde_json::Value::Null);
+    assert_eq!(data["preserved_mounts"][0]["label"], "data");
+    assert_eq!(data["preserved_mounts"][0]["mount"], "/home");
+    assert!(fstab.contains("LABEL=data /home"), "{fstab}");
+
+    // 4096-byte sectors: the same byte positions, in bigger sectors.
+    let j = plan_json(
+        &cfg,
+        &[
+            format!("{}:serial=sys0:sector=4096", d0.display()),
+            format!("{}:serial=data0", d1.display()),
+        ],
+    );
+    let esp = &j["disks"][0]["partitions"][0];
+    assert_eq!(j["disks"][0]["logical_sector_size"], 4096);
+    assert_eq!(esp["first_lba"], 256);
+    assert_eq!(esp["start_bytes"], 1u64 << 20);
+    assert_eq!(esp["size_bytes"], 100u64 << 20);
+}
+
+#[test]
+fn validate_json_reports_both_verdicts() {
+    let cfg =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
+    let o = ok({
+        let mut c = anemos();
+        c.arg("validate").arg(&cfg).arg("--json");
+        c
+    });
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["valid"], true);
+    assert_eq!(j["disks"], 2);
+    assert_eq!(j["partitions"], 3);
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.toml");
+    fs::write(&bad, "hostname = \n").unwrap();
+    let o = run({
+        let mut c = anemos();
+        c.arg("validate").arg(&bad).arg("--json");
+        c
+    });
+    assert_eq!(o.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["valid"], false);
+    assert!(j["error"].as_str().unwrap().contains("bad.toml"), "{j}");
+}

@@ -91,6 +91,21 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// The label as `fs` stores it (what blkid shows): FAT's form, or cut to the filesystem's
+/// limit as `make` cuts it; None when nothing is left.
+pub fn stored_label(fs: FsKind, label: &str) -> Option<String> {
+    match fs {
+        FsKind::Vfat => vfat_label(label),
+        FsKind::Ext4 => Some(truncate(label, 16)),
+        FsKind::Xfs => Some(truncate(label, 12)),
+        FsKind::Btrfs => Some(truncate(label, 255)),
+        FsKind::Swap => {
+            Some(String::from_utf8_lossy(&label.as_bytes()[..label.len().min(15)]).into_owned())
+        }
+    }
+    .filter(|l| !l.is_empty())
+}
+
 /// Creates the planned filesystem on `dev` (a partition node of `len` bytes).
 pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64) -> Result<()> {
     let Some(fs) = p.fs else { return Ok(()) };
