@@ -10,6 +10,11 @@ timeout hits.
 Usage: qemu-tests/run.py [--binary PATH] [SCENARIO.toml | NAME ...]
        (no scenarios = all of them)
 
+Processes: everything the harness starts (QEMU, the HTTP server, host commands, setup and post
+commands) is stopped after each scenario, on failure and on Ctrl-C/SIGTERM; a process it started
+that is still alive after that (e.g. a background job of a setup command) fails the run and is
+listed, then killed. There is no skip: a missing tool or kernel fails the run.
+
 Scenario keys:
   description = "..."
   timeout = 90                      # seconds for the whole boot

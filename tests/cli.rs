@@ -536,15 +536,22 @@ fn inspect_shows_base_and_payload_segments() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hostname = \"x\"\n");
 }
 
+/// The disks-basic QEMU payload's config, with blank image files for its two disks
+/// (system: 512 MiB, serial sys0; data: 64 MiB, serial data0).
+fn disks_basic(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let cfg =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
+    let d0 = dir.join("d0.img");
+    let d1 = dir.join("d1.img");
+    fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
+    fs::File::create(&d1).unwrap().set_len(64 << 20).unwrap();
+    (cfg, d0, d1)
+}
+
 #[test]
 fn plan_on_image_files_and_validate_errors() {
     let d = tempfile::tempdir().unwrap();
-    let cfg =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
-    let d0 = d.path().join("d0.img");
-    let d1 = d.path().join("d1.img");
-    fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
-    fs::File::create(&d1).unwrap().set_len(64 << 20).unwrap();
+    let (cfg, d0, d1) = disks_basic(d.path());
     let before = sha256(&d0);
     let o = ok({
         let mut c = anemos();
@@ -612,12 +619,7 @@ fn plan_json(cfg: &Path, disks: &[String]) -> serde_json::Value {
 #[test]
 fn plan_json_has_the_planned_values() {
     let d = tempfile::tempdir().unwrap();
-    let cfg =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
-    let d0 = d.path().join("d0.img");
-    let d1 = d.path().join("d1.img");
-    fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
-    fs::File::create(&d1).unwrap().set_len(64 << 20).unwrap();
+    let (cfg, d0, d1) = disks_basic(d.path());
     let disks = [
         format!("{}:serial=sys0", d0.display()),
         format!("{}:serial=data0", d1.display()),
