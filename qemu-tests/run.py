@@ -74,7 +74,7 @@ class Interrupted(BaseException):
 
 
 def _on_signal(signum, _frame):
-    raise Interrupted(signal.Signals(signum).name)
+    raise Interrupted(signum)
 
 
 def spawn(args, **kw):
@@ -545,8 +545,9 @@ def harness():
     try:
         main()
     except Interrupted as e:
-        log(f"interrupted ({e}): stopping every process the harness started")
-        code = 130
+        signum = e.args[0]
+        log(f"interrupted ({signal.Signals(signum).name}): stopping every process the harness started")
+        code = 128 + signum
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (1 if e.code else 0)
         if e.code is not None and not isinstance(e.code, int):
