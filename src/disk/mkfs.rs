@@ -227,4 +227,19 @@ mod tests {
             "1234-ABCD"
         );
     }
+
+    #[test]
+    fn stored_labels_match_what_make_writes() {
+        let long = "a-very-long-label-here";
+        let (_, a) = mkfs_command(FsKind::Ext4, "d", "u", long).unwrap();
+        assert_eq!(stored_label(FsKind::Ext4, long).as_deref(), Some(&*a[5]));
+        let (_, a) = mkfs_command(FsKind::Xfs, "d", "u", long).unwrap();
+        assert_eq!(stored_label(FsKind::Xfs, long).as_deref(), Some(&*a[5]));
+        assert_eq!(stored_label(FsKind::Vfat, "esp").as_deref(), Some("ESP"));
+        assert_eq!(
+            stored_label(FsKind::Swap, long).as_deref(),
+            Some("a-very-long-lab")
+        );
+        assert_eq!(stored_label(FsKind::Ext4, ""), None);
+    }
 }
