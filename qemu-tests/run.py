@@ -10,6 +10,11 @@ timeout hits.
 Usage: qemu-tests/run.py [--binary PATH] [SCENARIO.toml | NAME ...]
        (no scenarios = all of them)
 
+Processes: everything the harness starts (QEMU, the HTTP server, host commands, setup and post
+commands) is stopped after each scenario, on failure and on Ctrl-C/SIGTERM; a process it started
+that is still alive after that (e.g. a background job of a setup command) fails the run and is
+listed, then killed. There is no skip: a missing tool or kernel fails the run.
+
 Scenario keys:
   description = "..."
   timeout = 90                      # seconds for the whole boot
@@ -25,16 +30,19 @@ Scenario keys:
   [[figure]] name = "..."; start = "substring"; end = "substring"  # ms between two lines
 """
 import argparse
+import atexit
 import shlex
 import hashlib
 import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import tomllib
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,12 +56,132 @@ def log(msg):
     print(f"qemu-tests: {msg}", flush=True)
 
 
+# Every process the harness starts goes through spawn(): it runs in a session of its own (so a
+# Ctrl-C on the terminal reaches only the harness, which then stops the children in order) and
+# carries MARK=RUN_ID in its environment, which everything it starts in turn inherits. After
+# each scenario and at exit the harness stops what it registered, then looks for survivors: any
+# process carrying the marker, or still in one of the sessions it created (a daemon, a shell's
+# background job, a socat QEMU forked), is a leak. Leaks fail the run, are listed, and are killed.
+MARK = "ANEMOS_HARNESS"
+RUN_ID = f"{os.getpid()}.{time.time_ns()}"
+GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+_children = []  # live Popen objects started by spawn()
+_sessions = set()  # session ids of everything spawn() started
+
+
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM/SIGHUP: unwinds through every finally, like KeyboardInterrupt."""
+
+
+def _on_signal(signum, _frame):
+    raise Interrupted(signum)
+
+
+def spawn(args, **kw):
+    env = dict(kw.pop("env", None) or os.environ)
+    env[MARK] = RUN_ID
+    p = subprocess.Popen(args, start_new_session=True, env=env, **kw)
+    _children.append(p)
+    _sessions.add(p.pid)
+    return p
+
+
+def _signal_group(p, sig):
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def terminate(*procs):
+    """Stops each process and its whole process group: SIGTERM, then SIGKILL after GRACE."""
+    procs = [p for p in procs if p is not None]
+    for p in procs:
+        _signal_group(p, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(p, signal.SIGKILL)
+        p.wait()
+        if p in _children:
+            _children.remove(p)
+
+
+def call(args, check=False, capture_output=False, **kw):
+    """subprocess.run through spawn(). The command's own process group is stopped only when the
+    harness is interrupted or fails while waiting: what a finished command leaves running is
+    left for the leak check to report."""
+    if capture_output:
+        kw["stdout"] = kw["stderr"] = subprocess.PIPE
+    p = spawn(args, **kw)
+    try:
+        out, err = p.communicate()
+    except BaseException:
+        terminate(p)
+        raise
+    _children.remove(p)
+    if check and p.returncode != 0:
+        raise subprocess.CalledProcessError(p.returncode, args, out, err)
+    return subprocess.CompletedProcess(args, p.returncode, out, err)
+
+
+def survivors():
+    """(pid, command line) of every live process the harness started, directly or not."""
+    me, found = os.getpid(), []
+    tag = f"{MARK}={RUN_ID}".encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if fields[0] == "Z":
+                continue
+            try:
+                marked = tag in Path(f"/proc/{d}/environ").read_bytes().split(b"\0")
+            except OSError:
+                marked = False
+            if marked or int(fields[3]) in _sessions:
+                cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append((int(d), cmd.strip() or stat.split()[1]))
+        except (OSError, ValueError, IndexError):
+            continue  # ended while being read
+    return found
+
+
+def reap_leaks():
+    """Stops every registered child, then kills and returns the processes that survived that."""
+    terminate(*list(_children))
+    leaks = survivors()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid, _ in leaks:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if sig == signal.SIGTERM:
+            deadline = time.monotonic() + GRACE
+            while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid, _ in leaks):
+                time.sleep(0.1)
+    _sessions.clear()  # all ended: their ids may be reused by unrelated processes from now on
+    return leaks
+
+
+def leak_text(leaks):
+    return "\n".join(f"    pid {pid}: {cmd}" for pid, cmd in leaks)
+
+
 def ensure_kernel():
-    subprocess.run([str(HERE / "fetch-kernel.sh")], check=True, stdout=subprocess.DEVNULL)
+    call([str(HERE / "fetch-kernel.sh")], check=True, stdout=subprocess.DEVNULL)
     return CACHE / "kernel" / "vmlinuz", CACHE / "kernel" / "modules"
 
 
 def build_binary():
+    # Not through spawn(): a build server cargo may be configured with (sccache) is meant to
+    # outlive the run, and cargo leaves nothing else running.
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
     return REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "anemos"
 
@@ -68,7 +196,7 @@ def busybox_root():
         raise SystemExit("qemu-tests: busybox-static is not installed (apt-get install busybox-static)")
     (root / "bin").mkdir(parents=True, exist_ok=True)
     shutil.copy(bb, root / "bin" / "busybox")
-    applets = subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    applets = call([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
     for a in applets:
         link = root / "bin" / a
         if not link.exists():
@@ -91,13 +219,13 @@ def pack_image(anemos, sc, name, modules_dir):
     if p.get("no_validate"):
         # Pack the payload without host-side validation, so the init's own checks are tested.
         pl = OUT / f"{name}.payload"
-        subprocess.run([str(anemos), "pack-payload", str(REPO / p["payload"]), "-o", str(pl), "--no-validate"], check=True)
+        call([str(anemos), "pack-payload", str(REPO / p["payload"]), "-o", str(pl), "--no-validate"], check=True)
         args += ["--payload", str(pl)]
     elif p.get("corrupt_payload"):
         # Pack the payload uncompressed, then flip bytes inside a file's data so the init's
         # sha256 check must catch it.
         pl = OUT / f"{name}.payload"
-        subprocess.run([str(anemos), "pack-payload", str(REPO / p["payload"]), "-o", str(pl), "--compress", "none"], check=True)
+        call([str(anemos), "pack-payload", str(REPO / p["payload"]), "-o", str(pl), "--compress", "none"], check=True)
         data = pl.read_bytes()
         needle = p["corrupt_payload"].encode()
         if needle not in data:
@@ -108,7 +236,7 @@ def pack_image(anemos, sc, name, modules_dir):
         args += ["--payload", str(REPO / p["payload"])]
     args += [a.replace("{repo}", str(REPO)).replace("{out}", str(OUT)).replace("{anemos}", str(anemos)) for a in p.get("args", [])]
     t = time.monotonic()
-    subprocess.run(args, check=True, cwd=REPO)
+    call(args, check=True, cwd=REPO)
     return img, (time.monotonic() - t) * 1000
 
 
@@ -116,18 +244,18 @@ def make_disk(path, d):
     size = d.get("size", "64M")
     if path.exists():
         path.unlink()
-    subprocess.run(["truncate", "-s", size, str(path)], check=True)
+    call(["truncate", "-s", size, str(path)], check=True)
     fill = d.get("fill", "zeros")
     if fill == "ext4-with-files":
         src = OUT / "ext4-src"
         shutil.rmtree(src, ignore_errors=True)
         (src / "docs").mkdir(parents=True)
         (src / "docs" / "keep.txt").write_text("precious data\n")
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", d.get("label", "data"), "-d", str(src), str(path)], check=True)
+        call(["mkfs.ext4", "-q", "-F", "-L", d.get("label", "data"), "-d", str(src), str(path)], check=True)
     elif fill == "gpt-ext4":
         # A disk with a GPT and one ext4 partition (an "old system").
-        subprocess.run(["sgdisk", "-o", "-n", "1:2048:0", "-c", "1:oldroot", str(path)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "oldroot", "-E", "offset=1048576", str(path), "16M"], check=True)
+        call(["sgdisk", "-o", "-n", "1:2048:0", "-c", "1:oldroot", str(path)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        call(["mkfs.ext4", "-q", "-F", "-L", "oldroot", "-E", "offset=1048576", str(path), "16M"], check=True)
 
 
 def sha256(path):
@@ -182,7 +310,7 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
     # "{run}" becomes the run's name (scenario, or scenario.boot2) so files do not collide.
     qemu += shlex.split(os.environ.get("ANEMOS_QEMU_EXTRA", "").replace("{run}", name))
     log(f"{name}: booting: {' '.join(qemu)}")
-    proc = subprocess.Popen(qemu, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = spawn(qemu, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     timeout = sc.get("timeout", 90)
     start = time.monotonic()
     buf = b""
@@ -230,9 +358,7 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
         if partial:
             lines.append(((time.monotonic() - start) * 1000, partial.decode("utf-8", "replace")))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        terminate(proc)  # QEMU and what it forked (guestfwd socat)
         (OUT / f"{name}.console.log").write_bytes(buf)
     text = buf.decode("utf-8", "replace")
     return proc.returncode, text, lines, time.monotonic() - start
@@ -262,7 +388,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
     log(f"{name}: {sc.get('description', '')}")
     for cmd in sc.get("setup", []):
-        subprocess.run(cmd.format(repo=str(REPO), here=str(HERE), anemos=str(anemos), out=str(OUT)), shell=True, check=True)
+        call(cmd.format(repo=str(REPO), here=str(HERE), anemos=str(anemos), out=str(OUT)), shell=True, check=True)
     image, pack_ms = pack_image(anemos, sc, name, modules_dir)
     disks = []
     for i, d in enumerate(sc.get("disk", [])):
@@ -285,7 +411,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
             sc["boot2"]["http_port"] = sc["http_port"]
         h = sc["http"]
         argv = ["python3", str(HERE / "http_server.py"), str(REPO / h["dir"]), str(sc["http_port"])] + (["--drop-first"] if h.get("drop_first") else [])
-        http_proc = subprocess.Popen(argv, stdout=open(OUT / f"{name}.http.log", "wb"), stderr=subprocess.STDOUT)
+        http_proc = spawn(argv, stdout=open(OUT / f"{name}.http.log", "wb"), stderr=subprocess.STDOUT)
         time.sleep(0.5)
 
     def start_host(text_all):
@@ -293,15 +419,15 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
             subs = {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT), "port": sc["net_port"]}
             cmd = host["run"].format(**subs)
             log(f"{name}: host command: {cmd}")
-            host_proc.append(subprocess.Popen(cmd, shell=True, stdout=open(OUT / f"{name}.host.log", "wb"), stderr=subprocess.STDOUT))
+            host_proc.append(spawn(cmd, shell=True, stdout=open(OUT / f"{name}.host.log", "wb"), stderr=subprocess.STDOUT))
     try:
         rc, text, lines, secs = run_qemu(sc, name, kernel, image, disks, on_line=start_host)
     except Failure as f:
         text = (OUT / f"{name}.console.log").read_text(errors="replace")
         raise Failure(f"{name}: {f}\n{excerpt(text)}")
     finally:
-        if http_proc is not None and not sc.get("boot2"):
-            http_proc.kill()
+        if not sc.get("boot2"):
+            terminate(http_proc)
     missing = check_order(text, sc.get("expect", []))
     if missing is not None:
         raise Failure(f"{name}: expected console line not seen (in order): {missing!r}\n{excerpt(text)}")
@@ -318,7 +444,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         for i, (p, _) in enumerate(disks):
             subs[f"disk{i}"] = str(p)
         line = cmd.format(**subs)
-        r = subprocess.run(line, shell=True, capture_output=True, text=True)
+        r = call(line, shell=True, capture_output=True, text=True)
         if r.returncode != 0:
             raise Failure(f"{name}: post-check failed: {line}\n{r.stdout}{r.stderr}")
         log(f"{name}: post-check ok: {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else line}")
@@ -344,7 +470,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         try:
             hrc = host_proc[0].wait(timeout=host.get("timeout", 60))
         except subprocess.TimeoutExpired:
-            host_proc[0].kill()
+            terminate(host_proc[0])
             hrc = "timeout"
         hout = (OUT / f"{name}.host.log").read_text(errors="replace")
         if hrc != 0 or any(e not in hout for e in host.get("expect", [])):
@@ -393,6 +519,13 @@ def main():
         except (Failure, subprocess.CalledProcessError) as e:
             log(f"FAIL {e}")
             failures.append(p.stem)
+        finally:
+            leaks = reap_leaks()
+        if leaks:
+            log(f"FAIL {p.stem}: processes it started were still running after it ended (now killed):\n{leak_text(leaks)}")
+            results.pop(p.stem, None)
+            if p.stem not in failures:
+                failures.append(p.stem)
     log(f"figures: binary_bytes={anemos.stat().st_size}")
     for k, v in results.items():
         log(f"figures: {k}: {v}")
@@ -402,5 +535,35 @@ def main():
     log(f"all {len(chosen)} scenarios passed")
 
 
+def harness():
+    """main() with every started process stopped on any exit (failure, Ctrl-C, SIGTERM), and the
+    run failed if one was still alive."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    atexit.register(reap_leaks)  # a last resort; the finally below normally leaves nothing
+    code = 0
+    try:
+        main()
+    except Interrupted as e:
+        signum = e.args[0]
+        log(f"interrupted ({signal.Signals(signum).name}): stopping every process the harness started")
+        code = 128 + signum
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (1 if e.code else 0)
+        if e.code is not None and not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        leaks = reap_leaks()
+    if leaks:
+        log(f"FAIL: processes the harness started were still running at exit (now killed):\n{leak_text(leaks)}")
+        code = code or 1
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    harness()

@@ -4,7 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every host tool a test calls is listed here: under ANEMOS_REQUIRE_TOOLS=1 (CI) a missing one
+# fails its test instead of skipping it. Unit/CLI tests: cpio, file + readelf (binutils),
+# sgdisk (gdisk), sfdisk/fdisk (fdisk), blkid/partx/mkswap (util-linux), mkfs.vfat/fsck.vfat
+# (dosfstools), mcopy (mtools), mkfs.ext4 (e2fsprogs), ip (iproute2), gcc, mkinitramfs
+# (initramfs-tools). QEMU scenarios: the rest.
 PKGS=(musl-tools qemu-system-x86 ovmf cpio busybox-static e2fsprogs dosfstools mtools gdisk fdisk
+      util-linux binutils gcc iproute2
       kmod file zstd xz-utils initramfs-tools dracut-core systemd-boot-efi python3 xfsprogs btrfs-progs dropbear-bin openssh-client socat)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -18,4 +24,8 @@ if ((${#missing[@]})); then
 fi
 rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl \
     || rustup target add x86_64-unknown-linux-musl
+# .ci/run checks formatting and lints before the tests.
+for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
 qemu-tests/fetch-kernel.sh >/dev/null

@@ -4,6 +4,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+// The crate's skip-or-fail helpers (a missing prerequisite fails under ANEMOS_REQUIRE_TOOLS=1).
+#[path = "../src/testutil.rs"]
+#[allow(dead_code)]
+mod testutil;
+
 fn anemos() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_anemos"));
     c.env_remove("SOURCE_DATE_EPOCH");
@@ -381,19 +386,32 @@ fn help_and_completions() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("pack-payload"));
 }
 
-fn kernel_modules() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/cache/kernel/modules");
+/// The QEMU tests' cached kernel modules tree ($ANEMOS_CACHE or qemu-tests/cache, filled by
+/// qemu-tests/fetch-kernel.sh, which scripts/setup.sh runs).
+fn kernel_modules(test: &str) -> Option<PathBuf> {
+    let cache = std::env::var_os("ANEMOS_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/cache"));
+    let p = cache.join("kernel/modules");
     if p.join("modules.dep").exists() {
         Some(p)
     } else {
-        eprintln!("SKIP: no kernel modules cache (run qemu-tests/fetch-kernel.sh)");
+        testutil::skip(
+            test,
+            &format!(
+                "no kernel modules cache at {} (run qemu-tests/fetch-kernel.sh)",
+                p.display()
+            ),
+        );
         None
     }
 }
 
 #[test]
 fn error_unknown_module_names_closest() {
-    let Some(k) = kernel_modules() else { return };
+    let Some(k) = kernel_modules("error_unknown_module_names_closest") else {
+        return;
+    };
     let d = tempfile::tempdir().unwrap();
     let e = err_line(pack_cmd(
         &d.path().join("img"),
@@ -430,7 +448,9 @@ fn error_binary_library_not_found_and_not_elf() {
 
 #[test]
 fn binary_closure_and_modules_land_in_the_image() {
-    let Some(k) = kernel_modules() else { return };
+    let Some(k) = kernel_modules("binary_closure_and_modules_land_in_the_image") else {
+        return;
+    };
     let d = tempfile::tempdir().unwrap();
     let img = d.path().join("img");
     ok(pack_cmd(
@@ -516,15 +536,22 @@ fn inspect_shows_base_and_payload_segments() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "hostname = \"x\"\n");
 }
 
+/// The disks-basic QEMU payload's config, with blank image files for its two disks
+/// (system: 512 MiB, serial sys0; data: 64 MiB, serial data0).
+fn disks_basic(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let cfg =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
+    let d0 = dir.join("d0.img");
+    let d1 = dir.join("d1.img");
+    fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
+    fs::File::create(&d1).unwrap().set_len(64 << 20).unwrap();
+    (cfg, d0, d1)
+}
+
 #[test]
 fn plan_on_image_files_and_validate_errors() {
     let d = tempfile::tempdir().unwrap();
-    let cfg =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
-    let d0 = d.path().join("d0.img");
-    let d1 = d.path().join("d1.img");
-    fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
-    fs::File::create(&d1).unwrap().set_len(64 << 20).unwrap();
+    let (cfg, d0, d1) = disks_basic(d.path());
     let before = sha256(&d0);
     let o = ok({
         let mut c = anemos();
@@ -575,4 +602,132 @@ fn plan_on_image_files_and_validate_errors() {
         e.contains("disk[0].partitions[0].size: \"12Q\" is not a size"),
         "{e}"
     );
+}
+
+fn plan_json(cfg: &Path, disks: &[String]) -> serde_json::Value {
+    let o = ok({
+        let mut c = anemos();
+        c.arg("plan").arg(cfg).arg("--json");
+        for d in disks {
+            c.arg("--disk").arg(d);
+        }
+        c
+    });
+    serde_json::from_slice(&o.stdout).expect("plan --json prints one JSON document")
+}
+
+#[test]
+fn plan_json_has_the_planned_values() {
+    let d = tempfile::tempdir().unwrap();
+    let (cfg, d0, d1) = disks_basic(d.path());
+    let disks = [
+        format!("{}:serial=sys0", d0.display()),
+        format!("{}:serial=data0", d1.display()),
+    ];
+    let j = plan_json(&cfg, &disks);
+    let sys = &j["disks"][0];
+    assert_eq!(sys["name"], "system");
+    assert_eq!(sys["path"], d0.display().to_string());
+    assert_eq!(sys["serial"], "sys0");
+    assert_eq!(sys["by_id"], serde_json::json!(["virtio-sys0"]));
+    assert_eq!(sys["wwn"], serde_json::Value::Null);
+    assert_eq!(sys["size_bytes"], 512u64 << 20);
+    assert_eq!(sys["logical_sector_size"], 512);
+    assert_eq!(sys["action"], "repartition");
+    assert_eq!(sys["first_usable_lba"], 34);
+    let parts = sys["partitions"].as_array().unwrap();
+    let labels: Vec<&str> = parts.iter().map(|p| p["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["esp", "swap", "root"]);
+    let esp = &parts[0];
+    assert_eq!(esp["number"], 1);
+    assert_eq!(esp["type"], "esp");
+    assert_eq!(esp["type_guid"], "c12a7328-f81f-11d2-ba4b-00a0c93ec93b");
+    assert_eq!(esp["first_lba"], 2048);
+    assert_eq!(esp["last_lba"], 206847);
+    assert_eq!(esp["start_bytes"], 1u64 << 20);
+    assert_eq!(esp["size_bytes"], 100u64 << 20);
+    assert_eq!(esp["filesystem"], "vfat");
+    assert_eq!(esp["fs_uuid"], "A3D8-E229");
+    assert_eq!(esp["fs_label"], "ESP");
+    assert_eq!(esp["mount"], "/boot");
+    // Partitions are contiguous and `rest` ends on the last whole MiB before the backup GPT.
+    for w in parts.windows(2) {
+        assert_eq!(
+            w[1]["first_lba"].as_u64().unwrap(),
+            w[0]["last_lba"].as_u64().unwrap() + 1
+        );
+    }
+    let root = &parts[2];
+    assert_eq!(root["filesystem"], "ext4");
+    assert_eq!(root["mount"], "/");
+    assert_eq!(root["last_lba"], (511u64 << 20) / 512 - 1);
+    // The same identifiers as the text plan, and fstab mounts by them.
+    let text = String::from_utf8_lossy(
+        &ok({
+            let mut c = anemos();
+            c.arg("plan").arg(&cfg);
+            for d in &disks {
+                c.arg("--disk").arg(d);
+            }
+            c
+        })
+        .stdout,
+    )
+    .to_string();
+    let fstab = j["fstab"].as_str().unwrap();
+    for p in parts {
+        assert!(text.contains(p["partuuid"].as_str().unwrap()), "{text}");
+        let u = p["fs_uuid"].as_str().unwrap();
+        assert!(text.contains(u) && fstab.contains(u), "{u}: {fstab}");
+    }
+    assert_eq!(sys["disk_guid"].as_str().unwrap().len(), 36);
+    let data = &j["disks"][1];
+    assert_eq!(data["name"], "data");
+    assert_eq!(data["action"], "preserve");
+    assert_eq!(data["partitions"], serde_json::json!([]));
+    assert_eq!(data["disk_guid"], serde_json::Value::Null);
+    assert_eq!(data["preserved_mounts"][0]["label"], "data");
+    assert_eq!(data["preserved_mounts"][0]["mount"], "/home");
+    assert!(fstab.contains("LABEL=data /home"), "{fstab}");
+
+    // 4096-byte sectors: the same byte positions, in bigger sectors.
+    let j = plan_json(
+        &cfg,
+        &[
+            format!("{}:serial=sys0:sector=4096", d0.display()),
+            format!("{}:serial=data0", d1.display()),
+        ],
+    );
+    let esp = &j["disks"][0]["partitions"][0];
+    assert_eq!(j["disks"][0]["logical_sector_size"], 4096);
+    assert_eq!(esp["first_lba"], 256);
+    assert_eq!(esp["start_bytes"], 1u64 << 20);
+    assert_eq!(esp["size_bytes"], 100u64 << 20);
+}
+
+#[test]
+fn validate_json_reports_both_verdicts() {
+    let cfg =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/disks-basic/anemos.toml");
+    let o = ok({
+        let mut c = anemos();
+        c.arg("validate").arg(&cfg).arg("--json");
+        c
+    });
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["valid"], true);
+    assert_eq!(j["disks"], 2);
+    assert_eq!(j["partitions"], 3);
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.toml");
+    fs::write(&bad, "hostname = \n").unwrap();
+    let o = run({
+        let mut c = anemos();
+        c.arg("validate").arg(&bad).arg("--json");
+        c
+    });
+    assert_eq!(o.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["valid"], false);
+    assert!(j["error"].as_str().unwrap().contains("bad.toml"), "{j}");
 }

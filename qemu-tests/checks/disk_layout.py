@@ -3,10 +3,12 @@
 
 Usage: disk_layout.py ANEMOS CONFIG DISK0[:serial=S] [DISK1[:serial=S] ...]
 
-Runs `anemos plan CONFIG --disk ...` for the prediction, then checks the first repartitioned
-disk with sgdisk (start, end, PARTUUID, name), blkid (type, UUID, label of each filesystem,
-probed at the partition's offset), fsck.vfat -n (ESP) and debugfs (the target's /etc/fstab).
+Runs `anemos plan CONFIG --json --disk ...` for the prediction, then checks the first
+repartitioned disk with sgdisk (start, end, PARTUUID, name), blkid (type, UUID, label of each
+filesystem, probed at the partition's offset), fsck.vfat -n (ESP) and debugfs (the target's
+/etc/fstab).
 """
+import json
 import re
 import subprocess
 import sys
@@ -22,24 +24,16 @@ def run(*a, **kw):
 
 def main():
     anemos, config, *disks = sys.argv[1:]
-    out = run(anemos, "plan", config, *[x for d in disks for x in ("--disk", d)])
-    rows = []
-    disk_file = None
-    current = None
-    for line in out.splitlines():
-        m = re.match(r'disk "(.+)" = (\S+)', line)
-        if m:
-            current = m.group(2)
-            continue
-        if "DESTROYED" in line and disk_file is None:
-            disk_file = current
-            continue
-        cols = line.split()
-        if current == disk_file and len(cols) == 11 and cols[0].isdigit():
-            rows.append(dict(num=int(cols[0]), start=int(cols[1]), end=int(cols[2]), type=cols[5], label=cols[6],
-                             fs=cols[7], mount=cols[8], partuuid=cols[9], fsuuid=cols[10]))
-    if not rows:
-        raise SystemExit(f"FAIL: no partitions in the plan:\n{out}")
+    plan = json.loads(run(anemos, "plan", config, "--json", *[x for d in disks for x in ("--disk", d)]))
+    disk = next((d for d in plan["disks"] if d["action"] == "repartition"), None)
+    if disk is None or not disk["partitions"]:
+        raise SystemExit(f"FAIL: no partitions in the plan:\n{json.dumps(plan, indent=2)}")
+    disk_file = disk["path"]
+    if disk["logical_sector_size"] != 512:
+        raise SystemExit(f"FAIL: {disk_file}: sgdisk reads image files with 512-byte sectors only")
+    rows = [dict(num=p["number"], start=p["first_lba"], end=p["last_lba"], label=p["label"], fs=p["filesystem"],
+                 fs_label=p["fs_label"], mount=p["mount"], partuuid=p["partuuid"], fsuuid=p["fs_uuid"])
+            for p in disk["partitions"]]
     checked = 0
     for r in rows:
         info = run("sgdisk", "-i", str(r["num"]), disk_file)
@@ -53,14 +47,13 @@ def main():
             m = re.search(rf"{k}: (\S+)", info)
             if not m or m.group(1) != v:
                 raise SystemExit(f"FAIL: partition {r['num']}: {k} is {m.group(1) if m else None}, planned {v}\n{info}")
-        if r["fs"] != "-":
+        if r["fs"] is not None:
             off = r["start"] * 512
             size = (r["end"] - r["start"] + 1) * 512
             b = run("blkid", "-p", "-o", "export", "-O", str(off), "-S", str(size), disk_file)
             kv = dict(l.split("=", 1) for l in b.splitlines() if "=" in l)
-            want_label = r["label"].upper() if r["fs"] == "vfat" else r["label"]
-            if kv.get("TYPE") != r["fs"] or kv.get("UUID") != r["fsuuid"] or kv.get("LABEL") != want_label:
-                raise SystemExit(f"FAIL: partition {r['num']} ({r['label']}): blkid says {kv}, planned {r['fs']} {r['fsuuid']} label {want_label}")
+            if kv.get("TYPE") != r["fs"] or kv.get("UUID") != r["fsuuid"] or kv.get("LABEL") != r["fs_label"]:
+                raise SystemExit(f"FAIL: partition {r['num']} ({r['label']}): blkid says {kv}, planned {r['fs']} {r['fsuuid']} label {r['fs_label']}")
             checked += 1
             if r["fs"] == "vfat":
                 with tempfile.NamedTemporaryFile() as t:
@@ -77,7 +70,7 @@ def main():
                                     f"count={size // 1048576}", "status=none"], check=True)
                     fstab = run("debugfs", "-R", "cat /etc/fstab", t.name)
                     for row in rows:
-                        if row["mount"] not in ("-",) and row["fsuuid"] not in fstab:
+                        if row["mount"] is not None and row["fsuuid"] not in fstab:
                             raise SystemExit(f"FAIL: /etc/fstab lacks UUID {row['fsuuid']} ({row['mount']}):\n{fstab}")
     print(f"ok: {len(rows)} partitions match the plan (sgdisk), {checked} filesystems match type/UUID/label (blkid), ESP passes fsck.vfat -n, fstab has the UUIDs")
 

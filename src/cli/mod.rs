@@ -78,6 +78,10 @@ enum Cmd {
     Validate {
         /// The config file.
         config: PathBuf,
+        /// Print the result as JSON on stdout ({"valid": true, ...} or {"valid": false,
+        /// "error": "..."}, exit status 1).
+        #[arg(long)]
+        json: bool,
     },
     /// Show what a deploy would do to the disks: the same plan the init prints.
     ///
@@ -91,6 +95,9 @@ enum Cmd {
         /// (repeatable; serial=S also gives the by-id name virtio-S, like QEMU).
         #[arg(long, value_name = "FILE[:KEY=VALUE...]")]
         disk: Vec<String>,
+        /// Print the plan as JSON (field names in docs/config.md) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// On the server: show the plan, then (with --yes) kexec into the deploy image.
     ///
@@ -251,7 +258,11 @@ fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "anemos", &mut std::io::stdout());
             Ok(())
         }
-        Cmd::Validate { config } => {
+        Cmd::Validate { config, json: true } => validate_json(&config),
+        Cmd::Validate {
+            config,
+            json: false,
+        } => {
             let v = load_config(&config)?;
             eprintln!(
                 "anemos: {} is valid: {} disk(s), {} partition(s) to create",
@@ -289,7 +300,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Plan { config, disk } => {
+        Cmd::Plan { config, disk, json } => {
             let v = load_config(&config)?;
             let disks = if disk.is_empty() {
                 crate::disk::discover::from_sysfs(
@@ -302,8 +313,14 @@ fn run(cli: Cli) -> Result<()> {
                     .collect::<Result<Vec<_>>>()?
             };
             let plan = crate::disk::plan::plan(&v.layout, &disks)?;
-            print!("{}", crate::disk::plan::render(&plan));
-            print!("\n/etc/fstab:\n{}", crate::disk::fstab::render(&plan));
+            let fstab = crate::disk::fstab::render(&plan);
+            if json {
+                let view = crate::disk::plan_json::view(&plan, fstab);
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", crate::disk::plan::render(&plan));
+                print!("\n/etc/fstab:\n{fstab}");
+            }
             Ok(())
         }
         Cmd::Deploy {
@@ -346,6 +363,30 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", crate::version::banner());
             Ok(())
         }
+    }
+}
+
+/// `anemos validate --json`: the verdict on stdout either way; exit status 1 when invalid.
+fn validate_json(config: &std::path::Path) -> Result<()> {
+    let out = match load_config(config) {
+        Ok(v) => serde_json::json!({
+            "config": config.display().to_string(),
+            "valid": true,
+            "disks": v.layout.disks.len(),
+            "partitions": v.layout.disks.iter().map(|d| d.partitions.len()).sum::<usize>(),
+            "network_interfaces": v.network.interfaces.len(),
+        }),
+        Err(e) => serde_json::json!({
+            "config": config.display().to_string(),
+            "valid": false,
+            "error": format!("{e:#}"),
+        }),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if out["valid"] == true {
+        Ok(())
+    } else {
+        std::process::exit(1)
     }
 }
 

@@ -323,6 +323,25 @@ pub fn check_plain(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The network address of `a/prefix`: the host bits cleared. Pure.
+pub fn network_of(a: std::net::IpAddr, prefix: u8) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match a {
+        IpAddr::V4(a) => {
+            let m = u32::MAX
+                .checked_shl(32 - u32::from(prefix).min(32))
+                .unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX
+                .checked_shl(128 - u32::from(prefix).min(128))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,24 +484,5 @@ mod tests {
         assert!(check_mount_options("noatime, nodev").is_err());
         assert!(parse_sha256(&"ab".repeat(32)).is_ok());
         assert!(parse_sha256("abc").is_err());
-    }
-}
-
-/// The network address of `a/prefix`: the host bits cleared. Pure.
-pub fn network_of(a: std::net::IpAddr, prefix: u8) -> std::net::IpAddr {
-    use std::net::IpAddr;
-    match a {
-        IpAddr::V4(a) => {
-            let m = u32::MAX
-                .checked_shl(32 - u32::from(prefix).min(32))
-                .unwrap_or(0);
-            IpAddr::V4((u32::from(a) & m).into())
-        }
-        IpAddr::V6(a) => {
-            let m = u128::MAX
-                .checked_shl(128 - u32::from(prefix).min(128))
-                .unwrap_or(0);
-            IpAddr::V6((u128::from(a) & m).into())
-        }
     }
 }

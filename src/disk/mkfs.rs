@@ -91,6 +91,21 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
+/// The label as `fs` stores it (what blkid shows): FAT's form, or cut to the filesystem's
+/// limit as `make` cuts it; None when nothing is left.
+pub fn stored_label(fs: FsKind, label: &str) -> Option<String> {
+    match fs {
+        FsKind::Vfat => vfat_label(label),
+        FsKind::Ext4 => Some(truncate(label, 16)),
+        FsKind::Xfs => Some(truncate(label, 12)),
+        FsKind::Btrfs => Some(truncate(label, 255)),
+        FsKind::Swap => {
+            Some(String::from_utf8_lossy(&label.as_bytes()[..label.len().min(15)]).into_owned())
+        }
+    }
+    .filter(|l| !l.is_empty())
+}
+
 /// Creates the planned filesystem on `dev` (a partition node of `len` bytes).
 pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64) -> Result<()> {
     let Some(fs) = p.fs else { return Ok(()) };
@@ -211,5 +226,20 @@ mod tests {
             ),
             "1234-ABCD"
         );
+    }
+
+    #[test]
+    fn stored_labels_match_what_make_writes() {
+        let long = "a-very-long-label-here";
+        let (_, a) = mkfs_command(FsKind::Ext4, "d", "u", long).unwrap();
+        assert_eq!(stored_label(FsKind::Ext4, long).as_deref(), Some(&*a[5]));
+        let (_, a) = mkfs_command(FsKind::Xfs, "d", "u", long).unwrap();
+        assert_eq!(stored_label(FsKind::Xfs, long).as_deref(), Some(&*a[5]));
+        assert_eq!(stored_label(FsKind::Vfat, "esp").as_deref(), Some("ESP"));
+        assert_eq!(
+            stored_label(FsKind::Swap, long).as_deref(),
+            Some("a-very-long-lab")
+        );
+        assert_eq!(stored_label(FsKind::Ext4, ""), None);
     }
 }

@@ -7,4 +7,5 @@ pub mod gpt;
 pub mod guard;
 pub mod mkfs;
 pub mod plan;
+pub mod plan_json;
 pub mod vfat;
