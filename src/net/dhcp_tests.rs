@@ -129,7 +129,7 @@ fn dhcp_wrong_xid_nak_and_junk() {
         .contains("BOOTREPLY"));
 }
 
-/// A hand-assembled OFFER byte for byte as slirp's bootp.c lays it out (not decoded by
+/// A hand-assembled OFFER byte for byte as slirp's BOOTP server lays it out (not decoded by
 /// dhcproto to build it), with extra options 15 (domain) and 26 (MTU).
 #[test]
 fn dhcp_raw_offer_bytes() {

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-/// One `ip=` kernel parameter (Documentation/admin-guide/nfs/nfsroot.rst).
+/// One `ip=` kernel parameter (the kernel's nfsroot syntax).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpParam {
     /// `ip=off` / `ip=none`, or an explicit `off` autoconf with no client address.
