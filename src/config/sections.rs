@@ -558,14 +558,6 @@ fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
 
 /// "52:54:00:12:34:56" (any case).
 fn parse_mac(text: &str) -> Result<[u8; 6], String> {
-    let bad = || format!("{text:?} is not a MAC address (e.g. \"52:54:00:12:34:56\")");
-    let parts: Vec<&str> = text.split(':').collect();
-    if parts.len() != 6 || parts.iter().any(|s| s.len() != 2) {
-        return Err(bad());
-    }
-    let mut out = [0u8; 6];
-    for (o, s) in out.iter_mut().zip(parts) {
-        *o = u8::from_str_radix(s, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    crate::util::mac::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a MAC address (e.g. \"52:54:00:12:34:56\")"))
 }

@@ -1,4 +1,8 @@
-//! Small text helpers every side uses: hex, UUID and size formatting. One implementation each.
+//! Small text helpers every side uses: hex, UUID and size formatting, MAC addresses, globs. One
+//! implementation each.
+
+pub mod glob;
+pub mod mac;
 
 /// Lowercase hex of a byte slice.
 pub fn hex(bytes: &[u8]) -> String {
