@@ -292,13 +292,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Plan { config, disk } => {
             let v = load_config(&config)?;
             let disks = if disk.is_empty() {
-                crate::disk::discover::from_sysfs(
+                crate::blockdev::identity::disks_from_sysfs(
                     std::path::Path::new("/sys"),
                     std::path::Path::new("/dev"),
                 )?
             } else {
                 disk.iter()
-                    .map(|d| crate::disk::discover::from_image_spec(d))
+                    .map(|d| crate::blockdev::identity::from_image_spec(d))
                     .collect::<Result<Vec<_>>>()?
             };
             let plan = crate::disk::plan::plan(&v.layout, &disks)?;
