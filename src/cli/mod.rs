@@ -87,8 +87,10 @@ enum Cmd {
     Plan {
         /// The config file.
         config: PathBuf,
-        /// A disk image file standing in for a disk: FILE[:serial=S][:model=M][:sector=4096][:id=BY-ID]
-        /// (repeatable; serial=S also gives the by-id name virtio-S, like QEMU).
+        /// A disk image file standing in for a disk:
+        /// FILE[:bus=virtio|scsi][:serial=S][:wwn=0xW][:model=M][:sector=4096][:id=BY-ID]
+        /// (repeatable; the disk gets the identity and by-id names QEMU's virtio-blk, or with
+        /// bus=scsi its scsi-hd, would give it in the init, e.g. virtio-S for serial=S).
         #[arg(long, value_name = "FILE[:KEY=VALUE...]")]
         disk: Vec<String>,
     },
