@@ -23,6 +23,7 @@ Scenario keys:
   [pack]  compress = "zstd"; modules = ["virtio_blk"]; rootfs = "busybox"|PATH;
           payload = "examples/x"|PATH; args = ["--add", "a:b"]
   [[disk]] size = "64M"; serial = "sys0"; fill = "ext4-with-files" | "zeros"
+           bus = "scsi" (scsi-hd on virtio-scsi; default virtio-blk); wwn = "0x..."; model = "..."
   expect = ["line", ...]            # substrings that must appear, in this order
   reject = ["Kernel panic"]         # substrings that must never appear
   exit = "poweroff" | "reboot" | "any"   # how QEMU must end (-no-reboot makes both exit)
@@ -302,9 +303,20 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
                  "-drive", f"if=pflash,format=raw,file={vars_copy}"]
     else:
         qemu += ["-kernel", str(kernel), "-initrd", str(image), "-append", cmdline]
+    if any(d.get("bus") == "scsi" for _, d in disks):
+        qemu += ["-device", "virtio-scsi-pci,id=scsi0"]
     for i, (path, d) in enumerate(disks):
-        qemu += ["-drive", f"file={path},if=none,id=d{i},format=raw",
-                 "-device", f"virtio-blk-pci,drive=d{i}" + (f",serial={d['serial']}" if d.get("serial") else "")]
+        qemu += ["-drive", f"file={path},if=none,id=d{i},format=raw"]
+        if d.get("bus") == "scsi":
+            # scsi-hd on virtio-scsi: the disk is /dev/sdX; serial, wwn and model reach the
+            # guest through the SCSI INQUIRY data and VPD pages.
+            dev = f"scsi-hd,drive=d{i},bus=scsi0.0,channel=0,scsi-id=0,lun={i}"
+            for key, prop in (("serial", "serial"), ("wwn", "wwn"), ("model", "product")):
+                if d.get(key):
+                    dev += f",{prop}={d[key]}"
+            qemu += ["-device", dev]
+        else:
+            qemu += ["-device", f"virtio-blk-pci,drive=d{i}" + (f",serial={d['serial']}" if d.get("serial") else "")]
     qemu += sc.get("qemu_args", [])
     # Ad-hoc extra QEMU arguments, e.g. a packet capture (see qemu-tests/capture-dhcp.sh).
     # "{run}" becomes the run's name (scenario, or scenario.boot2) so files do not collide.

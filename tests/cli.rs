@@ -731,3 +731,49 @@ fn validate_json_reports_both_verdicts() {
     assert_eq!(j["valid"], false);
     assert!(j["error"].as_str().unwrap().contains("bad.toml"), "{j}");
 }
+
+/// `anemos plan --disk IMG:bus=scsi:...` describes the disk exactly as the init does for the
+/// same QEMU scsi-hd (the devices stage line and the plan): the QEMU scenarios
+/// disks-scsi-serial and disks-scsi-wwn expect these very strings on the console.
+#[test]
+fn plan_shows_the_identity_the_init_shows() {
+    let d = tempfile::tempdir().unwrap();
+    let payloads = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads");
+    let d0 = d.path().join("d0.img");
+    let d1 = d.path().join("d1.img");
+    fs::File::create(&d0).unwrap().set_len(512 << 20).unwrap();
+    fs::File::create(&d1).unwrap().set_len(64 << 20).unwrap();
+    let cases = [
+        (
+            "disks-scsi-serial",
+            "bus=scsi:serial=scsisys0",
+            "(by-id scsi-0QEMU_QEMU_HARDDISK_scsisys0, serial scsisys0, wwn -, model QEMU HARDDISK, 512 MiB)",
+        ),
+        (
+            "disks-scsi-wwn",
+            "bus=scsi:serial=scsiwwn0:wwn=0x5000c50015ea71ac:model=ANEMOS DISK",
+            "(by-id scsi-35000c50015ea71ac,wwn-0x5000c50015ea71ac, serial scsiwwn0, wwn 0x5000c50015ea71ac, model ANEMOS DISK, 512 MiB)",
+        ),
+    ];
+    for (payload, keys, want) in cases {
+        let o = ok({
+            let mut c = anemos();
+            c.arg("plan")
+                .arg(payloads.join(payload).join("anemos.toml"))
+                .arg("--disk")
+                .arg(format!("{}:{keys}", d0.display()))
+                .arg("--disk")
+                .arg(format!("{}:serial=data0", d1.display()));
+            c
+        });
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains(&format!("disk \"system\" = {} {want}", d0.display())),
+            "{payload}:\n{out}"
+        );
+        assert!(
+            out.contains("(by-id virtio-data0, serial data0, wwn -, model -, 64 MiB)"),
+            "{out}"
+        );
+    }
+}

@@ -158,7 +158,7 @@ pub fn run(a: KexecArgs) -> Result<()> {
     let (seg, cfg_text) = payload_segment(&a.payload)?;
     let v = crate::config::load(&cfg_text, "payload anemos.toml")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let disks = crate::disk::discover::from_sysfs(Path::new("/sys"), Path::new("/dev"))?;
+    let disks = crate::blockdev::identity::disks_from_sysfs(Path::new("/sys"), Path::new("/dev"))?;
     let plan = crate::disk::plan::plan(&v.layout, &disks)?;
     println!("{}", crate::disk::plan::render(&plan).trim_end());
     for n in running_root_notes(&plan) {

@@ -91,8 +91,10 @@ enum Cmd {
     Plan {
         /// The config file.
         config: PathBuf,
-        /// A disk image file standing in for a disk: FILE[:serial=S][:model=M][:sector=4096][:id=BY-ID]
-        /// (repeatable; serial=S also gives the by-id name virtio-S, like QEMU).
+        /// A disk image file standing in for a disk:
+        /// FILE[:bus=virtio|scsi][:serial=S][:wwn=0xW][:model=M][:sector=4096][:id=BY-ID]
+        /// (repeatable; the disk gets the identity and by-id names QEMU's virtio-blk, or with
+        /// bus=scsi its scsi-hd, would give it in the init, e.g. virtio-S for serial=S).
         #[arg(long, value_name = "FILE[:KEY=VALUE...]")]
         disk: Vec<String>,
         /// Print the plan as JSON (field names in docs/config.md) instead of the table.
@@ -303,13 +305,13 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Plan { config, disk, json } => {
             let v = load_config(&config)?;
             let disks = if disk.is_empty() {
-                crate::disk::discover::from_sysfs(
+                crate::blockdev::identity::disks_from_sysfs(
                     std::path::Path::new("/sys"),
                     std::path::Path::new("/dev"),
                 )?
             } else {
                 disk.iter()
-                    .map(|d| crate::disk::discover::from_image_spec(d))
+                    .map(|d| crate::blockdev::identity::from_image_spec(d))
                     .collect::<Result<Vec<_>>>()?
             };
             let plan = crate::disk::plan::plan(&v.layout, &disks)?;

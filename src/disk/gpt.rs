@@ -1,7 +1,8 @@
-//! Writing and reading GPTs through the `gpt` crate, on any Read+Write+Seek (a block device
-//! in the init, a disk image file on the host and in tests).
+//! Writing GPTs through the `gpt` crate, on any Read+Write+Seek (a block device in the init,
+//! a disk image file on the host and in tests); reading them back goes through the crate's one
+//! GPT reader in `blockdev::gpt`.
 //!
-//! gpt 4.1 quirks handled here (see shared/research/crates.md): it does not write the
+//! gpt 4.1 quirks handled here: it does not write the
 //! protective MBR, and its partition GUIDs are random, so we build the whole 128-entry map
 //! ourselves (used entries with our derived GUIDs, the rest zeroed) and write the MBR.
 
@@ -136,29 +137,32 @@ pub struct ReadPart {
     pub last_lba: u64,
 }
 
-/// Reads the GPT of `dev` (for verification after writing, and for tests).
-pub fn read_table<D: Read + Write + Seek + std::fmt::Debug>(
-    dev: D,
+/// Reads the GPT of `dev` (for verification after writing, and for tests) with the crate's
+/// one GPT reader, `blockdev::gpt`, at the given sector size.
+pub fn read_table<D: Read + Seek>(
+    mut dev: D,
     sector_size: u64,
-) -> Result<([u8; 16], Vec<ReadPart>), gpt::GptError> {
-    let disk = GptConfig::new()
-        .writable(false)
-        .logical_block_size(lbs(sector_size))
-        .open_from_device(dev)?;
-    let parts = disk
-        .partitions()
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(n, p)| ReadPart {
-            number: *n,
-            label: p.name.clone(),
-            type_guid: *p.part_type_guid.guid.as_bytes(),
-            part_uuid: *p.part_guid.as_bytes(),
-            first_lba: p.first_lba,
-            last_lba: p.last_lba,
+) -> std::io::Result<([u8; 16], Vec<ReadPart>)> {
+    let table =
+        crate::blockdev::gpt::read_table(&mut dev, Some(sector_size))?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("no valid GPT with {sector_size}-byte sectors"),
+            )
+        })?;
+    let parts = table
+        .entries
+        .into_iter()
+        .map(|e| ReadPart {
+            number: e.number,
+            label: e.name,
+            type_guid: e.type_guid,
+            part_uuid: e.part_guid,
+            first_lba: e.first_lba,
+            last_lba: e.last_lba,
         })
         .collect();
-    Ok((*disk.guid().as_bytes(), parts))
+    Ok((table.disk_guid, parts))
 }
 
 #[cfg(test)]

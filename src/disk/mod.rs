@@ -1,7 +1,5 @@
 //! Disks: the validated layout, the planner (pure), GPT writing, filesystems.
 
-pub mod blockdev;
-pub mod discover;
 pub mod fstab;
 pub mod gpt;
 pub mod guard;

@@ -14,44 +14,8 @@ use crate::config::layout::{DiskSpec, FsKind, Layout, Matcher, SizeSpec};
 pub const MIB: u64 = 1 << 20;
 const GPT_ENTRIES_BYTES: u64 = 128 * 128;
 
-/// What the planner knows about one disk.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DiskInfo {
-    /// /dev/vda, or an image file path on the host.
-    pub path: String,
-    pub size_bytes: u64,
-    /// Logical sector size: 512 or 4096.
-    pub sector_size: u64,
-    pub serial: Option<String>,
-    pub wwn: Option<String>,
-    pub model: Option<String>,
-    /// /dev/disk/by-id names (without the directory).
-    pub by_id: Vec<String>,
-    /// Other paths that name this disk (by-path links).
-    pub aliases: Vec<String>,
-    pub removable: bool,
-    pub usb: bool,
-}
-
-impl DiskInfo {
-    pub fn sectors(&self) -> u64 {
-        self.size_bytes / self.sector_size.max(1)
-    }
-    fn describe(&self) -> String {
-        format!(
-            "{} (by-id {}, serial {}, model {}, {})",
-            self.path,
-            if self.by_id.is_empty() {
-                "-".into()
-            } else {
-                self.by_id.join(",")
-            },
-            self.serial.as_deref().unwrap_or("-"),
-            self.model.as_deref().unwrap_or("-"),
-            human(self.size_bytes)
-        )
-    }
-}
+/// What the planner knows about one disk: the block-device library's identity of it.
+pub use crate::blockdev::DiskIdentity as DiskInfo;
 
 /// Planning failures; each names the disk entry and, where relevant, the candidates.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

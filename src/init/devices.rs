@@ -81,31 +81,13 @@ pub fn create_disk_links(verbose: bool) -> usize {
             && !info.kname.starts_with("loop")
             && !info.kname.starts_with("ram")
         {
-            let sectors: u64 = fs::read_to_string(format!("/sys/class/block/{}/size", info.kname))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0);
-            let ids: Vec<&str> = links
-                .iter()
-                .map(|(l, _)| l.as_str())
-                .filter(|l| l.starts_with("by-id/"))
-                .collect();
             let level = if verbose {
                 log::Level::Info
             } else {
                 log::Level::Debug
             };
-            log::log!(
-                level,
-                "disk {node}: {} MiB, serial {}, {}",
-                sectors * 512 / (1 << 20),
-                info.serial.as_deref().unwrap_or("-"),
-                if ids.is_empty() {
-                    "no by-id name".to_string()
-                } else {
-                    ids.join(" ")
-                }
-            );
+            let disk = devnames::identity::identify(Path::new("/sys"), info);
+            log::log!(level, "disk {}", disk.describe());
         }
         all.extend(links);
     }

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::blockdev::{device as blockdev, identity};
 use crate::config::layout::{FsKind, Layout};
 use crate::disk::plan::{self, DiskAction, Plan};
-use crate::disk::{blockdev, discover, fstab, gpt, guard, mkfs};
+use crate::disk::{fstab, gpt, guard, mkfs};
 
 /// Where the target tree is mounted.
 pub const TARGET: &str = "/run/anemos/target";
@@ -37,7 +38,7 @@ pub fn needed_paths(layout: &Layout) -> Vec<String> {
 
 /// Plans against the disks present and prints the plan. No writes.
 pub fn plan_stage(layout: &Layout) -> Result<Plan> {
-    let disks = discover::from_sysfs(Path::new("/sys"), Path::new("/dev"))?;
+    let disks = identity::disks_from_sysfs(Path::new("/sys"), Path::new("/dev"))?;
     let p = plan::plan(layout, &disks)?;
     for line in plan::render(&p).lines() {
         log::info!("plan: {line}");

@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::blockdev::device::partition_node;
 use crate::config::{Install, RootfsSource};
-use crate::disk::blockdev::partition_node;
 use crate::disk::mkfs::display_uuid;
 use crate::disk::plan::{uuid_string, DiskAction, Plan};
 

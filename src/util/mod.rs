@@ -19,6 +19,12 @@ pub fn uuid_string(u: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*u).hyphenated().to_string()
 }
 
+/// A GUID as EFI stores it (mixed-endian: the first three fields little-endian, as in GPT
+/// headers and entries) in canonical UUID byte order, ready for [`uuid_string`].
+pub fn guid_from_le(raw: &[u8; 16]) -> [u8; 16] {
+    *uuid::Uuid::from_bytes_le(*raw).as_bytes()
+}
+
 /// `n` bytes as a short human string (binary units), e.g. `1.5 GiB`.
 pub fn human(n: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -46,6 +52,10 @@ mod tests {
             0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0, 1, 2, 3, 4, 5, 6, 7,
         ];
         assert_eq!(uuid_string(&u), "12345678-9abc-def0-0001-020304050607");
+        let le = [
+            0x78, 0x56, 0x34, 0x12, 0xbc, 0x9a, 0xf0, 0xde, 0, 1, 2, 3, 4, 5, 6, 7,
+        ];
+        assert_eq!(guid_from_le(&le), u);
         assert_eq!(human(1536), "1.5 KiB");
         assert_eq!(human(1 << 30), "1 GiB");
     }

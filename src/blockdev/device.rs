@@ -1,6 +1,6 @@
 //! Block-device side effects: exclusive open, lock, re-reading the partition table, waiting
-//! for partition nodes. The only `unsafe` here is the BLKRRPART ioctl wrapper.
-#![allow(unsafe_code)]
+//! for partition nodes. The only `unsafe` here is the BLKRRPART ioctl in
+//! [`reread_partitions`].
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -8,11 +8,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-
-mod ioctl {
-    // BLKRRPART = _IO(0x12, 95): ask the kernel to re-read the partition table.
-    nix::ioctl_none!(blkrrpart, 0x12, 95);
-}
 
 /// An exclusively opened disk: the O_EXCL claim and the flock last until this is dropped.
 /// Drop it before running tools (mkfs) on the disk's partitions: the claim makes their own
@@ -46,12 +41,16 @@ pub fn open_exclusive(dev: &str) -> Result<Exclusive> {
 
 /// Asks the kernel to re-read the partition table, retrying while the device is busy
 /// (udev-less systems rarely are, but a just-closed handle can linger briefly).
+#[allow(unsafe_code)]
 pub fn reread_partitions(f: &File, dev: &str) -> Result<()> {
     use std::os::fd::AsRawFd;
+    // BLKRRPART = _IO(0x12, 95): ask the kernel to re-read the partition table.
+    nix::ioctl_none_bad!(blkrrpart, nix::request_code_none!(0x12, 95));
     let mut last = None;
     for _ in 0..20 {
-        // SAFETY: BLKRRPART takes no argument; `f` is an open block device fd for this call.
-        match unsafe { ioctl::blkrrpart(f.as_raw_fd()) } {
+        // SAFETY: BLKRRPART takes no argument and touches no memory of ours; `f` is an open
+        // file descriptor that outlives the call.
+        match unsafe { blkrrpart(f.as_raw_fd()) } {
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EBUSY) => {
                 last = Some(nix::errno::Errno::EBUSY);
