@@ -5,6 +5,7 @@
 mod blockdev;
 mod cli;
 mod cmd;
+mod codec;
 mod config;
 mod disk;
 mod fetch;

@@ -10,6 +10,16 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Lowercase hex of a byte slice, one space between bytes (`1f 8b 08`), for error messages
+/// that quote raw bytes.
+pub fn hex_spaced(bytes: &[u8]) -> String {
+    let mut s = hex(bytes);
+    for i in (1..bytes.len()).rev() {
+        s.insert(2 * i, ' ');
+    }
+    s
+}
+
 /// Formats 16 bytes (canonical order) as a lowercase UUID string.
 pub fn uuid_string(u: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*u).hyphenated().to_string()
@@ -38,6 +48,8 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(hex_spaced(&[0, 0xab, 0x10]), "00 ab 10");
+        assert_eq!(hex_spaced(&[]), "");
         let u = [
             0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0, 1, 2, 3, 4, 5, 6, 7,
         ];
