@@ -8,6 +8,7 @@ mod cmd;
 mod codec;
 mod config;
 mod disk;
+mod elf;
 mod fetch;
 mod init;
 mod kcmdline;

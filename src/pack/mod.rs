@@ -6,7 +6,7 @@
 //! firmware, `--add` entries, and finally `/init` (the running anemos binary).
 
 pub mod archive;
-pub mod elf;
+pub mod closure;
 pub mod inspect;
 pub mod modules;
 pub mod payload;
@@ -112,7 +112,7 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
         )?;
     }
     if !o.binaries.is_empty() {
-        let files = elf::resolve_closure(Path::new("/"), &o.binaries)?;
+        let files = closure::resolve_closure(Path::new("/"), &o.binaries)?;
         for f in files {
             let md = fs::metadata(&f.src)
                 .with_context(|| format!("--binary: reading {}", f.src.display()))?;
