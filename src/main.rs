@@ -13,6 +13,7 @@ mod fetch;
 mod init;
 mod kcmdline;
 mod kexec;
+mod module_manifest;
 mod net;
 mod pack;
 #[cfg(test)]

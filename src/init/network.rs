@@ -82,7 +82,7 @@ fn iface_matches(m: &crate::config::InterfaceMatch, i: &Iface) -> bool {
     let name = m
         .name
         .as_ref()
-        .map(|n| crate::pack::modules::fnmatch(n, &i.name))
+        .map(|n| crate::util::fnmatch(n, &i.name))
         .unwrap_or(true);
     let mac = m
         .mac

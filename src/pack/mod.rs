@@ -177,7 +177,11 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
                 )?;
             }
         }
-        let mpath = format!("lib/modules/{}/anemos.modules", plan.release);
+        let mpath = format!(
+            "lib/modules/{}/{}",
+            plan.release,
+            crate::module_manifest::FILE_NAME
+        );
         a.insert(
             "--module",
             &mpath,
@@ -186,7 +190,7 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
         // The init finds the manifest without knowing the release.
         a.insert(
             "--module",
-            "etc/anemos/modules",
+            crate::module_manifest::LINK.trim_start_matches('/'),
             Node::symlink(&format!("/{mpath}")),
         )?;
     } else if !o.modules.is_empty() {

@@ -1,4 +1,9 @@
-//! Small text helpers every side uses: hex, UUID and size formatting. One implementation each.
+//! Small text helpers every side uses: hex, UUID and size formatting, glob matching. One
+//! implementation each.
+
+mod glob;
+
+pub use glob::fnmatch;
 
 /// Lowercase hex of a byte slice.
 pub fn hex(bytes: &[u8]) -> String {

@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 use crate::elf::{ElfKind, ELFCLASS64, EM_386, EM_AARCH64, EM_ARM, EM_X86_64};
+use crate::util::fnmatch;
 
 // ---------------------------------------------------------------------------
 // Dynamic string tokens and architecture names
@@ -272,15 +273,15 @@ fn conf_line_dirs(line: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Expand an image-path pattern with `*`/`?` in its last component only.
-/// Returns matching image paths, sorted (like glob(3)); a pattern without
-/// wildcards is returned as is.
+/// Expand an image-path pattern with wildcards (`*`, `?`, `[...]`, as in
+/// glob(3)) in its last component only. Returns matching image paths, sorted
+/// (like glob(3)); a pattern without wildcards is returned as is.
 fn expand_glob(root: &Path, pattern: &Path) -> Vec<PathBuf> {
     let pattern = normalize(pattern);
     let Some(last) = pattern.file_name().and_then(|n| n.to_str()) else {
         return Vec::new();
     };
-    if !last.contains(['*', '?']) {
+    if !last.contains(['*', '?', '[']) {
         return vec![pattern];
     }
     let parent = pattern.parent().unwrap_or(Path::new("/"));
@@ -293,32 +294,8 @@ fn expand_glob(root: &Path, pattern: &Path) -> Vec<PathBuf> {
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|name| !name.starts_with('.') && wildcard_match(last, name))
+        .filter(|name| !name.starts_with('.') && fnmatch(last, name))
         .collect();
     names.sort();
     names.into_iter().map(|name| parent.join(name)).collect()
-}
-
-/// Shell-style match of `name` against `pattern` supporting `*` and `?`.
-pub(super) fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            backtrack = Some((pi, ni));
-            pi += 1;
-        } else if let Some((star, matched)) = backtrack {
-            pi = star + 1;
-            ni = matched + 1;
-            backtrack = Some((star, matched + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }

@@ -1,8 +1,7 @@
-use super::search::{
-    expand_dst, ld_so_conf_dirs, normalize, resolve_in_root, wildcard_match, DstValues,
-};
+use super::search::{expand_dst, ld_so_conf_dirs, normalize, resolve_in_root, DstValues};
 use super::*;
 use crate::elf::{ElfKind, ELFCLASS64, EM_X86_64};
+use crate::util::fnmatch;
 use goblin::container::Ctx;
 use goblin::elf::program_header::ProgramHeader;
 use goblin::elf::Elf;
@@ -400,13 +399,13 @@ fn expand_dst_substitutes_known_tokens() {
 
 #[test]
 fn wildcard_and_glob() {
-    assert!(wildcard_match("*.conf", "libc.conf"));
-    assert!(wildcard_match("*.conf", ".conf"));
-    assert!(!wildcard_match("*.conf", "libc.conf.bak"));
-    assert!(wildcard_match("a*b*c", "aXbYbc"));
-    assert!(wildcard_match("?x", "ax"));
-    assert!(!wildcard_match("?x", "x"));
-    assert!(wildcard_match("*", "anything"));
+    assert!(fnmatch("*.conf", "libc.conf"));
+    assert!(fnmatch("*.conf", ".conf"));
+    assert!(!fnmatch("*.conf", "libc.conf.bak"));
+    assert!(fnmatch("a*b*c", "aXbYbc"));
+    assert!(fnmatch("?x", "ax"));
+    assert!(!fnmatch("?x", "x"));
+    assert!(fnmatch("*", "anything"));
 
     let root = tempfile::tempdir().expect("tempdir");
     write(
