@@ -151,6 +151,8 @@ pub fn unmount_all() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::{spawn, wait};
+    use std::process::Command;
 
     #[test]
     fn signal_mapping() {

@@ -1,6 +1,6 @@
 use super::search::{expand_dst, ld_so_conf_dirs, normalize, resolve_in_root, DstValues};
 use super::*;
-use crate::elf::{ElfKind, ELFCLASS64, EM_X86_64};
+use crate::elf::{ElfKind, ELFCLASS64, EM_386, EM_X86_64};
 use crate::util::fnmatch;
 use goblin::container::Ctx;
 use goblin::elf::program_header::ProgramHeader;

@@ -1,6 +1,8 @@
 use super::*;
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 

@@ -42,7 +42,7 @@ fn normalize_alias(alias: &str) -> String {
 
 /// Module name of a `modules.dep`/`modules.builtin` path: its file name without
 /// `.ko` and any compression suffix, normalized.
-fn name_from_path(path: &str) -> String {
+pub(super) fn name_from_path(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
     let base = Compression::strip_suffix(base).0;
     let base = base.strip_suffix(".ko").unwrap_or(base);
