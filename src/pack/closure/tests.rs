@@ -44,9 +44,17 @@ fn ldd_basenames(binary: &Path) -> BTreeSet<String> {
     names
 }
 
-/// True on a glibc x86_64 host where the ldd comparison makes sense.
-fn glibc_x86_64_host() -> bool {
-    Path::new(INTERP).exists() && Command::new("ldd").arg("--version").output().is_ok()
+/// True on a glibc x86_64 host where the ldd comparison makes sense; otherwise `test` is
+/// reported skipped (a failure under `ANEMOS_REQUIRE_TOOLS=1`).
+fn glibc_x86_64_host(test: &str) -> bool {
+    let ok = Path::new(INTERP).exists() && Command::new("ldd").arg("--version").output().is_ok();
+    if !ok {
+        crate::testutil::skip(
+            test,
+            "needs a glibc x86_64 host with ldd (apt-get install libc-bin)",
+        );
+    }
+    ok
 }
 
 /// Copy `host` (following symlinks) to `root` + `image`, creating dirs.
@@ -64,25 +72,21 @@ fn write(root: &Path, image: &str, contents: &[u8]) -> PathBuf {
     target
 }
 
-/// Compile C source with gcc; `None` (with a note) if gcc is unavailable.
-fn gcc(args: &[&str]) -> Option<()> {
-    match Command::new("gcc").args(args).output() {
-        Ok(out) if out.status.success() => Some(()),
-        Ok(out) => panic!(
-            "gcc {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(_) => {
-            eprintln!("note: gcc not available, skipping");
-            None
-        }
-    }
+/// Compile C source with gcc for `test`; `None` (the test skipped) if gcc is not installed.
+fn gcc(test: &str, args: &[&str]) -> Option<()> {
+    let gcc = crate::testutil::tool("gcc", "gcc", test)?;
+    let out = Command::new(gcc).args(args).output().expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(())
 }
 
 #[test]
 fn mke2fs_closure_matches_ldd() {
-    if !glibc_x86_64_host() {
-        eprintln!("note: not a glibc x86_64 host, skipping mke2fs/ldd comparison");
+    if !glibc_x86_64_host("mke2fs_closure_matches_ldd") {
         return;
     }
     let mke2fs = Path::new("/sbin/mke2fs");
@@ -259,8 +263,7 @@ fn interesting_ranges(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
 
 #[test]
 fn mutated_elf_never_panics() {
-    if !glibc_x86_64_host() {
-        eprintln!("note: not a glibc x86_64 host, skipping");
+    if !glibc_x86_64_host("mutated_elf_never_panics") {
         return;
     }
     let root = tempfile::tempdir().expect("tempdir");
@@ -315,14 +318,20 @@ fn static_binary_is_just_itself() {
         .map(Path::new)
         .find(|p| p.exists())
     else {
-        eprintln!("note: busybox not installed (apt-get install -y busybox-static), skipping");
+        crate::testutil::skip(
+            "static_binary_is_just_itself",
+            "busybox is not installed (apt-get install busybox-static)",
+        );
         return;
     };
     let info = parse_elf(&fs::read(busybox).expect("read busybox")).expect("busybox is ELF");
     if info.interpreter.is_some() || !info.needed.is_empty() {
-        eprintln!(
-            "note: {} is dynamically linked (not busybox-static), skipping",
-            busybox.display()
+        crate::testutil::skip(
+            "static_binary_is_just_itself",
+            &format!(
+                "{} is dynamically linked (apt-get install busybox-static)",
+                busybox.display()
+            ),
         );
         return;
     }
@@ -498,8 +507,7 @@ fn elf32_header() -> Vec<u8> {
 
 #[test]
 fn wrong_class_and_non_elf_candidates_are_skipped() {
-    if !glibc_x86_64_host() {
-        eprintln!("note: not a glibc x86_64 host, skipping");
+    if !glibc_x86_64_host("wrong_class_and_non_elf_candidates_are_skipped") {
         return;
     }
     let root = tempfile::tempdir().expect("tempdir");
@@ -557,7 +565,7 @@ fn wrong_class_and_non_elf_candidates_are_skipped() {
 /// which only the executable's search path `$ORIGIN/../lib2` provides.
 /// `dtags` selects RPATH or RUNPATH for app; `foo_extra` adds link flags
 /// for libfoo.
-fn build_origin_app(dir: &Path, dtags: &str, foo_extra: &[&str]) -> Option<PathBuf> {
+fn build_origin_app(test: &str, dir: &Path, dtags: &str, foo_extra: &[&str]) -> Option<PathBuf> {
     let d = |p: &str| dir.join(p).display().to_string();
     for sub in ["src", "bin", "lib", "lib2"] {
         fs::create_dir_all(dir.join(sub)).expect("mkdir");
@@ -573,14 +581,17 @@ fn build_origin_app(dir: &Path, dtags: &str, foo_extra: &[&str]) -> Option<PathB
         "int foo(void); int main(void){return foo();}\n",
     )
     .expect("write");
-    gcc(&[
-        "-shared",
-        "-fPIC",
-        "-Wl,-soname,libbar.so",
-        "-o",
-        &d("lib2/libbar.so"),
-        &d("src/bar.c"),
-    ])?;
+    gcc(
+        test,
+        &[
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libbar.so",
+            "-o",
+            &d("lib2/libbar.so"),
+            &d("src/bar.c"),
+        ],
+    )?;
     let (foo_out, foo_src, lib2) = (d("lib/libfoo.so"), d("src/foo.c"), d("lib2"));
     let mut foo_args = vec![
         "-shared",
@@ -594,33 +605,40 @@ fn build_origin_app(dir: &Path, dtags: &str, foo_extra: &[&str]) -> Option<PathB
         "-lbar",
     ];
     foo_args.extend_from_slice(foo_extra);
-    gcc(&foo_args)?;
+    gcc(test, &foo_args)?;
     let rpath = "-Wl,-rpath,$ORIGIN/../lib:${ORIGIN}/../lib2";
-    gcc(&[
-        "-o",
-        &d("bin/app"),
-        &d("src/app.c"),
-        "-L",
-        &d("lib"),
-        "-L",
-        &d("lib2"),
-        "-lfoo",
-        "-Wl,--allow-shlib-undefined",
-        dtags,
-        rpath,
-    ])?;
+    gcc(
+        test,
+        &[
+            "-o",
+            &d("bin/app"),
+            &d("src/app.c"),
+            "-L",
+            &d("lib"),
+            "-L",
+            &d("lib2"),
+            "-lfoo",
+            "-Wl,--allow-shlib-undefined",
+            dtags,
+            rpath,
+        ],
+    )?;
     Some(dir.join("bin/app"))
 }
 
 #[test]
 fn origin_rpath_is_inherited_by_libraries() {
-    if !glibc_x86_64_host() {
-        eprintln!("note: not a glibc x86_64 host, skipping");
+    if !glibc_x86_64_host("origin_rpath_is_inherited_by_libraries") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = fs::canonicalize(dir.path()).expect("canonicalize");
-    let Some(app) = build_origin_app(&dir, "-Wl,--disable-new-dtags", &[]) else {
+    let Some(app) = build_origin_app(
+        "origin_rpath_is_inherited_by_libraries",
+        &dir,
+        "-Wl,--disable-new-dtags",
+        &[],
+    ) else {
         return;
     };
     let info = parse_elf(&fs::read(&app).expect("read")).expect("parse");
@@ -649,13 +667,17 @@ fn origin_rpath_is_inherited_by_libraries() {
 
 #[test]
 fn origin_runpath_is_not_inherited() {
-    if !glibc_x86_64_host() {
-        eprintln!("note: not a glibc x86_64 host, skipping");
+    if !glibc_x86_64_host("origin_runpath_is_not_inherited") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = fs::canonicalize(dir.path()).expect("canonicalize");
-    let Some(app) = build_origin_app(&dir, "-Wl,--enable-new-dtags", &[]) else {
+    let Some(app) = build_origin_app(
+        "origin_runpath_is_not_inherited",
+        &dir,
+        "-Wl,--enable-new-dtags",
+        &[],
+    ) else {
         return;
     };
     let info = parse_elf(&fs::read(&app).expect("read")).expect("parse");
@@ -678,8 +700,7 @@ fn origin_runpath_is_not_inherited() {
 
 #[test]
 fn runpath_of_requester_disables_rpath_of_loaders() {
-    if !glibc_x86_64_host() {
-        eprintln!("note: not a glibc x86_64 host, skipping");
+    if !glibc_x86_64_host("runpath_of_requester_disables_rpath_of_loaders") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -688,7 +709,12 @@ fn runpath_of_requester_disables_rpath_of_loaders() {
         "-Wl,--enable-new-dtags",
         "-Wl,-rpath,/nonexistent-anemos-test",
     ];
-    let Some(app) = build_origin_app(&dir, "-Wl,--disable-new-dtags", &foo_runpath) else {
+    let Some(app) = build_origin_app(
+        "runpath_of_requester_disables_rpath_of_loaders",
+        &dir,
+        "-Wl,--disable-new-dtags",
+        &foo_runpath,
+    ) else {
         return;
     };
 
@@ -799,8 +825,7 @@ fn search_order_follows_ld_so() {
 
 #[test]
 fn several_binaries_are_merged() {
-    if !glibc_x86_64_host() {
-        eprintln!("note: not a glibc x86_64 host, skipping");
+    if !glibc_x86_64_host("several_binaries_are_merged") {
         return;
     }
     let bins = [

@@ -881,8 +881,7 @@ fn run_sh(dir: &Path, script: &str) -> Vec<u8> {
 
 #[test]
 fn reads_and_extracts_gnu_cpio_archives() {
-    if !have("cpio") {
-        eprintln!("SKIP reads_and_extracts_gnu_cpio_archives: GNU cpio is not installed (apt-get install cpio)");
+    if crate::testutil::tool("cpio", "cpio", "reads_and_extracts_gnu_cpio_archives").is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -941,8 +940,7 @@ fn reads_and_extracts_gnu_cpio_archives() {
 
 #[test]
 fn gnu_cpio_extracts_our_archive_like_we_do() {
-    if !have("cpio") {
-        eprintln!("SKIP gnu_cpio_extracts_our_archive_like_we_do: GNU cpio is not installed (apt-get install cpio)");
+    if crate::testutil::tool("cpio", "cpio", "gnu_cpio_extracts_our_archive_like_we_do").is_none() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1029,14 +1027,17 @@ fn debian_initrd(tmp: &Path) -> Option<PathBuf> {
 #[test]
 fn debian_initrd_matches_lsinitramfs() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(initrd) = debian_initrd(tmp.path()) else {
-        eprintln!("SKIP debian_initrd_matches_lsinitramfs: no /boot/initrd.img-* and no kernel for mkinitramfs");
-        return;
-    };
-    if !have("lsinitramfs") {
-        eprintln!("SKIP debian_initrd_matches_lsinitramfs: lsinitramfs missing (apt-get install initramfs-tools-core)");
+    let test = "debian_initrd_matches_lsinitramfs";
+    if crate::testutil::tool("lsinitramfs", "initramfs-tools-core", test).is_none() {
         return;
     }
+    let Some(initrd) = debian_initrd(tmp.path()) else {
+        crate::testutil::skip(
+            test,
+            "no /boot/initrd.img-* and no installed kernel (/lib/modules/<v> with /boot/config-<v>) for mkinitramfs",
+        );
+        return;
+    };
     let started = Instant::now();
     let segments = read_segments(&initrd).unwrap();
     let ours_ms = started.elapsed().as_millis();
