@@ -4,9 +4,9 @@
 //! Everything goes through goblin. For the loader's view only the ELF header, the program
 //! headers, the dynamic segment and the dynamic string table are read, as the loader does;
 //! for `.modinfo` only the section headers and the section name table. Symbol tables are never
-//! parsed. goblin reads `.modinfo` as well as the hand-rolled section reader it replaced did
-//! (both endiannesses, both classes, extended section numbering) and its section-header code
-//! costs the binary less than a second ELF reader would.
+//! parsed. `.modinfo` is read with goblin too rather than by hand: goblin handles both
+//! endiannesses, both classes and extended section numbering, and the section lookup measured
+//! about 2 KiB of code in the release binary, no more than a hand-rolled section reader.
 
 use std::fs;
 use std::io::{self, Read};
