@@ -30,7 +30,8 @@ pub fn uuid_string(u: &[u8; 16]) -> String {
     uuid::Uuid::from_bytes(*u).hyphenated().to_string()
 }
 
-/// `n` bytes as a short human string (binary units), e.g. `1.5 GiB`.
+/// `n` bytes as a short human string (binary units), e.g. `1.5 GiB`: rounded, for people. A
+/// size written back into configuration must be exact: `config::units::format_size`.
 pub fn human(n: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
