@@ -5,12 +5,15 @@
 mod blockdev;
 mod cli;
 mod cmd;
+mod codec;
 mod config;
 mod disk;
+mod elf;
 mod fetch;
 mod init;
 mod kcmdline;
 mod kexec;
+mod module_manifest;
 mod net;
 mod pack;
 #[cfg(test)]

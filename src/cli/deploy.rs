@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::pack::{self, Compression};
+use crate::codec::Compression;
+use crate::pack;
 
 pub struct DeployArgs {
     pub host: String,

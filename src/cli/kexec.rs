@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::pack::{self, Compression};
+use crate::codec::Compression;
+use crate::pack;
 
 /// Candidate kernel images for the running system, in the order they are tried.
 pub fn kernel_candidates(release: &str, cmdline: &str) -> Vec<PathBuf> {
@@ -109,7 +110,7 @@ pub struct KexecArgs {
 fn payload_segment(p: &Path) -> Result<(Vec<u8>, String)> {
     let md = fs::metadata(p)
         .with_context(|| format!("--payload {}: no such file or directory", p.display()))?;
-    let seg = if md.is_dir() || is_tar(p) {
+    let seg = if md.is_dir() || has_tar_name(p) {
         pack::payload_segment(p, Compression::Zstd, None, pack::mtime_from_env()?)?.0
     } else {
         fs::read(p).with_context(|| format!("reading {}", p.display()))?
@@ -123,7 +124,8 @@ fn payload_segment(p: &Path) -> Result<(Vec<u8>, String)> {
     Ok((seg, String::from_utf8_lossy(&cfg).into_owned()))
 }
 
-fn is_tar(p: &Path) -> bool {
+/// Whether the file name says tar (`.tar`, `.tgz`, `.tar.gz|zst|xz`); the content is not read.
+fn has_tar_name(p: &Path) -> bool {
     let n = p.to_string_lossy();
     n.ends_with(".tar")
         || n.ends_with(".tar.gz")

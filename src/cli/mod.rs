@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::pack::{self, Compression, PackOptions};
+use crate::codec::Compression;
+use crate::pack::{self, PackOptions};
 
 mod deploy;
 mod kexec;

@@ -276,13 +276,8 @@ pub fn segment(text: &str) -> Result<Vec<u8>> {
         crate::net::KEPT_PATH.trim_start_matches('/'),
         Node::file(Data::Bytes(text.as_bytes().to_vec()), 0o644),
     )?;
-    let (_, out) = crate::pack::write_segment(
-        &a,
-        crate::pack::compress::Compression::None,
-        None,
-        0,
-        Vec::new(),
-    )?;
+    let (_, out) =
+        crate::pack::write_segment(&a, crate::codec::Compression::None, None, 0, Vec::new())?;
     Ok(out)
 }
 

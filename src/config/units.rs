@@ -109,7 +109,9 @@ pub fn parse_size_range(text: &str) -> Result<(Option<u64>, Option<u64>), String
     }
 }
 
-/// Formats a byte count with the largest binary unit that divides it exactly.
+/// Formats a byte count with the largest binary unit that divides it exactly (`1025MiB`), in
+/// the config syntax [`parse_size`] reads back; for an approximate figure meant for people
+/// (`1.5 GiB`) use [`crate::util::human`].
 pub fn format_size(bytes: u64) -> String {
     for (unit, f) in [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
         if bytes >= f && bytes.is_multiple_of(f) {

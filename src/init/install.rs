@@ -91,7 +91,7 @@ pub fn env_key(label: &str) -> String {
 /// no hard link pointing outside the archive root. Returns (entries, uncompressed bytes).
 pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
     let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(f)?);
+    let mut ar = tar::Archive::new(crate::codec::auto_decoder(f)?);
     let (mut n, mut bytes) = (0u64, 0u64);
     for e in ar
         .entries()
@@ -194,7 +194,7 @@ pub fn unpack_stream<R: Read>(r: R, target: &Path, label: &str) -> Result<u64> {
 }
 
 fn unpack_entries<R: Read>(r: R, target: &Path, label: &str, check_each: bool) -> Result<u64> {
-    let mut ar = tar::Archive::new(crate::pack::compress::auto_decoder(r)?);
+    let mut ar = tar::Archive::new(crate::codec::auto_decoder(r)?);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
     ar.set_preserve_mtime(true);

@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::pack::modules::{fnmatch, parse_manifest, ManifestEntry};
+use crate::module_manifest::{self, ManifestEntry};
+use crate::util::fnmatch;
 
 /// Where the packer links the manifest.
-pub const MANIFEST: &str = "/etc/anemos/modules";
+pub const MANIFEST: &str = module_manifest::LINK;
 
 /// Outcome of loading, for the log and the figures.
 #[derive(Debug, Default)]
@@ -34,8 +35,8 @@ pub fn load_all(blacklist: &[String]) -> Result<LoadReport> {
             return Ok(r);
         }
     };
-    let entries =
-        parse_manifest(&text).with_context(|| format!("reading the module manifest {MANIFEST}"))?;
+    let entries = module_manifest::parse(&text)
+        .with_context(|| format!("reading the module manifest {MANIFEST}"))?;
     for e in entries {
         load_one(&e, blacklist, &mut r);
     }

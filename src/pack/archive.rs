@@ -59,16 +59,6 @@ pub enum Data {
     Bytes(Vec<u8>),
 }
 
-impl Data {
-    #[cfg(test)]
-    pub fn len(&self) -> u64 {
-        match self {
-            Data::Path { len, .. } => *len,
-            Data::Bytes(b) => b.len() as u64,
-        }
-    }
-}
-
 /// The kind of an archive entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {

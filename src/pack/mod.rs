@@ -6,8 +6,7 @@
 //! firmware, `--add` entries, and finally `/init` (the running anemos binary).
 
 pub mod archive;
-pub mod compress;
-pub mod elf;
+pub mod closure;
 pub mod inspect;
 pub mod modules;
 pub mod payload;
@@ -19,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::codec::{self, Compression};
 use archive::{Archive, Data, Kind, Node};
-pub use compress::Compression;
 
 /// Files laid into every image, embedded by build.rs from `init-config/`.
 mod embedded {
@@ -113,7 +112,7 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
         )?;
     }
     if !o.binaries.is_empty() {
-        let files = elf::resolve_closure(Path::new("/"), &o.binaries)?;
+        let files = closure::resolve_closure(Path::new("/"), &o.binaries)?;
         for f in files {
             let md = fs::metadata(&f.src)
                 .with_context(|| format!("--binary: reading {}", f.src.display()))?;
@@ -178,7 +177,11 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
                 )?;
             }
         }
-        let mpath = format!("lib/modules/{}/anemos.modules", plan.release);
+        let mpath = format!(
+            "lib/modules/{}/{}",
+            plan.release,
+            crate::module_manifest::FILE_NAME
+        );
         a.insert(
             "--module",
             &mpath,
@@ -187,7 +190,7 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
         // The init finds the manifest without knowing the release.
         a.insert(
             "--module",
-            "etc/anemos/modules",
+            crate::module_manifest::LINK.trim_start_matches('/'),
             Node::symlink(&format!("/{mpath}")),
         )?;
     } else if !o.modules.is_empty() {
@@ -239,10 +242,9 @@ pub fn write_segment<W: Write>(
     mtime: u32,
     w: W,
 ) -> Result<(u64, W)> {
-    let (stats, w) =
-        compress::compress_with(kind, level, w, |out| -> Result<archive::WriteStats> {
-            Ok(a.write(out, mtime)?)
-        })?;
+    let (stats, w) = codec::compress_with(kind, level, w, |out| -> Result<archive::WriteStats> {
+        Ok(a.write(out, mtime)?)
+    })?;
     Ok((stats.bytes, w))
 }
 
@@ -341,10 +343,7 @@ fn payload_bytes(
         .map_err(|_| anyhow::anyhow!("--payload {}: no such file or directory", p.display()))?;
     if md.is_file() {
         let bytes = fs::read(p).with_context(|| format!("--payload {}", p.display()))?;
-        let head = &bytes[..bytes.len().min(8)];
-        if head.starts_with(b"07070")
-            || compress::detect(head) != Compression::None && !is_tar(&bytes)
-        {
+        if is_packed_segment(&bytes) {
             return Ok((bytes, None));
         }
     }
@@ -352,14 +351,22 @@ fn payload_bytes(
     Ok((b, Some(n)))
 }
 
-fn is_tar(bytes: &[u8]) -> bool {
-    // A compressed tar is decided by decoding its start; a packed payload decodes to cpio.
-    let mut head = [0u8; 512];
-    let Ok(mut d) = compress::auto_decoder(bytes) else {
+/// Whether a `--payload` file is an already packed segment (passed through as it is) rather
+/// than a tar to pack: plain cpio, or compressed data that decodes to cpio. A compressed file
+/// whose start cannot be decoded is passed through too; a compressed tar decodes to no cpio.
+fn is_packed_segment(bytes: &[u8]) -> bool {
+    if bytes.starts_with(b"07070") {
+        return true;
+    }
+    if Compression::of(bytes) == Compression::None {
         return false;
+    }
+    let mut head = [0u8; 512];
+    let Ok(mut d) = codec::auto_decoder(bytes) else {
+        return true;
     };
     let n = io::Read::read(&mut d, &mut head).unwrap_or(0);
-    !(n >= 5 && head.starts_with(b"07070"))
+    n >= 5 && head.starts_with(b"07070")
 }
 
 /// `anemos pack`.

@@ -10,7 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path};
 
 use super::archive::{Archive, ArchiveError, Data, Kind, Node, NEWC_MAX_FILE};
-use super::compress;
+use crate::codec;
 
 /// Errors naming the input that caused them.
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +210,7 @@ pub fn add_tar(
     keep_owner: bool,
 ) -> Result<()> {
     let f = fs::File::open(tar_path).map_err(io_err(origin, tar_path))?;
-    let rd = compress::auto_decoder(f).map_err(io_err(origin, tar_path))?;
+    let rd = codec::auto_decoder(f).map_err(io_err(origin, tar_path))?;
     let mut staged = Archive::new();
     let mut groups: HashMap<String, u64> = HashMap::new();
     let mut ar = tar::Archive::new(rd);
@@ -393,8 +393,8 @@ mod tests {
         l.set_size(0);
         b.append_link(&mut l, "bin/sh", "bin/busybox").unwrap();
         let raw = b.into_inner().unwrap();
-        let ((), z) = compress::compress_with::<_, _, io::Error>(
-            compress::Compression::Zstd,
+        let ((), z) = codec::compress_with::<_, _, io::Error>(
+            codec::Compression::Zstd,
             None,
             Vec::new(),
             |w| w.write_all(&raw),
