@@ -44,6 +44,13 @@ pub struct Params {
     pub test_panic: Option<String>,
     /// `modprobe.blacklist=a,b`: modules never loaded.
     pub blacklist: Vec<String>,
+    /// `ip=` words, parsed, for the network stage.
+    pub ip: Vec<crate::net::IpParam>,
+    /// `nameserver=` words, parsed.
+    pub nameservers: Vec<std::net::IpAddr>,
+    /// A malformed `ip=`/`nameserver=`: the network stage fails with it (before any write)
+    /// rather than deploying with a network the operator did not ask for.
+    pub net_errors: Vec<String>,
     /// Warnings to log once logging is up (unknown `anemos.*` keys, bad values).
     pub warnings: Vec<String>,
 }
@@ -60,6 +67,9 @@ impl Default for Params {
             keep_on_failure: false,
             test_panic: None,
             blacklist: Vec::new(),
+            ip: Vec::new(),
+            nameservers: Vec::new(),
+            net_errors: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -85,6 +95,23 @@ pub fn parse(cmdline: &str) -> Params {
             Some((k, v)) => (k.to_string(), Some(v.to_string())),
             None => (word.clone(), None),
         };
+        match (key.as_str(), val.as_deref()) {
+            ("ip", Some(v)) => {
+                match crate::net::parse_ip_param(v) {
+                    Ok(ip) => p.ip.push(ip),
+                    Err(e) => p.net_errors.push(format!("kernel command line: {e}")),
+                }
+                continue;
+            }
+            ("nameserver", Some(v)) => {
+                match crate::net::parse_nameserver(v) {
+                    Ok(a) => p.nameservers.push(a),
+                    Err(e) => p.net_errors.push(format!("kernel command line: {e}")),
+                }
+                continue;
+            }
+            _ => {}
+        }
         if key == "modprobe.blacklist" {
             if let Some(v) = &val {
                 p.blacklist.extend(
@@ -189,5 +216,19 @@ mod tests {
         let p = parse("anemos.debug anemos.debug=0 anemos.break=a anemos.break=b");
         assert!(!p.debug);
         assert_eq!(p.break_at.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn network_words_are_parsed_once_for_the_stages() {
+        let p = parse("ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off nameserver=10.0.2.3");
+        assert_eq!(p.ip.len(), 1);
+        assert_eq!(
+            p.nameservers,
+            ["10.0.2.3".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(p.net_errors.is_empty());
+        let p = parse("ip=10.0.2.300::: nameserver=nope");
+        assert_eq!(p.net_errors.len(), 2, "{:?}", p.net_errors);
+        assert!(p.net_errors[0].starts_with("kernel command line: "));
     }
 }

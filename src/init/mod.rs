@@ -98,7 +98,7 @@ pub const STAGES: &[Stage] = &[
     Stage {
         name: "network",
         writes: false,
-        run: stage_network,
+        run: network::stage,
     },
     Stage {
         name: "fetch",
@@ -361,48 +361,5 @@ fn run_stages(
     if ctx.params.dry_run {
         log::info!("dry run: nothing was written; powering off");
     }
-    Ok(())
-}
-
-fn stage_network(ctx: &mut Ctx) -> Result<()> {
-    let Some(p) = &ctx.payload else { return Ok(()) };
-    let text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let mut ip = Vec::new();
-    let mut ns = Vec::new();
-    for w in crate::kcmdline::split_words(&text) {
-        if let Some(v) = w.strip_prefix("ip=") {
-            ip.push(
-                crate::net::parse_ip_param(v)
-                    .map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?,
-            );
-        } else if let Some(v) = w.strip_prefix("nameserver=") {
-            ns.push(
-                crate::net::parse_nameserver(v)
-                    .map_err(|e| anyhow::anyhow!("kernel command line: {e}"))?,
-            );
-        }
-    }
-    let ifaces = crate::net::list_ifaces(Path::new("/sys")).unwrap_or_default();
-    let kept = match std::fs::read_to_string(network::KEPT_PATH) {
-        Ok(text) => Some(
-            crate::config::load_network(&text, network::KEPT_PATH)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
-        Err(_) => None,
-    };
-    let plans = network::plan_network(
-        &ip,
-        &ns,
-        kept.as_ref(),
-        &p.config.network,
-        &ifaces,
-        download::url_install(ctx).is_some(),
-    )?;
-    if plans.is_empty() {
-        log::info!("network: not configured and not needed");
-        return Ok(());
-    }
-    let applied = network::apply(&plans, ctx.params.timeout)?;
-    network::write_resolver(&applied, p.config.hostname.as_deref().unwrap_or("anemos"))?;
     Ok(())
 }

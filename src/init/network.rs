@@ -3,6 +3,8 @@
 //! ([`crate::net::apply`]), then writes /etc/resolv.conf and /etc/hosts, which the install (it
 //! runs in this root) uses.
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 
 pub use crate::net::{apply, plan_network, KEPT_PATH};
@@ -24,5 +26,36 @@ pub fn write_resolver(a: &Applied, hostname: &str) -> Result<()> {
         dns.len(),
         a.search
     );
+    Ok(())
+}
+
+/// The `network` stage: interfaces planned from the parsed kernel parameters, the kept
+/// network and anemos.toml, brought up, then the resolver files written.
+pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
+    let Some(p) = &ctx.payload else { return Ok(()) };
+    if let Some(e) = ctx.params.net_errors.first() {
+        anyhow::bail!("{e}");
+    }
+    let ifaces = crate::net::list_ifaces(Path::new("/sys")).unwrap_or_default();
+    let kept = match std::fs::read_to_string(KEPT_PATH) {
+        Ok(text) => Some(
+            crate::config::load_network(&text, KEPT_PATH).map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        Err(_) => None,
+    };
+    let plans = plan_network(
+        &ctx.params.ip,
+        &ctx.params.nameservers,
+        kept.as_ref(),
+        &p.config.network,
+        &ifaces,
+        super::download::url_install(ctx).is_some(),
+    )?;
+    if plans.is_empty() {
+        log::info!("network: not configured and not needed");
+        return Ok(());
+    }
+    let applied = apply(&plans, ctx.params.timeout)?;
+    write_resolver(&applied, p.config.hostname.as_deref().unwrap_or("anemos"))?;
     Ok(())
 }
