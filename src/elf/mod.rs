@@ -233,7 +233,7 @@ pub fn section<'a>(bytes: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, ElfE
     })?;
     let names = slice(bytes, strtab.sh_offset, strtab.sh_size)?;
     for sec in &sections {
-        let at = usize::try_from(sec.sh_name).unwrap_or(usize::MAX);
+        let at = sec.sh_name;
         let here = names.get(at..).unwrap_or_default();
         if here.split(|&b| b == 0).next().unwrap_or_default() != name.as_bytes() {
             continue;

@@ -244,44 +244,6 @@ pub fn install_systemd_boot(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_discovery_picks_newest_with_matching_initrd() {
-        let d = tempfile::tempdir().unwrap();
-        for f in [
-            "vmlinuz-6.9.0-1",
-            "vmlinuz-6.10.0-1",
-            "initrd.img-6.9.0-1",
-            "initrd.img-6.10.0-1",
-            "config-6.10.0-1",
-        ] {
-            fs::write(d.path().join(f), "x").unwrap();
-        }
-        let (k, i) = find_kernel(d.path()).unwrap();
-        assert_eq!(k.file_name().unwrap(), "vmlinuz-6.10.0-1");
-        assert_eq!(i, vec![d.path().join("initrd.img-6.10.0-1")]);
-        let e = find_kernel(tempfile::tempdir().unwrap().path())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no kernel"), "{e}");
-    }
-
-    #[test]
-    fn entry_text() {
-        let e = render_entry(
-            "web1 (anemos)",
-            "6.1.0",
-            "/vmlinuz-6.1.0",
-            &["/initrd.img-6.1.0".into()],
-            "root=PARTUUID=abc rw",
-        );
-        assert_eq!(e, "# written by anemos\ntitle web1 (anemos)\nversion 6.1.0\nlinux /vmlinuz-6.1.0\ninitrd /initrd.img-6.1.0\noptions root=PARTUUID=abc rw\n");
-    }
-}
-
 /// The `bootloader` stage.
 pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
     let (Some(payload), Some(plan)) = (&ctx.payload, &ctx.plan) else {
@@ -327,4 +289,42 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_discovery_picks_newest_with_matching_initrd() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "vmlinuz-6.9.0-1",
+            "vmlinuz-6.10.0-1",
+            "initrd.img-6.9.0-1",
+            "initrd.img-6.10.0-1",
+            "config-6.10.0-1",
+        ] {
+            fs::write(d.path().join(f), "x").unwrap();
+        }
+        let (k, i) = find_kernel(d.path()).unwrap();
+        assert_eq!(k.file_name().unwrap(), "vmlinuz-6.10.0-1");
+        assert_eq!(i, vec![d.path().join("initrd.img-6.10.0-1")]);
+        let e = find_kernel(tempfile::tempdir().unwrap().path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no kernel"), "{e}");
+    }
+
+    #[test]
+    fn entry_text() {
+        let e = render_entry(
+            "web1 (anemos)",
+            "6.1.0",
+            "/vmlinuz-6.1.0",
+            &["/initrd.img-6.1.0".into()],
+            "root=PARTUUID=abc rw",
+        );
+        assert_eq!(e, "# written by anemos\ntitle web1 (anemos)\nversion 6.1.0\nlinux /vmlinuz-6.1.0\ninitrd /initrd.img-6.1.0\noptions root=PARTUUID=abc rw\n");
+    }
 }

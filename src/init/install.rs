@@ -460,7 +460,7 @@ pub fn run(
                 args,
                 &crate::cmd::Builder {
                     cwd: payload,
-                    env: env,
+                    env,
                     chroot: None,
                     prefix: "install",
                 },
@@ -480,13 +480,64 @@ pub fn run(
                 args,
                 &crate::cmd::Builder {
                     cwd: payload,
-                    env: env,
+                    env,
                     chroot: None,
                     prefix: "makeimg",
                 },
             )
         }
     }
+}
+
+/// The `install` stage.
+pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
+    let Some(payload) = &ctx.payload else {
+        return Ok(());
+    };
+    let payload_dir = Path::new(PAYLOAD);
+    protect_secrets(payload_dir);
+    let Some(inst) = effective(&payload.config.install, payload_dir) else {
+        log::info!(
+            "no [install] in anemos.toml and no IMGBUILD in the payload: nothing to install"
+        );
+        return Ok(());
+    };
+    if ctx.plan.is_none() {
+        anyhow::bail!("[install] needs a target: anemos.toml has no [[disk]] with a partition mounted at \"/\"");
+    }
+    let env = builder_env(
+        ctx.plan.as_ref(),
+        super::disks::TARGET,
+        payload.config.hostname.as_deref(),
+    );
+    // A file in RAM stays for a retry of this stage; a stream can be read only once.
+    let fetched = match &ctx.fetched {
+        Some(Fetched::File(p)) => Some(Fetched::File(p.clone())),
+        _ => ctx.fetched.take(),
+    };
+    let r = run(&inst, &env, Path::new(super::disks::TARGET), fetched);
+    let n = wipe_secrets(payload_dir);
+    if n > 0 {
+        log::info!("wiped {n} secret file(s) from RAM");
+    }
+    r?;
+    // A rootfs may ship its own /etc/fstab; otherwise (or if the archive replaced ours with an
+    // empty one) keep the generated one.
+    if let Some(p) = &ctx.plan {
+        let f = format!("{}/etc/fstab", super::disks::TARGET);
+        let keep = std::fs::read_to_string(&f)
+            .map(|t| {
+                t.lines()
+                    .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            })
+            .unwrap_or(false);
+        if !keep {
+            let _ = std::fs::create_dir_all(format!("{}/etc", super::disks::TARGET));
+            std::fs::write(&f, crate::disk::fstab::render(p))
+                .with_context(|| format!("writing {f}"))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -709,55 +760,4 @@ mod tests {
         assert_eq!(wipe_secrets(d.path()), 2);
         assert!(!d.path().join("secrets").exists());
     }
-}
-
-/// The `install` stage.
-pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
-    let Some(payload) = &ctx.payload else {
-        return Ok(());
-    };
-    let payload_dir = Path::new(PAYLOAD);
-    protect_secrets(payload_dir);
-    let Some(inst) = effective(&payload.config.install, payload_dir) else {
-        log::info!(
-            "no [install] in anemos.toml and no IMGBUILD in the payload: nothing to install"
-        );
-        return Ok(());
-    };
-    if ctx.plan.is_none() {
-        anyhow::bail!("[install] needs a target: anemos.toml has no [[disk]] with a partition mounted at \"/\"");
-    }
-    let env = builder_env(
-        ctx.plan.as_ref(),
-        super::disks::TARGET,
-        payload.config.hostname.as_deref(),
-    );
-    // A file in RAM stays for a retry of this stage; a stream can be read only once.
-    let fetched = match &ctx.fetched {
-        Some(Fetched::File(p)) => Some(Fetched::File(p.clone())),
-        _ => ctx.fetched.take(),
-    };
-    let r = run(&inst, &env, Path::new(super::disks::TARGET), fetched);
-    let n = wipe_secrets(payload_dir);
-    if n > 0 {
-        log::info!("wiped {n} secret file(s) from RAM");
-    }
-    r?;
-    // A rootfs may ship its own /etc/fstab; otherwise (or if the archive replaced ours with an
-    // empty one) keep the generated one.
-    if let Some(p) = &ctx.plan {
-        let f = format!("{}/etc/fstab", super::disks::TARGET);
-        let keep = std::fs::read_to_string(&f)
-            .map(|t| {
-                t.lines()
-                    .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            })
-            .unwrap_or(false);
-        if !keep {
-            let _ = std::fs::create_dir_all(format!("{}/etc", super::disks::TARGET));
-            std::fs::write(&f, crate::disk::fstab::render(p))
-                .with_context(|| format!("writing {f}"))?;
-        }
-    }
-    Ok(())
 }

@@ -251,6 +251,27 @@ pub fn report_missing_drivers(debug: bool) -> Vec<Unclaimed> {
     found
 }
 
+/// The `modules` stage: loads the manifest's modules, then names drivers still missing.
+pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
+    let r = load_all(&ctx.params.blacklist)?;
+    ctx.modules_ms = r.ms;
+    log::info!(
+        "modules: {} loaded, {} already present, {} blacklisted, {} failed in {} ms",
+        r.loaded,
+        r.already,
+        r.blacklisted,
+        r.failed.len(),
+        r.ms
+    );
+    for (m, why) in &r.failed {
+        log::warn!("module {m} failed to load: {why}");
+    }
+    let t = Instant::now();
+    report_missing_drivers(ctx.params.debug);
+    ctx.scan_ms = t.elapsed().as_millis();
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,25 +326,4 @@ mod tests {
             "ISA bridge"
         );
     }
-}
-
-/// The `modules` stage: loads the manifest's modules, then names drivers still missing.
-pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
-    let r = load_all(&ctx.params.blacklist)?;
-    ctx.modules_ms = r.ms;
-    log::info!(
-        "modules: {} loaded, {} already present, {} blacklisted, {} failed in {} ms",
-        r.loaded,
-        r.already,
-        r.blacklisted,
-        r.failed.len(),
-        r.ms
-    );
-    for (m, why) in &r.failed {
-        log::warn!("module {m} failed to load: {why}");
-    }
-    let t = Instant::now();
-    report_missing_drivers(ctx.params.debug);
-    ctx.scan_ms = t.elapsed().as_millis();
-    Ok(())
 }

@@ -24,9 +24,7 @@ commands:
 
 /// Runs one console command. `None` means stay in the console.
 pub fn run_builtin(words: &[&str], stages: &[&str], failed: bool) -> Option<Action> {
-    let Some((&cmd, args)) = words.split_first() else {
-        return None;
-    };
+    let (&cmd, args) = words.split_first()?;
     match cmd {
         "help" | "?" => console(HELP),
         "ls" => ls(args.first().copied().unwrap_or(".")),

@@ -379,8 +379,7 @@ pub fn pack(o: &PackOptions) -> Result<PackReport> {
     };
     let (uncompressed, image_size) = write_atomically(&o.output, |w| {
         let mut counter = archive::CountingWriter { inner: w, count: 0 };
-        let (unc, mut counter) =
-            write_segment(&tree, kind, o.level, o.mtime, &mut counter).map(|(u, c)| (u, c))?;
+        let (unc, mut counter) = write_segment(&tree, kind, o.level, o.mtime, &mut counter)?;
         if let Some((bytes, _)) = &payload {
             let n = counter.count;
             pad4(&mut counter, n)?;

@@ -173,23 +173,20 @@ impl Read for Members<'_, '_> {
         if buf.is_empty() {
             return Ok(0);
         }
-        loop {
-            let Some(decoder) = self.active.as_mut() else {
-                return Ok(0);
-            };
-            let n = decoder.read(buf)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            let Some(finished) = self.active.take() else {
-                return Ok(0);
-            };
-            // One gzip member / zstd frame / xz stream is one segment, as in the kernel's
-            // unpack_to_rootfs(), which resumes its segment loop after each decompressor
-            // returns. A following member is reported as the next segment.
-            let _ = finished.into_inner();
+        let Some(decoder) = self.active.as_mut() else {
             return Ok(0);
+        };
+        let n = decoder.read(buf)?;
+        if n > 0 {
+            return Ok(n);
         }
+        // One gzip member / zstd frame / xz stream is one segment, as in the kernel's
+        // unpack_to_rootfs(), which resumes its segment loop after each decompressor
+        // returns. A following member is reported as the next segment.
+        if let Some(finished) = self.active.take() {
+            let _ = finished.into_inner();
+        }
+        Ok(0)
     }
 }
 
