@@ -85,7 +85,7 @@ pub struct MountConfig {
     pub during_install: bool,
 }
 
-/// `[install]` (consumed by the install stage, issues #5 and #7).
+/// `[install]` (consumed by the fetch and install stages).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstallConfig {
@@ -100,7 +100,7 @@ pub struct InstallConfig {
     pub download: Option<String>,
 }
 
-/// `[bootloader]` (consumed by the bootloader stage, issue #5).
+/// `[bootloader]` (consumed by the bootloader stage).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootloaderConfig {
@@ -111,14 +111,14 @@ pub struct BootloaderConfig {
     pub command: Option<String>,
 }
 
-/// `[deploy]` (consumed by the finish stage, issue #5).
+/// `[deploy]` (consumed by the finish stage).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployConfig {
     pub finish: Option<String>,
 }
 
-/// `[network]` (consumed by the network stage, issue #7).
+/// `[network]` (consumed by the network stage).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkConfig {

@@ -1,5 +1,5 @@
 //! `[install]`, `[bootloader]`, `[deploy]` and `[network]`: parsed and validated here, consumed
-//! by later stages (issues #5 and #7). Each section has a `kind` (or `finish`) that decides which
+//! by the install, bootloader, finish and network stages. Each section has a `kind` (or `finish`) that decides which
 //! other keys it takes; a key given for the wrong kind is an error, not silently ignored.
 
 use std::net::IpAddr;

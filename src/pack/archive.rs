@@ -7,7 +7,8 @@
 //! so the same inputs give a byte-identical archive.
 //!
 //! The newc headers are produced by the `cpio` crate. Its `Writer::finish` returns Ok after a
-//! short write (see shared/research/crates.md), so we count the bytes ourselves.
+//! short write (it does not check how many bytes the inner writer took), so we count the bytes
+//! ourselves.
 
 use std::collections::BTreeMap;
 use std::fs::File;
