@@ -116,6 +116,13 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> anyhow::Result<()> {
             ctx.params.timeout.as_secs()
         );
     }
+    if let Some(scan) = ctx.driver_scan.take() {
+        ctx.scan_ms = scan.join().unwrap_or_default();
+        log::info!(
+            "figures: missing-driver scan {} ms (beside the boot, lowest priority)",
+            ctx.scan_ms
+        );
+    }
     let n = create_disk_links(true);
     log::info!(
         "devices: settled after {} ms; {n} /dev/disk links created",

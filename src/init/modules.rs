@@ -266,9 +266,20 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
     for (m, why) in &r.failed {
         log::warn!("module {m} failed to load: {why}");
     }
-    let t = Instant::now();
-    report_missing_drivers(ctx.params.debug);
-    ctx.scan_ms = t.elapsed().as_millis();
+    // Naming drivers that are missing is diagnosis, not deployment: it parses modules.alias
+    // (tens of ms under emulation), so it runs beside the boot at the lowest priority and
+    // the devices stage, whose waits leave the CPU idle, collects it.
+    let debug = ctx.params.debug;
+    ctx.driver_scan = std::thread::Builder::new()
+        .name("driver-scan".into())
+        .spawn(move || {
+            let t = Instant::now();
+            // Best effort: at worst the scan competes at normal priority.
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+            report_missing_drivers(debug);
+            t.elapsed().as_millis()
+        })
+        .ok();
     Ok(())
 }
 
