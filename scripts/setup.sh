@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # (initramfs-tools). QEMU scenarios: the rest.
 PKGS=(musl-tools qemu-system-x86 ovmf cpio busybox-static e2fsprogs dosfstools mtools gdisk fdisk
       util-linux binutils gcc iproute2
-      kmod file zstd xz-utils initramfs-tools dracut-core systemd-boot-efi python3 xfsprogs btrfs-progs dropbear-bin openssh-client socat)
+      kmod file zstd xz-utils initramfs-tools dracut-core systemd-boot-efi python3 xfsprogs btrfs-progs dropbear-bin openssh-client socat
+      mmdebstrap)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
