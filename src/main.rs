@@ -13,6 +13,7 @@ mod fetch;
 mod init;
 mod kcmdline;
 mod kexec;
+mod makeimg;
 mod module_manifest;
 mod net;
 mod pack;
@@ -25,6 +26,9 @@ fn main() -> std::process::ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     if init::should_run_as_init(std::process::id(), &argv0) {
         init::run();
+    }
+    if std::path::Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new("makeimg")) {
+        return cli::makeimg_main();
     }
     cli::main()
 }

@@ -12,7 +12,10 @@ use crate::pack::{self, PackOptions};
 
 mod deploy;
 mod kexec;
+mod makeimg;
 mod netkeep;
+
+pub use makeimg::main as makeimg_main;
 
 /// Deploy a whole machine from code.
 ///
@@ -164,6 +167,13 @@ enum Cmd {
         #[arg(long, default_value_t = 900)]
         timeout: u64,
     },
+    /// Build an OS image from ./IMGBUILD (makeimg's format): bootstrap, files, patches,
+    /// templates, secrets, provision().
+    ///
+    /// Targets debian (mmdebstrap or debootstrap), arch (pacstrap) and alpine (apk); output a
+    /// directory or a tar. Needs root, except with --check. Also run when this binary is
+    /// called as `makeimg`. See docs/makeimg.md.
+    Makeimg(makeimg::MakeimgArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions { shell: clap_complete::Shell },
     /// Print version and build information.
@@ -362,6 +372,7 @@ fn run(cli: Cli) -> Result<()> {
             network_keep: network == Some(NetworkArg::Keep),
             yes,
         }),
+        Cmd::Makeimg(a) => makeimg::run(a),
         Cmd::Version => {
             println!("{}", crate::version::banner());
             Ok(())

@@ -29,7 +29,7 @@ use std::net::IpAddr;
 use crate::config::layout::Layout;
 
 pub use schema::Config;
-pub use units::network_of;
+pub use units::{network_of, parse_size};
 
 /// Parses `text` (the contents of the file named `origin`, used in messages) without semantic
 /// validation. Fails on TOML syntax errors, unknown keys and wrong value types.

@@ -220,112 +220,8 @@ fn unpack_entries<R: Read>(r: R, target: &Path, label: &str, check_each: bool) -
     Ok(n)
 }
 
-/// API filesystems inside a chroot target, unmounted when dropped.
-pub struct ChrootMounts {
-    points: Vec<PathBuf>,
-    resolv: Option<ResolvSwap>,
-}
-
-/// The target's /etc/resolv.conf as it was before the deploy image's was copied in.
-struct ResolvSwap {
-    path: PathBuf,
-    ours: Vec<u8>,
-    before: Before,
-}
-
-enum Before {
-    Missing,
-    File(Vec<u8>),
-    Symlink(PathBuf),
-}
-
-impl ChrootMounts {
-    pub fn new(root: &Path) -> Result<ChrootMounts> {
-        let mut points = Vec::new();
-        for (src, dst) in [
-            ("/proc", "proc"),
-            ("/sys", "sys"),
-            ("/dev", "dev"),
-            ("/run", "run"),
-        ] {
-            let d = root.join(dst);
-            fs::create_dir_all(&d)?;
-            rustix::mount::mount_bind_recursive(src, &d)
-                .with_context(|| format!("bind-mounting {src} on {}", d.display()))?;
-            points.push(d);
-        }
-        Ok(ChrootMounts {
-            points,
-            resolv: swap_in_resolv_conf(Path::new("/etc/resolv.conf"), root),
-        })
-    }
-}
-
-/// Puts the deploy image's /etc/resolv.conf (what the network stage configured) in the target
-/// for the chroot's lifetime, so a provision step that downloads resolves names. A copy, not a
-/// bind mount: provision may replace the file (a package making it a symlink) and must be able
-/// to. Undone on drop unless provision changed it.
-fn swap_in_resolv_conf(src: &Path, root: &Path) -> Option<ResolvSwap> {
-    let ours = fs::read(src).ok()?;
-    if !root.join("etc").is_dir() {
-        return None;
-    }
-    let path = root.join("etc/resolv.conf");
-    let before = match fs::symlink_metadata(&path) {
-        Err(_) => Before::Missing,
-        Ok(md) if md.file_type().is_symlink() => Before::Symlink(fs::read_link(&path).ok()?),
-        Ok(md) if md.is_file() => Before::File(fs::read(&path).ok()?),
-        Ok(_) => return None,
-    };
-    if matches!(before, Before::Symlink(_)) {
-        fs::remove_file(&path).ok()?;
-    }
-    if let Err(e) = fs::write(&path, &ours) {
-        log::warn!("chroot: writing {}: {e}", path.display());
-        if let Before::Symlink(t) = &before {
-            let _ = std::os::unix::fs::symlink(t, &path);
-        }
-        return None;
-    }
-    Some(ResolvSwap { path, ours, before })
-}
-
-impl ResolvSwap {
-    fn undo(self) {
-        let unchanged = fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_file())
-            && fs::read(&self.path).is_ok_and(|c| c == self.ours);
-        if !unchanged {
-            log::info!(
-                "chroot: provision changed {}; left as it is",
-                self.path.display()
-            );
-            return;
-        }
-        let r = match self.before {
-            Before::Missing => fs::remove_file(&self.path),
-            Before::File(c) => fs::write(&self.path, c),
-            Before::Symlink(t) => {
-                fs::remove_file(&self.path).and_then(|_| std::os::unix::fs::symlink(t, &self.path))
-            }
-        };
-        if let Err(e) = r {
-            log::warn!("chroot: restoring {}: {e}", self.path.display());
-        }
-    }
-}
-
-impl Drop for ChrootMounts {
-    fn drop(&mut self) {
-        if let Some(r) = self.resolv.take() {
-            r.undo();
-        }
-        for p in self.points.iter().rev() {
-            if let Err(e) = rustix::mount::unmount(p, rustix::mount::UnmountFlags::DETACH) {
-                log::warn!("unmounting {}: {e}", p.display());
-            }
-        }
-    }
-}
+/// The chroot mounts live with the image builder, which uses them too.
+pub use crate::makeimg::chroot::ChrootMounts;
 
 /// Restricts payload secrets: mode 0600 on every file under /payload/secrets.
 pub fn protect_secrets(payload: &Path) {
@@ -640,41 +536,6 @@ mod tests {
             !d.path().join("escape").exists()
                 && !d.path().parent().unwrap().join("escape").exists()
         );
-    }
-
-    #[test]
-    fn resolv_conf_is_swapped_in_and_restored() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("image-resolv.conf");
-        fs::write(&src, "nameserver 10.0.2.3\nsearch lab.example.org\n").unwrap();
-        let root = d.path().join("t");
-        fs::create_dir_all(root.join("etc")).unwrap();
-        let rc = root.join("etc/resolv.conf");
-        // Missing before: present during, gone after.
-        let s = swap_in_resolv_conf(&src, &root).unwrap();
-        assert_eq!(fs::read(&rc).unwrap(), fs::read(&src).unwrap());
-        s.undo();
-        assert!(!rc.exists());
-        // A file before: restored byte for byte.
-        fs::write(&rc, "nameserver 192.0.2.1\n").unwrap();
-        swap_in_resolv_conf(&src, &root).unwrap().undo();
-        assert_eq!(fs::read_to_string(&rc).unwrap(), "nameserver 192.0.2.1\n");
-        // A symlink before (systemd-resolved): a file during, the same symlink after.
-        fs::remove_file(&rc).unwrap();
-        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", &rc).unwrap();
-        let s = swap_in_resolv_conf(&src, &root).unwrap();
-        assert!(fs::symlink_metadata(&rc).unwrap().is_file());
-        s.undo();
-        assert_eq!(
-            fs::read_link(&rc).unwrap(),
-            Path::new("../run/systemd/resolve/stub-resolv.conf")
-        );
-        // Provision replaced it: left as provision made it.
-        fs::remove_file(&rc).unwrap();
-        let s = swap_in_resolv_conf(&src, &root).unwrap();
-        fs::write(&rc, "nameserver 203.0.113.9\n").unwrap();
-        s.undo();
-        assert_eq!(fs::read_to_string(&rc).unwrap(), "nameserver 203.0.113.9\n");
     }
 
     #[test]
