@@ -777,3 +777,56 @@ fn plan_shows_the_identity_the_init_shows() {
         );
     }
 }
+
+#[test]
+fn makeimg_check_reads_and_validates_imgbuild() {
+    let d = tempfile::tempdir().unwrap();
+    let check = || {
+        let mut c = anemos();
+        c.args(["makeimg", "--check"]).current_dir(d.path());
+        c
+    };
+    fs::write(
+        d.path().join("IMGBUILD"),
+        "imgname=web\ntarget=debian\ndebian_suite=trixie\nformat='tar zstd'\n\
+         packages=\"\n  openssh-server\n  systemd-sysv\n\"\nprovision() {\n  true\n}\n",
+    )
+    .unwrap();
+    let o = ok(check());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("imgname web, target debian (trixie)")
+            && e.contains("2 package(s)")
+            && e.contains("functions: provision"),
+        "{e}"
+    );
+    // The same through the multi-call name.
+    let link = d.path().join("makeimg");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_anemos"), &link).unwrap();
+    let o = Command::new(&link)
+        .arg("--check")
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    fs::write(
+        d.path().join("IMGBUILD"),
+        "target=debian\nprovision() {\n  true\n",
+    )
+    .unwrap();
+    let e = err_line(check());
+    assert!(
+        e.contains("IMGBUILD: shell syntax error: IMGBUILD: ")
+            && (e.contains("IMGBUILD: 4:") || e.contains("line 4")),
+        "{e}"
+    );
+    fs::write(d.path().join("IMGBUILD"), "target=gentoo\n").unwrap();
+    let e = err_line(check());
+    assert!(
+        e.contains("IMGBUILD: target: unknown target \"gentoo\""),
+        "{e}"
+    );
+    fs::remove_file(d.path().join("IMGBUILD")).unwrap();
+    assert!(err_line(check()).contains("IMGBUILD: no such file"));
+}
