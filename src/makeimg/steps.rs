@@ -169,7 +169,7 @@ pub fn copy_tree(src: &Path, root: &Path, prefix: &Path, how: Copy) -> Result<us
             let mut out = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0)
+                .mode(0o000)
                 .open(&dst)
                 .with_context(|| format!("creating {shown} in the image"))?;
             let mut input =
