@@ -126,6 +126,11 @@ pub fn build(o: &Options) -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         bail!("makeimg builds as root (bootstrap, chroot, mounts, file owners); --check does not");
     }
+    build_with(o, &|root| bootstrap(o, root))
+}
+
+/// [`build`] with the bootstrap step given (the tests lay a root without a package manager).
+fn build_with(o: &Options, bootstrap: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
     let dirs = inputs(o)?;
     let total = Instant::now();
     let (root, temp) = match &o.output {
@@ -144,7 +149,7 @@ pub fn build(o: &Options) -> Result<()> {
             (t, true)
         }
     };
-    let r = build_into(o, &root, &dirs);
+    let r = build_into(o, &root, &dirs, bootstrap);
     let r = r.and_then(|_| match &o.output {
         Output::Tar(f, c) => step("output", || write_tar(&root, f, *c)),
         Output::Dir(_) => Ok(()),
@@ -163,31 +168,40 @@ pub fn build(o: &Options) -> Result<()> {
     Ok(())
 }
 
-fn build_into(o: &Options, root: &Path, dirs: &[PathBuf]) -> Result<()> {
+/// The bootstrap step: the target's tool into `root` (see [`backend`]).
+fn bootstrap(o: &Options, root: &Path) -> Result<()> {
     let b = &o.imgbuild;
+    let argv = backend::bootstrap(
+        b,
+        &backend::Inputs {
+            root,
+            project: &o.project,
+            mirror: o.mirror.as_deref(),
+            have: &|p| crate::cmd::which(p).is_some(),
+        },
+    )?;
     let no_env = BTreeMap::new();
-    step("bootstrap", || {
-        let argv = backend::bootstrap(
-            b,
-            &backend::Inputs {
-                root,
-                project: &o.project,
-                mirror: o.mirror.as_deref(),
-                have: &|p| crate::cmd::which(p).is_some(),
-            },
-        )?;
-        let builder = crate::cmd::Builder {
-            cwd: &o.project,
-            env: &no_env,
-            chroot: None,
-            prefix: "bootstrap",
-        };
-        crate::cmd::run_streamed(&argv.prog, &argv.args, &builder)?;
-        if b.target == imgbuild::Target::Alpine {
-            alpine_config(&o.project, root)?;
-        }
-        Ok(())
-    })?;
+    let builder = crate::cmd::Builder {
+        cwd: &o.project,
+        env: &no_env,
+        chroot: None,
+        prefix: "bootstrap",
+    };
+    crate::cmd::run_streamed(&argv.prog, &argv.args, &builder)?;
+    if b.target == imgbuild::Target::Alpine {
+        alpine_config(&o.project, root)?;
+    }
+    Ok(())
+}
+
+fn build_into(
+    o: &Options,
+    root: &Path,
+    dirs: &[PathBuf],
+    bootstrap: &dyn Fn(&Path) -> Result<()>,
+) -> Result<()> {
+    let b = &o.imgbuild;
+    step("bootstrap", || bootstrap(root))?;
     if b.host_keyring {
         step("hostconf", || {
             for p in backend::host_keyring_paths(b.target) {
@@ -330,6 +344,9 @@ fn remove_root(root: &Path) {
         log::warn!("makeimg: removing {}: {e}", root.display());
     }
 }
+
+#[cfg(test)]
+mod build_tests;
 
 #[cfg(test)]
 mod tests {
