@@ -796,7 +796,7 @@ fn makeimg_check_reads_and_validates_imgbuild() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
         e.contains("imgname web, target debian (trixie)")
-            && e.contains("2 package(s)")
+            && e.contains("format tar zstd, 2 package(s)")
             && e.contains("functions: provision"),
         "{e}"
     );

@@ -62,7 +62,7 @@ pub fn run(a: MakeimgArgs) -> Result<()> {
     let b = makeimg::imgbuild::load(path)?;
     if a.check {
         eprintln!(
-            "makeimg: IMGBUILD is valid: imgname {}, target {}{}, format {:?}, {} package(s), functions: {}",
+            "makeimg: IMGBUILD is valid: imgname {}, target {}{}, format {}, {} package(s), functions: {}",
             b.imgname,
             b.target.name(),
             if b.target == makeimg::imgbuild::Target::Debian {

@@ -66,6 +66,25 @@ pub enum Format {
     Custom,
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Format::Raw { size, parttype, fs } => write!(
+                f,
+                "raw {} {} {fs}",
+                crate::util::human(*size),
+                match parttype {
+                    PartType::Msdos => "msdos",
+                    PartType::Gpt => "gpt",
+                }
+            ),
+            Format::Tar(c) => write!(f, "tar {c}"),
+            Format::Dir => f.write_str("dir"),
+            Format::Custom => f.write_str("custom"),
+        }
+    }
+}
+
 /// An IMGBUILD, read and validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImgBuild {
