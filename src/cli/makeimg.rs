@@ -38,9 +38,13 @@ enum FormatArg {
     Tar,
 }
 
-/// The binary called as `makeimg`.
+// The command line when the binary is called as `makeimg`.
 #[derive(Debug, Parser)]
-#[command(name = "makeimg", version = env!("CARGO_PKG_VERSION"))]
+#[command(
+    name = "makeimg",
+    version = env!("CARGO_PKG_VERSION"),
+    about = "Build an OS image from ./IMGBUILD (the makeimg built into anemos; see docs/makeimg.md)"
+)]
 struct Standalone {
     #[command(flatten)]
     args: MakeimgArgs,

@@ -149,6 +149,8 @@ fn build_with(o: &Options, bootstrap: &dyn Fn(&Path) -> Result<()>) -> Result<()
             (t, true)
         }
     };
+    // Absolute: the tools run in the project directory, and chroot resolves from there.
+    let root = std::path::absolute(&root).unwrap_or(root);
     let r = build_into(o, &root, &dirs, bootstrap);
     let r = r.and_then(|_| match &o.output {
         Output::Tar(f, c) => step("output", || write_tar(&root, f, *c)),
