@@ -43,6 +43,9 @@ pub fn bootstrap(b: &ImgBuild, i: &Inputs) -> Result<Argv> {
         Target::Debian => bail!(
             "target debian needs mmdebstrap or debootstrap on the build host (apt-get install mmdebstrap)"
         ),
+        Target::Arch if i.mirror.is_some() => bail!(
+            "--mirror does not apply to target arch: set Server in the project's pacman.conf"
+        ),
         Target::Arch if (i.have)("pacstrap") => {
             let conf = i.project.join("pacman.conf");
             Ok(Argv {
@@ -265,6 +268,8 @@ mod tests {
             )
         );
         assert!(argv(&b, d.path(), None, &[]).is_err());
+        let e = argv(&b, d.path(), Some("http://m"), &["pacstrap"]).unwrap_err();
+        assert!(e.to_string().contains("pacman.conf"), "{e}");
     }
 
     #[test]

@@ -434,6 +434,25 @@ mod tests {
     }
 
     #[test]
+    fn alpine_keeps_the_project_repositories_and_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let (p, root) = (d.path().join("p"), d.path().join("root"));
+        fs::create_dir_all(p.join("keys")).unwrap();
+        fs::write(p.join("repositories"), "https://m/v3.20/main\n").unwrap();
+        fs::write(p.join("keys/me.rsa.pub"), "KEY").unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        alpine_config(&p, &root).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("etc/apk/repositories")).unwrap(),
+            "https://m/v3.20/main\n"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("etc/apk/keys/me.rsa.pub")).unwrap(),
+            "KEY"
+        );
+    }
+
+    #[test]
     fn remove_root_removes_a_plain_tree() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("r");
