@@ -105,7 +105,7 @@ pub fn render(plan: &Plan) -> String {
 mod tests {
     use super::*;
     use crate::config::layout::{DiskSpec, Layout, Matcher, PartSpec, PreservedMount, SizeSpec};
-    use crate::disk::plan::{plan, DiskInfo, MIB};
+    use crate::disk::plan::{plan, DiskIdentity, MIB};
 
     fn p(label: &str, size: SizeSpec, fs: FsKind, mount: Option<&str>) -> PartSpec {
         PartSpec {
@@ -175,14 +175,14 @@ mod tests {
             ],
         };
         let disks = vec![
-            DiskInfo {
+            DiskIdentity {
                 path: "/dev/vda".into(),
                 size_bytes: 1 << 30,
                 sector_size: 512,
                 serial: Some("s".into()),
                 ..Default::default()
             },
-            DiskInfo {
+            DiskIdentity {
                 path: "/dev/vdb".into(),
                 size_bytes: 1 << 30,
                 sector_size: 512,

@@ -169,7 +169,8 @@ pub fn read_table<D: Read + Seek>(
 mod tests {
     use super::*;
     use crate::config::layout::{DiskSpec, FsKind, Matcher, PartSpec, SizeSpec};
-    use crate::disk::plan::{layout_disk, uuid_string, DiskAction, DiskInfo, MIB};
+    use crate::disk::plan::{layout_disk, DiskAction, DiskIdentity, MIB};
+    use crate::util::uuid_string;
     use std::process::Command;
 
     const ESP: [u8; 16] = [
@@ -222,7 +223,7 @@ mod tests {
             .open(path)
             .unwrap();
         f.set_len(size).unwrap();
-        let d = DiskInfo {
+        let d = DiskIdentity {
             path: "img".into(),
             size_bytes: size,
             sector_size: ss,

@@ -6,9 +6,10 @@ use std::io::{Seek, SeekFrom, Write};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::plan::{uuid_string, PlannedPart};
+use super::plan::PlannedPart;
 use crate::cmd;
 use crate::config::layout::FsKind;
+use crate::util::uuid_string;
 
 const SWAP_PAGE: u64 = 4096;
 

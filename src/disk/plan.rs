@@ -15,7 +15,7 @@ pub const MIB: u64 = 1 << 20;
 const GPT_ENTRIES_BYTES: u64 = 128 * 128;
 
 /// What the planner knows about one disk: the block-device library's identity of it.
-pub use crate::blockdev::DiskIdentity as DiskInfo;
+pub use crate::blockdev::DiskIdentity;
 
 /// Planning failures; each names the disk entry and, where relevant, the candidates.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,7 +96,7 @@ pub enum DiskAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskPlan {
     pub name: String,
-    pub disk: DiskInfo,
+    pub disk: DiskIdentity,
     pub action: DiskAction,
     pub spec: DiskSpec,
 }
@@ -107,7 +107,7 @@ pub struct Plan {
     pub disks: Vec<DiskPlan>,
 }
 
-pub use crate::util::human;
+use crate::util::human;
 
 /// Derives a stable UUID (RFC 9562 v8-style bits set as v4 for compatibility) from the seed,
 /// like systemd-repart: the same config gives the same identifiers on every deploy.
@@ -120,7 +120,7 @@ pub fn derive_uuid(purpose: &str, seed: &str, disk: &str, label: &str) -> [u8; 1
     u
 }
 
-pub use crate::util::uuid_string;
+use crate::util::uuid_string;
 
 fn rule_text(m: &Matcher) -> String {
     let mut parts = Vec::new();
@@ -150,7 +150,7 @@ fn rule_text(m: &Matcher) -> String {
 }
 
 /// True when every set field of `m` matches `d`.
-pub fn disk_matches(m: &Matcher, d: &DiskInfo) -> bool {
+pub fn disk_matches(m: &Matcher, d: &DiskIdentity) -> bool {
     let opt_eq = |want: &Option<String>, have: &Option<String>| match want {
         None => true,
         Some(w) => have.as_deref().map(|h| h.trim() == w).unwrap_or(false),
@@ -176,7 +176,7 @@ pub fn disk_matches(m: &Matcher, d: &DiskInfo) -> bool {
     by_id && model && path && size && opt_eq(&m.serial, &d.serial) && opt_eq(&m.wwn, &d.wwn)
 }
 
-fn candidates(disks: &[&DiskInfo]) -> String {
+fn candidates(disks: &[&DiskIdentity]) -> String {
     if disks.is_empty() {
         return "  (no disks found)".into();
     }
@@ -191,15 +191,15 @@ fn candidates(disks: &[&DiskInfo]) -> String {
 /// candidates for entries with `removable = true`.
 pub fn match_disks<'a>(
     layout: &Layout,
-    disks: &'a [DiskInfo],
-) -> Result<Vec<&'a DiskInfo>, PlanError> {
-    let mut out: Vec<&DiskInfo> = Vec::new();
+    disks: &'a [DiskIdentity],
+) -> Result<Vec<&'a DiskIdentity>, PlanError> {
+    let mut out: Vec<&DiskIdentity> = Vec::new();
     for spec in &layout.disks {
-        let pool: Vec<&DiskInfo> = disks
+        let pool: Vec<&DiskIdentity> = disks
             .iter()
             .filter(|d| spec.removable || !(d.removable || d.usb))
             .collect();
-        let hits: Vec<&DiskInfo> = pool
+        let hits: Vec<&DiskIdentity> = pool
             .iter()
             .copied()
             .filter(|d| disk_matches(&spec.matcher, d))
@@ -240,7 +240,11 @@ fn align_up(v: u64, a: u64) -> u64 {
 }
 
 /// Computes partition positions for one disk. Pure sector math.
-pub fn layout_disk(seed: &str, spec: &DiskSpec, disk: &DiskInfo) -> Result<DiskAction, PlanError> {
+pub fn layout_disk(
+    seed: &str,
+    spec: &DiskSpec,
+    disk: &DiskIdentity,
+) -> Result<DiskAction, PlanError> {
     if spec.preserve || spec.partitions.is_empty() {
         return Ok(DiskAction::Preserve);
     }
@@ -331,7 +335,7 @@ pub fn layout_disk(seed: &str, spec: &DiskSpec, disk: &DiskInfo) -> Result<DiskA
 }
 
 /// Matches disks and lays out every entry.
-pub fn plan(layout: &Layout, disks: &[DiskInfo]) -> Result<Plan, PlanError> {
+pub fn plan(layout: &Layout, disks: &[DiskIdentity]) -> Result<Plan, PlanError> {
     let matched = match_disks(layout, disks)?;
     let mut out = Vec::new();
     for (spec, d) in layout.disks.iter().zip(matched) {
@@ -451,8 +455,8 @@ mod tests {
         }
     }
 
-    fn disk(path: &str, serial: &str, size: u64, ss: u64) -> DiskInfo {
-        DiskInfo {
+    fn disk(path: &str, serial: &str, size: u64, ss: u64) -> DiskIdentity {
+        DiskIdentity {
             path: path.into(),
             size_bytes: size,
             sector_size: ss,

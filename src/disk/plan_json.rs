@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::mkfs::{display_uuid, stored_label};
 use super::plan::Plan;
-use super::plan::{uuid_string, DiskAction, DiskPlan, PlannedPart};
+use super::plan::{DiskAction, DiskPlan, PlannedPart};
+use crate::util::uuid_string;
 
 #[derive(Debug, Serialize)]
 pub struct PlanJson<'a> {

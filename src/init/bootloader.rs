@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::disk::plan::{uuid_string, DiskAction, Plan};
+use crate::disk::plan::{DiskAction, Plan};
+use crate::util::uuid_string;
 
 const SD_BOOT: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 
@@ -273,7 +274,7 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         }
         crate::config::Bootloader::Command { command } => {
             let target = Path::new(super::disks::TARGET);
-            let _m = super::install::ChrootMounts::new(target)?;
+            let _m = crate::makeimg::ChrootMounts::new(target)?;
             let env =
                 super::install::builder_env(Some(plan), "/", payload.config.hostname.as_deref());
             crate::cmd::run_streamed(

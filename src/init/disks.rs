@@ -146,7 +146,7 @@ pub fn mkfs_stage(p: &Plan) -> Result<()> {
                 "creating {} on {node} (label {}, uuid {uuid}, {})",
                 fs.name(),
                 part.fs_label.as_deref().unwrap_or("-"),
-                plan::human(len)
+                crate::util::human(len)
             );
             mkfs::make(part, &node, len, part.first_lba)
                 .with_context(|| format!("creating {} on {node}", fs.name()))?;

@@ -23,7 +23,8 @@ use anyhow::{bail, Context, Result};
 use crate::blockdev::device::partition_node;
 use crate::config::{Install, RootfsSource};
 use crate::disk::mkfs::display_uuid;
-use crate::disk::plan::{uuid_string, DiskAction, Plan};
+use crate::disk::plan::{DiskAction, Plan};
+use crate::util::uuid_string;
 
 pub const PAYLOAD: &str = "/payload";
 
@@ -221,7 +222,7 @@ fn unpack_entries<R: Read>(r: R, target: &Path, label: &str, check_each: bool) -
 }
 
 /// The chroot mounts live with the image builder, which uses them too.
-pub use crate::makeimg::chroot::ChrootMounts;
+use crate::makeimg::ChrootMounts;
 
 /// Restricts payload secrets: mode 0600 on every file under /payload/secrets.
 pub fn protect_secrets(payload: &Path) {

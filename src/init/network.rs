@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-pub use crate::net::{apply, plan_network, KEPT_PATH};
+use crate::net::{apply, plan_network, KEPT_PATH};
 use crate::net::{resolv_conf, Applied};
 
 /// Writes /etc/resolv.conf and /etc/hosts.

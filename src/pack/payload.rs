@@ -42,7 +42,7 @@ pub enum PayloadError {
     Io { path: String, reason: String },
 }
 
-pub use crate::util::hex;
+use crate::util::hex;
 
 /// sha256 of a reader, streaming.
 pub fn sha256_reader(mut r: impl Read) -> io::Result<(String, u64)> {
