@@ -42,8 +42,9 @@ RECIPE=1
 INCLUDE=(mmdebstrap debootstrap apt gpgv debian-archive-keyring bash patch e2fsprogs dosfstools
          ca-certificates systemd-boot-efi)
 
-log() { printf 'build-builder-root: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+NAME=build-builder-root
+# shellcheck source=scripts/lib/cache.sh
+. "$repo/scripts/lib/cache.sh"
 
 for arg in "$@"; do
     case "$arg" in
@@ -54,16 +55,13 @@ for arg in "$@"; do
 done
 [[ "$level" =~ ^[0-9]+$ ]] || die "ZSTD_LEVEL must be a number, not '$level'"
 
-mkdir -p "$work"
-# One build at a time: a second run waits, then finds the archive up to date.
-exec 9>"$work/lock"
-flock 9 || die "could not lock $work/lock"
+cache_lock "$work"
 
 # --- up to date? -----------------------------------------------------------------------------
 # The mirror's contents move on (security updates), so an unchanged stamp means "built by this
 # recipe", not "same bytes as today's mirror would give"; --force rebuilds.
 recipe="recipe $RECIPE suite $suite mirror $mirror level $level packages ${INCLUDE[*]}"
-if ((!force)) && [[ -f "$out" && -f "$work/stamp" ]] && [[ "$(head -n 1 "$work/stamp")" == "$recipe" ]]; then
+if cache_fresh "$out" "$work/stamp" "$recipe"; then
     log "up to date: $out ($(du -h "$out" | cut -f1)); built $(sed -n 2p "$work/stamp")"
     exit 0
 fi
@@ -75,10 +73,7 @@ need=()
 command -v zstd >/dev/null || need+=(zstd)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    apt-get update -qq >&2 || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2 \
-        || die "apt-get install ${need[*]} failed"
+    apt_install "${need[@]}" || die "apt-get install ${need[*]} failed"
 fi
 tar --version 2>/dev/null | grep -q 'GNU tar' || die "GNU tar is required (for --sort=name)"
 

@@ -54,8 +54,9 @@ RECIPE=1
 INCLUDE=(systemd-sysv udev linux-image-cloud-amd64 e2fsprogs openssh-server systemd-boot-efi)
 VARIANT=minbase
 
-log() { printf 'build-debian-mirror: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+NAME=build-debian-mirror
+# shellcheck source=scripts/lib/cache.sh
+. "$repo/scripts/lib/cache.sh"
 
 for arg in "$@"; do
     case "$arg" in
@@ -66,17 +67,13 @@ for arg in "$@"; do
     esac
 done
 
-mkdir -p "$work"
-# One build at a time: a second run waits, then finds the mirror up to date.
-exec 9>"$work/lock"
-flock 9 || die "could not lock $work/lock"
+cache_lock "$work"
 
 # --- up to date? -----------------------------------------------------------------------------
 # The upstream archive moves on (security updates), so an unchanged stamp means "built by this
 # recipe", not "what today's archive would give"; --force rebuilds.
 recipe="recipe $RECIPE suite $suite arch $arch mirror $mirror variant $VARIANT packages ${INCLUDE[*]}"
-if ((!force)) && [[ -f "$work/Release" && -f "$work/stamp" ]] \
-    && [[ "$(head -n 1 "$work/stamp")" == "$recipe" ]]; then
+if cache_fresh "$work/Release" "$work/stamp" "$recipe"; then
     log "up to date: $work ($(du -sh "$work/pool" | cut -f1), $(wc -l <"$work/packages.txt") packages); built $(sed -n 2p "$work/stamp")"
     exit 0
 fi
@@ -91,10 +88,7 @@ command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
 command -v apt-ftparchive >/dev/null || need+=(apt-utils)
 command -v python3 >/dev/null || need+=(python3)
 if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    apt-get update -qq >&2 || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2 \
-        || die "apt-get install ${need[*]} failed"
+    apt_install "${need[@]}" || die "apt-get install ${need[*]} failed"
 fi
 
 # --- the packages ----------------------------------------------------------------------------
