@@ -97,6 +97,7 @@ pub fn run(a: MakeimgArgs) -> Result<()> {
         output,
         mirror: a.mirror,
         env: std::env::vars().collect(),
+        tool_env: Default::default(),
     })
 }
 

@@ -28,6 +28,7 @@ fn project(dir: &Path, imgbuild: &str) -> Options {
         output: Output::Dir(dir.join("out")),
         mirror: None,
         env: [("HOST".to_string(), "web1".to_string())].into(),
+        tool_env: Default::default(),
     }
 }
 

@@ -95,6 +95,9 @@ pub struct Options {
     pub mirror: Option<String>,
     /// Values of `${VAR}` in templates (the CLI passes its environment).
     pub env: BTreeMap<String, String>,
+    /// Added to the environment of the bootstrap tool and of `provision()` (e.g. the proxy
+    /// variables from `[install] proxy` in the deploy image; the CLI's tools inherit them).
+    pub tool_env: BTreeMap<String, String>,
 }
 
 /// Runs `f` as step `name`, logging its begin and its end with the time it took.
@@ -182,10 +185,9 @@ fn bootstrap(o: &Options, root: &Path) -> Result<()> {
             have: &|p| crate::cmd::which(p).is_some(),
         },
     )?;
-    let no_env = BTreeMap::new();
     let builder = crate::cmd::Builder {
         cwd: &o.project,
-        env: &no_env,
+        env: &o.tool_env,
         chroot: None,
         prefix: "bootstrap",
     };
@@ -278,11 +280,11 @@ fn provision(o: &Options, root: &Path) -> Result<()> {
     let copy = root.join(IMGBUILD_IN_ROOT);
     fs::copy(&o.imgbuild.path, &copy)
         .with_context(|| format!("copying {} into the image", o.imgbuild.path.display()))?;
-    let env: BTreeMap<String, String> = [(
+    let mut env = o.tool_env.clone();
+    env.insert(
         "PATH".to_string(),
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-    )]
-    .into();
+    );
     let r = (|| {
         let _mounts = ChrootMounts::api(root)?;
         crate::cmd::run_streamed(
