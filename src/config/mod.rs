@@ -112,8 +112,16 @@ pub struct Validated {
 /// How the OS gets into the target tree (consumed by the install stage).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Install {
-    /// Run makeimg (or a compatible command) chrooted in the image's tools root.
-    Makeimg { command: String, args: Vec<String> },
+    /// Build the system from the payload's IMGBUILD into the mounted target: the built-in
+    /// builder, or `command` (an external makeimg in the image's tools root) when given.
+    Makeimg {
+        command: Option<String>,
+        args: Vec<String>,
+        /// The package mirror for the bootstrap: a URL, or a whole `deb ...` source line.
+        mirror: Option<String>,
+        /// An HTTP proxy (`http://host:port`) for the bootstrap's downloads.
+        proxy: Option<String>,
+    },
     /// Run an executable from the payload (path relative to the payload directory).
     Script { path: String, args: Vec<String> },
     /// Unpack a tar archive into the target, then optionally run `provision` chrooted in it.

@@ -98,6 +98,8 @@ pub struct InstallConfig {
     pub insecure: Option<bool>,
     pub provision: Option<String>,
     pub download: Option<String>,
+    pub mirror: Option<String>,
+    pub proxy: Option<String>,
 }
 
 /// `[bootloader]` (consumed by the bootloader stage).

@@ -78,9 +78,11 @@ pub fn install(c: &InstallConfig, p: &mut Problems) -> Install {
         ("insecure", c.insecure.is_some()),
         ("provision", c.provision.is_some()),
         ("download", c.download.is_some()),
+        ("mirror", c.mirror.is_some()),
+        ("proxy", c.proxy.is_some()),
     ];
     let allowed: &[&str] = match k {
-        "makeimg" => &["command", "args"],
+        "makeimg" => &["command", "args", "mirror", "proxy"],
         "script" => &["path", "args"],
         _ => &["path", "url", "sha256", "insecure", "provision", "download"],
     };
@@ -93,18 +95,30 @@ pub fn install(c: &InstallConfig, p: &mut Problems) -> Install {
     }
     match k {
         "makeimg" => {
-            let command = c.command.clone().unwrap_or_else(|| "makeimg".into());
-            if command.is_empty()
-                || command
-                    .chars()
-                    .any(|ch| ch.is_whitespace() || ch.is_control())
-            {
-                p.add(
-                    "install.command",
-                    format!("{command:?}: give a program name or absolute path; put its arguments in args"),
-                );
+            if let Some(command) = &c.command {
+                if command.is_empty()
+                    || command
+                        .chars()
+                        .any(|ch| ch.is_whitespace() || ch.is_control())
+                {
+                    p.add(
+                        "install.command",
+                        format!("{command:?}: give a program name or absolute path; put its arguments in args"),
+                    );
+                }
             }
-            Install::Makeimg { command, args }
+            if let Some(m) = &c.mirror {
+                p.check("install.mirror", check_mirror(m));
+            }
+            if let Some(x) = &c.proxy {
+                p.check("install.proxy", check_proxy(x));
+            }
+            Install::Makeimg {
+                command: c.command.clone(),
+                args,
+                mirror: c.mirror.clone(),
+                proxy: c.proxy.clone(),
+            }
         }
         "script" => match c.path.as_deref() {
             None => {
@@ -560,4 +574,33 @@ fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
 fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     crate::util::mac::parse(text)
         .ok_or_else(|| format!("{text:?} is not a MAC address (e.g. \"52:54:00:12:34:56\")"))
+}
+
+/// A package mirror: an `http://` or `https://` URL, or a whole apt source line
+/// (`deb [options] URL SUITE [COMPONENTS]`, e.g. for a flat repository).
+fn check_mirror(m: &str) -> Result<(), String> {
+    let url = match m.strip_prefix("deb ") {
+        Some(line) => line
+            .split_whitespace()
+            .find(|w| w.contains("://"))
+            .ok_or_else(|| format!("{m:?}: a source line needs a URL, e.g. \"deb [trusted=yes] http://10.0.2.100/ ./\""))?,
+        None => m,
+    };
+    if m.chars().any(|c| c.is_control()) {
+        return Err(format!("{m:?}: contains a control character"));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+        return Err(format!(
+            "{m:?}: give an http:// or https:// URL (e.g. \"http://deb.debian.org/debian\") or a source line starting with \"deb \""
+        ));
+    }
+    Ok(())
+}
+
+/// An HTTP proxy for the bootstrap: `http://host[:port][/]`.
+fn check_proxy(x: &str) -> Result<(), String> {
+    match x.strip_prefix("http://") {
+        Some(rest) if !rest.is_empty() && !rest.chars().any(|c| c.is_whitespace() || c.is_control()) => Ok(()),
+        _ => Err(format!("{x:?}: give the proxy as http://HOST[:PORT]")),
+    }
 }

@@ -389,6 +389,10 @@ fn section_rules_name_their_key() {
         ("unknown install kind", with("[install]\nkind = \"debootstrap\""), "install.kind", "unknown kind \"debootstrap\""),
         ("makeimg with path", with("[install]\nkind = \"makeimg\"\npath = \"x\""), "install.path", "not used with kind = \"makeimg\""),
         ("makeimg command with args inside", with("[install]\nkind = \"makeimg\"\ncommand = \"makeimg -v\""), "install.command", "args"),
+        ("makeimg mirror not a URL", with("[install]\nkind = \"makeimg\"\nmirror = \"deb.debian.org/debian\""), "install.mirror", "http://"),
+        ("makeimg source line without URL", with("[install]\nkind = \"makeimg\"\nmirror = \"deb ./\""), "install.mirror", "needs a URL"),
+        ("makeimg proxy not http", with("[install]\nkind = \"makeimg\"\nproxy = \"socks5://h:1080\""), "install.proxy", "http://HOST"),
+        ("rootfs with mirror", with("[install]\nkind = \"rootfs\"\npath = \"a.tar\"\nmirror = \"http://h/debian\""), "install.mirror", "not used with kind = \"rootfs\""),
         ("script without path", with("[install]\nkind = \"script\""), "install.path", "missing"),
         ("script path absolute", with("[install]\nkind = \"script\"\npath = \"/bin/sh\""), "install.path", "relative to the payload"),
         ("rootfs path escaping", with("[install]\nkind = \"rootfs\"\npath = \"../x.tar\""), "install.path", "not normalized"),
@@ -456,7 +460,7 @@ fn sections_accept_what_the_docs_promise() {
     let base = sys(&format!("{ESP}{ROOT}"));
     let v = load(
         &format!(
-            "{base}\n[install]\nkind = \"makeimg\"\nargs = [\"--verbose\"]\n[bootloader]\nkind = \"command\"\n\
+            "{base}\n[install]\nkind = \"makeimg\"\nargs = [\"--verbose\"]\nmirror = \"deb [trusted=yes] http://10.0.2.100/ ./\"\nproxy = \"http://10.0.2.2:3128\"\n[bootloader]\nkind = \"command\"\n\
              command = \"grub-install /dev/vda\"\n[deploy]\nfinish = \"poweroff\"\n[[network.interface]]\n\
              match = {{ mac = \"52:54:00:AB:cd:01\", driver = \"virtio_net\" }}\naddresses = [\"192.0.2.10/24\", \"2001:db8::10/64\"]\n\
              gateways = [\"192.0.2.1\", \"fe80::1\"]\ndns = [\"192.0.2.53\"]\nmtu = 9000\nslaac = true\n\
@@ -468,8 +472,10 @@ fn sections_accept_what_the_docs_promise() {
     assert_eq!(
         v.install,
         Some(Install::Makeimg {
-            command: "makeimg".into(),
-            args: vec!["--verbose".into()]
+            command: None,
+            args: vec!["--verbose".into()],
+            mirror: Some("deb [trusted=yes] http://10.0.2.100/ ./".into()),
+            proxy: Some("http://10.0.2.2:3128".into()),
         })
     );
     assert_eq!(

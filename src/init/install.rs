@@ -5,8 +5,10 @@
 //!   Every entry is checked first (a full pass over the archive), so an archive with an
 //!   entry escaping the root is refused before anything is written to the target. Then an
 //!   optional `provision` script runs chrooted in the target.
-//! - `script` / `makeimg`: a builder runs in the image's tools root (the initramfs itself)
-//!   with the payload directory as working directory and the documented environment
+//! - `makeimg`: the built-in builder bootstraps the payload's IMGBUILD into the target
+//!   (`super::makeimg`); with `command`, an external makeimg runs instead, like a script.
+//! - `script`: a builder runs in the image's tools root (the initramfs itself) with the
+//!   payload directory as working directory and the documented environment
 //!   (docs/install.md). Its output streams to the console, one prefix per line, and to the log.
 //!
 //! Files under the payload's `secrets/` live only in RAM with mode 0600; they are never
@@ -274,8 +276,10 @@ pub fn effective(install: &Option<Install>, payload: &Path) -> Option<Install> {
     match install {
         Some(i) => Some(i.clone()),
         None if payload.join("IMGBUILD").exists() => Some(Install::Makeimg {
-            command: "makeimg".into(),
+            command: None,
             args: vec![],
+            mirror: None,
+            proxy: None,
         }),
         None => None,
     }
@@ -363,21 +367,38 @@ pub fn run(
                 },
             )
         }
-        Install::Makeimg { command, args } => {
+        Install::Makeimg { command: None, .. } => {
+            let b = super::makeimg::builtin(Some(install)).expect("makeimg without command");
+            super::makeimg::run(payload, &b, env, target)
+        }
+        Install::Makeimg {
+            command: Some(command),
+            args,
+            mirror,
+            proxy,
+        } => {
             let prog = if command.contains('/') {
                 Some(command.clone())
             } else {
                 crate::cmd::which(command)
             };
             let Some(prog) = prog else {
-                bail!("{command} not found in the image's tools root; pack a tools root that has it (--rootfs) or set [install] command");
+                bail!("{command} not found in the image's tools root; pack a tools root that has it (--rootfs), or leave [install] command out to use the built-in builder");
             };
+            let mut env = env.clone();
+            if let Some(m) = mirror {
+                env.insert("ANEMOS_MIRROR".into(), m.clone());
+            }
+            if let Some(p) = proxy {
+                env.insert("http_proxy".into(), p.clone());
+                env.insert("https_proxy".into(), p.clone());
+            }
             crate::cmd::run_streamed(
                 &prog,
                 args,
                 &crate::cmd::Builder {
                     cwd: payload,
-                    env,
+                    env: &env,
                     chroot: None,
                     prefix: "makeimg",
                 },

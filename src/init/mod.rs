@@ -13,6 +13,7 @@ pub mod early;
 pub mod finish;
 pub mod install;
 pub mod logger;
+pub mod makeimg;
 pub mod modules;
 pub mod network;
 pub mod payload;

@@ -49,7 +49,7 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         kept.as_ref(),
         &p.config.network,
         &ifaces,
-        super::download::url_install(ctx).is_some(),
+        super::download::install_downloads(ctx),
     )?;
     if plans.is_empty() {
         log::info!("network: not configured and not needed");

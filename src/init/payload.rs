@@ -42,6 +42,19 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
     if let Some(h) = &p.config.hostname {
         super::early::set_hostname(h);
     }
+    // An IMGBUILD is read now, before the network and the disks: a syntax error or a bad
+    // field is reported with nothing written.
+    let inst = super::install::effective(&p.config.install, Path::new(super::install::PAYLOAD));
+    if let Some(b) = super::makeimg::builtin(inst.as_ref()) {
+        let img = super::makeimg::check(Path::new(super::install::PAYLOAD), &b)?;
+        log::info!(
+            "payload: IMGBUILD {}: target {}, format {}, {} package(s)",
+            img.imgname,
+            img.target.name(),
+            img.format,
+            img.packages.len()
+        );
+    }
     ctx.payload = Some(p);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Planning the network stage (pure): which interfaces to configure and how, from `ip=` on the
 //! kernel command line, what `anemos kexec --network keep` captured, anemos.toml, or the
-//! default (DHCP everywhere when the install downloads its rootfs). docs/network.md has the
+//! default (DHCP everywhere when the install downloads: a rootfs URL or a package mirror). docs/network.md has the
 //! precedence.
 
 use std::net::IpAddr;
@@ -60,7 +60,7 @@ impl IfacePlan {
 pub const SRC_CMDLINE: &str = "kernel command line ip=";
 pub const SRC_KEPT: &str = "kept from the old system (anemos kexec --network keep)";
 pub const SRC_CONFIG: &str = "anemos.toml [[network.interface]]";
-pub const SRC_DEFAULT: &str = "default: DHCP (the install downloads its rootfs)";
+pub const SRC_DEFAULT: &str = "default: DHCP (the install downloads: a rootfs URL or a package mirror)";
 
 fn iface_matches(m: &crate::config::InterfaceMatch, i: &Iface) -> bool {
     let name = m
