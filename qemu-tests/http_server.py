@@ -6,6 +6,7 @@ Usage: http_server.py DIR PORT [--drop-first]"""
 import http.server
 import os
 import sys
+import urllib.parse
 
 ROOT, PORT, DROP = sys.argv[1], int(sys.argv[2]), "--drop-first" in sys.argv
 dropped = set()
@@ -15,8 +16,10 @@ class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        path = os.path.join(ROOT, self.path.lstrip("/"))
-        if not os.path.isfile(path):
+        # Percent-decoded (apt asks for "+" and ":" in .deb names as %2b and %3a); no "..".
+        rel = urllib.parse.unquote(self.path.split("?", 1)[0]).lstrip("/")
+        path = os.path.normpath(os.path.join(ROOT, rel))
+        if not path.startswith(os.path.normpath(ROOT) + os.sep) or not os.path.isfile(path):
             self.send_error(404)
             return
         data = open(path, "rb").read()

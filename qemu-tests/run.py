@@ -29,6 +29,7 @@ Scenario keys:
   exit = "poweroff" | "reboot" | "any"   # how QEMU must end (-no-reboot makes both exit)
   [[send]] after = "substring"; text = "command\n"   # typed on the serial line
   [[figure]] name = "..."; start = "substring"; end = "substring"  # ms between two lines
+  [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
 """
 import argparse
 import atexit
@@ -355,6 +356,10 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
                 for rj in reject:
                     if rj in text_all:
                         raise Failure(f"rejected console text appeared: {rj!r}")
+                if sc.get("stop_after_expect") and check_order(text_all, sc.get("expect", [])) is None:
+                    # Everything expected was seen: stop the VM (e.g. a deployed system at its
+                    # login prompt that the test cannot log in to).
+                    break
                 if sends and sends[0]["after"] in text_all[send_pos:]:
                     send_pos = text_all.index(sends[0]["after"], send_pos) + len(sends[0]["after"])
                     s = sends.pop(0)

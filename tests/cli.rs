@@ -830,3 +830,41 @@ fn makeimg_check_reads_and_validates_imgbuild() {
     fs::remove_file(d.path().join("IMGBUILD")).unwrap();
     assert!(err_line(check()).contains("IMGBUILD: no such file"));
 }
+
+#[test]
+fn pack_payload_reads_the_imgbuild_as_the_deploy_image_will() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("p");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("anemos.toml"), "hostname = \"x\"\n").unwrap();
+    fs::write(
+        src.join("IMGBUILD"),
+        "imgname=x\ntarget=debian\nprovision() {\n  if true; then :\n}\n",
+    )
+    .unwrap();
+    let out = d.path().join("p.payload");
+    let mut c = anemos();
+    c.arg("pack-payload").arg(&src).arg("-o").arg(&out);
+    let e = err_line(c);
+    assert!(
+        e.contains("IMGBUILD: 5:") && e.contains("--no-validate"),
+        "{e}"
+    );
+    assert!(!out.exists(), "no payload written");
+    // An external makeimg reads the IMGBUILD its own way: not checked.
+    fs::write(
+        src.join("anemos.toml"),
+        "hostname = \"x\"\n[install]\nkind = \"script\"\npath = \"IMGBUILD\"\n",
+    )
+    .unwrap();
+    let mut c = anemos();
+    c.arg("pack-payload").arg(&src).arg("-o").arg(&out);
+    ok(c);
+    // A bad target is named.
+    fs::write(src.join("anemos.toml"), "hostname = \"x\"\n").unwrap();
+    fs::write(src.join("IMGBUILD"), "imgname=x\ntarget=gentoo\n").unwrap();
+    let mut c = anemos();
+    c.arg("pack-payload").arg(&src).arg("-o").arg(&out);
+    let e = err_line(c);
+    assert!(e.contains("target: unknown target \"gentoo\""), "{e}");
+}

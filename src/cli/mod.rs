@@ -451,14 +451,16 @@ fn run_pack(a: PackArgs) -> Result<()> {
     let t = std::time::Instant::now();
     let r = pack::pack(&o)?;
     eprintln!(
-        "anemos: wrote {} ({} entries, {} modules, {} bytes uncompressed, {} bytes {:?}{}) in {} ms",
+        "anemos: wrote {} ({} entries, {} modules, {} bytes uncompressed, {} bytes {}{}) in {} ms",
         a.output.display(),
         r.entries,
         r.modules,
         r.uncompressed,
         r.image_size,
         a.compress,
-        r.payload_files.map(|n| format!(", payload {n} files")).unwrap_or_default(),
+        r.payload_files
+            .map(|n| format!(", payload {n} files"))
+            .unwrap_or_default(),
         t.elapsed().as_millis()
     );
     Ok(())

@@ -600,7 +600,11 @@ fn check_mirror(m: &str) -> Result<(), String> {
 /// An HTTP proxy for the bootstrap: `http://host[:port][/]`.
 fn check_proxy(x: &str) -> Result<(), String> {
     match x.strip_prefix("http://") {
-        Some(rest) if !rest.is_empty() && !rest.chars().any(|c| c.is_whitespace() || c.is_control()) => Ok(()),
+        Some(rest)
+            if !rest.is_empty() && !rest.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
         _ => Err(format!("{x:?}: give the proxy as http://HOST[:PORT]")),
     }
 }

@@ -93,9 +93,7 @@ pub fn release_url(mirror: Option<&str>, suite: &str) -> Option<String> {
     let m = mirror.unwrap_or(DEFAULT_DEBIAN_MIRROR).trim();
     let (url, dist) = match m.strip_prefix("deb ") {
         Some(line) => {
-            let mut words = line
-                .split_whitespace()
-                .skip_while(|w| !w.contains("://"));
+            let mut words = line.split_whitespace().skip_while(|w| !w.contains("://"));
             let url = words.next()?;
             (url, words.next().unwrap_or(suite).to_string())
         }
@@ -123,7 +121,9 @@ pub fn check_mirror(img: &ImgBuild, b: &Builtin) -> Result<()> {
         return Ok(());
     }
     if b.proxy.is_some() {
-        log::info!("makeimg: the mirror is reached through the proxy; not checked before the build");
+        log::info!(
+            "makeimg: the mirror is reached through the proxy; not checked before the build"
+        );
         return Ok(());
     }
     let Some(url) = release_url(b.mirror, &img.debian_suite) else {

@@ -60,7 +60,8 @@ impl IfacePlan {
 pub const SRC_CMDLINE: &str = "kernel command line ip=";
 pub const SRC_KEPT: &str = "kept from the old system (anemos kexec --network keep)";
 pub const SRC_CONFIG: &str = "anemos.toml [[network.interface]]";
-pub const SRC_DEFAULT: &str = "default: DHCP (the install downloads: a rootfs URL or a package mirror)";
+pub const SRC_DEFAULT: &str =
+    "default: DHCP (the install downloads: a rootfs URL or a package mirror)";
 
 fn iface_matches(m: &crate::config::InterfaceMatch, i: &Iface) -> bool {
     let name = m

@@ -308,6 +308,7 @@ pub fn payload_segment(
     let mut a = Archive::new();
     let n = payload::add_payload(&mut a, src)?;
     validate_payload_config(&a)?;
+    validate_payload_imgbuild(src)?;
     let (_, bytes) = write_segment(&a, kind, level, mtime, Vec::new())?;
     Ok((bytes, n))
 }
@@ -329,6 +330,30 @@ fn validate_payload_config(a: &Archive) -> Result<()> {
         _ => bail!("payload anemos.toml is not a regular file"),
     };
     crate::config::load(&text, "payload anemos.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Reads the payload directory's IMGBUILD as the deploy image's built-in makeimg will (shell
+/// syntax, `target`, `format`), so a mistake shows up on the workstation rather than on the
+/// server. Skipped when an external makeimg (`[install] command`) or another install kind
+/// will run instead.
+fn validate_payload_imgbuild(src: &Path) -> Result<()> {
+    let f = src.join("IMGBUILD");
+    if std::env::var_os("ANEMOS_NO_VALIDATE").is_some() || !src.is_dir() || !f.is_file() {
+        return Ok(());
+    }
+    let install = fs::read_to_string(src.join("anemos.toml"))
+        .ok()
+        .and_then(|t| crate::config::load(&t, "anemos.toml").ok())
+        .and_then(|c| c.install);
+    if matches!(
+        install,
+        None | Some(crate::config::Install::Makeimg { command: None, .. })
+    ) {
+        crate::makeimg::imgbuild::load(&f).context(
+            "payload IMGBUILD, read as the deploy image's makeimg will read it (--no-validate skips this)",
+        )?;
+    }
     Ok(())
 }
 
