@@ -830,3 +830,25 @@ fn makeimg_check_reads_and_validates_imgbuild() {
     fs::remove_file(d.path().join("IMGBUILD")).unwrap();
     assert!(err_line(check()).contains("IMGBUILD: no such file"));
 }
+
+#[test]
+fn makeimg_refuses_an_unbuildable_raw_file_system_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("IMGBUILD"),
+        "imgname=web\ntarget=debian\nformat='raw 4G gpt btrfs'\n",
+    )
+    .unwrap();
+    for args in [&["makeimg"][..], &["makeimg", "--format", "raw"]] {
+        let mut c = anemos();
+        c.args(args).current_dir(d.path());
+        let e = err_line(c);
+        assert!(
+            e.contains("IMGBUILD: format: raw file system \"btrfs\" is not supported")
+                && e.contains("ext4, ext3 or ext2"),
+            "{args:?}: {e}"
+        );
+    }
+    // Nothing was made.
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+}
