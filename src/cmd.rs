@@ -57,7 +57,14 @@ pub fn render(prog: &str, args: &[String]) -> String {
 pub fn run(prog: &str, args: &[String]) -> Result<String> {
     let line = render(prog, args);
     log::debug!("running: {line}");
-    execute(&mut Command::new(prog), args, &line, None)
+    execute(&mut Command::new(prog), args, &line, None, None)
+}
+
+/// [`run`] with `input` written to the command's stdin (e.g. an sfdisk script).
+pub fn run_input(prog: &str, args: &[String], input: &[u8]) -> Result<String> {
+    let line = render(prog, args);
+    log::debug!("running: {line}");
+    execute(&mut Command::new(prog), args, &line, None, Some(input))
 }
 
 /// Where and how a builder (installer, bootloader command) runs: its working directory,
@@ -85,7 +92,7 @@ pub fn run_streamed(prog: &str, args: &[String], b: &Builder) -> Result<()> {
     if let Some(root) = b.chroot {
         chroot_child(&mut cmd, root);
     }
-    execute(&mut cmd, args, &line, Some(b.prefix)).map(|_| ())
+    execute(&mut cmd, args, &line, Some(b.prefix), None).map(|_| ())
 }
 
 /// Lines kept for the error message of a failed command.
@@ -93,13 +100,35 @@ const TAIL: usize = 20;
 
 /// The one place that spawns, drains and waits: both pipes are read concurrently (so
 /// neither can fill and block the child); with `stream` every line is logged as it arrives,
-/// otherwise stdout is collected and returned.
-fn execute(cmd: &mut Command, args: &[String], line: &str, stream: Option<&str>) -> Result<String> {
+/// otherwise stdout is collected and returned. `input`, when given, is fed to stdin by a
+/// thread of its own (stdin is empty otherwise).
+fn execute(
+    cmd: &mut Command,
+    args: &[String],
+    line: &str,
+    stream: Option<&str>,
+    input: Option<&[u8]>,
+) -> Result<String> {
     cmd.args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = spawn(cmd).with_context(|| format!("starting {line}"))?;
+    let feeder = match (child.stdin.take(), input) {
+        (Some(mut stdin), Some(data)) => {
+            let data = data.to_vec();
+            // A child that exits without reading it all only breaks the pipe: ignored, its
+            // exit status tells.
+            Some(std::thread::spawn(move || {
+                let _ = std::io::Write::write_all(&mut stdin, &data);
+            }))
+        }
+        _ => None,
+    };
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL)));
     let pipes: Vec<(bool, Box<dyn Read + Send>)> = [
         child
@@ -144,6 +173,9 @@ fn execute(cmd: &mut Command, args: &[String], line: &str, stream: Option<&str>)
     let mut out = String::new();
     for t in threads {
         out.push_str(&t.join().unwrap_or_default());
+    }
+    if let Some(f) = feeder {
+        let _ = f.join();
     }
     let status = wait(&mut child).with_context(|| format!("waiting for {line}"))?;
     if !status.success() {
@@ -216,5 +248,17 @@ mod tests {
         );
         assert!(which("sh").is_some());
         assert!(which("definitely-not-a-tool").is_none());
+    }
+
+    #[test]
+    fn input_reaches_stdin() {
+        let big = "x".repeat(200_000) + "\n";
+        let out = run_input("sh", &["-c".into(), "wc -c".into()], big.as_bytes()).unwrap();
+        assert_eq!(out.trim(), "200001");
+        // A child that does not read its input does not block the runner.
+        assert_eq!(
+            run_input("sh", &["-c".into(), "echo ok".into()], big.as_bytes()).unwrap(),
+            "ok\n"
+        );
     }
 }

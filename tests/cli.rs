@@ -868,3 +868,25 @@ fn pack_payload_reads_the_imgbuild_as_the_deploy_image_will() {
     let e = err_line(c);
     assert!(e.contains("target: unknown target \"gentoo\""), "{e}");
 }
+
+#[test]
+fn makeimg_refuses_an_unbuildable_raw_file_system_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("IMGBUILD"),
+        "imgname=web\ntarget=debian\nformat='raw 4G gpt btrfs'\n",
+    )
+    .unwrap();
+    for args in [&["makeimg"][..], &["makeimg", "--format", "raw"]] {
+        let mut c = anemos();
+        c.args(args).current_dir(d.path());
+        let e = err_line(c);
+        assert!(
+            e.contains("IMGBUILD: format: raw file system \"btrfs\" is not supported")
+                && e.contains("ext4, ext3 or ext2"),
+            "{args:?}: {e}"
+        );
+    }
+    // Nothing was made.
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+}

@@ -15,11 +15,13 @@ pub struct MakeimgArgs {
     /// and root is not needed.
     #[arg(long)]
     check: bool,
-    /// Output kind, overriding the IMGBUILD's `format`.
+    /// Output kind, overriding the IMGBUILD's `format` (raw takes SIZE, PARTTYPE and FS from
+    /// the IMGBUILD's `format=raw ...`, else 8G msdos ext4).
     #[arg(long, value_enum)]
     format: Option<FormatArg>,
-    /// Output directory (dir) or file (tar; compression from its suffix .gz, .zst, .xz).
-    /// Default: IMGNAME or IMGNAME.tar[.EXT] in the current directory.
+    /// Output directory (dir, custom) or file (tar, compression from its suffix .gz, .zst,
+    /// .xz; raw disk image). Default: IMGNAME, IMGNAME.tar[.EXT] or IMGNAME.img in the
+    /// current directory.
     #[arg(short, long, value_name = "OUT")]
     output: Option<PathBuf>,
     /// Package mirror URL for the bootstrap tool (debian, arch, alpine).
@@ -36,6 +38,9 @@ enum FormatArg {
     Dir,
     /// A tar archive of the root.
     Tar,
+    /// A disk image: partition table and one ext2/3/4 file system holding the root (no
+    /// bootloader).
+    Raw,
 }
 
 // The command line when the binary is called as `makeimg`.
@@ -87,6 +92,7 @@ pub fn run(a: MakeimgArgs) -> Result<()> {
     let kind = a.format.map(|f| match f {
         FormatArg::Dir => OutKind::Dir,
         FormatArg::Tar => OutKind::Tar,
+        FormatArg::Raw => OutKind::Raw,
     });
     let output = makeimg::output(&b, kind, a.output)?;
     init_logger();

@@ -171,8 +171,9 @@ enum Cmd {
     /// templates, secrets, provision().
     ///
     /// Targets debian (mmdebstrap or debootstrap), arch (pacstrap) and alpine (apk); output a
-    /// directory or a tar. Needs root, except with --check. Also run when this binary is
-    /// called as `makeimg`. See docs/makeimg.md.
+    /// directory, a tar or a raw disk image (no bootloader), or with format=custom the
+    /// IMGBUILD's setup()/cleanup() around a directory build. Needs root, except with --check.
+    /// Also run when this binary is called as `makeimg`. See docs/makeimg.md.
     Makeimg(makeimg::MakeimgArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     Completions { shell: clap_complete::Shell },

@@ -1,11 +1,13 @@
 //! The built-in image builder (`anemos makeimg`): reads an IMGBUILD, bootstraps a root
 //! (debian, arch or alpine), lays the project's files, patches, templates and secrets over
-//! it, runs its `provision()` chrooted, and writes the root out as a directory or a tar.
-//! docs/makeimg.md compares it with makeimg(1) point by point.
+//! it, runs its `provision()` chrooted, and writes the root out as a directory, a tar or a
+//! raw disk image; with `format = custom` the IMGBUILD's `setup()` and `cleanup()` run around
+//! the build. docs/makeimg.md compares it with makeimg(1) point by point.
 
 pub mod backend;
 pub mod chroot;
 pub mod imgbuild;
+pub mod raw;
 pub mod steps;
 
 use std::collections::BTreeMap;
@@ -17,7 +19,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::codec::Compression;
-use imgbuild::{Format, ImgBuild};
+use imgbuild::{Format, ImgBuild, PartType};
+use raw::RawFs;
 use steps::Copy;
 
 pub use chroot::ChrootMounts;
@@ -29,6 +32,23 @@ pub enum Output {
     Dir(PathBuf),
     /// Built in a temporary directory next to the file, then archived into it.
     Tar(PathBuf, Compression),
+    /// Built in a temporary directory next to the file, then written into it as a disk image
+    /// of `size` bytes with a `table` partition table and one `fs` partition (see [`raw`]).
+    Raw {
+        path: PathBuf,
+        size: u64,
+        table: PartType,
+        fs: RawFs,
+    },
+}
+
+impl Output {
+    /// The directory or file the build produces.
+    pub fn path(&self) -> &Path {
+        match self {
+            Output::Dir(p) | Output::Tar(p, _) | Output::Raw { path: p, .. } => p,
+        }
+    }
 }
 
 /// The output kind asked for on the command line, overriding the IMGBUILD's `format`.
@@ -36,24 +56,21 @@ pub enum Output {
 pub enum OutKind {
     Dir,
     Tar,
+    Raw,
 }
 
 /// Where the image goes: `kind` (else the IMGBUILD's format) and `out` (else named after
-/// `imgname` in the current directory). A tar's compression comes from OUT's suffix, else
-/// from the IMGBUILD's `tar COMPRESSION`.
+/// `imgname` in the current directory: `IMGNAME`, `IMGNAME.tar[.EXT]`, `IMGNAME.img`). A
+/// tar's compression comes from OUT's suffix, else from the IMGBUILD's `tar COMPRESSION`; a
+/// raw image's size, table and file system from the IMGBUILD's `raw ...`, else the defaults
+/// (8G msdos ext4). `custom` builds into the directory. A raw file system that cannot be
+/// built is refused here, before anything is bootstrapped.
 pub fn output(b: &ImgBuild, kind: Option<OutKind>, out: Option<PathBuf>) -> Result<Output> {
     let kind = match (kind, &b.format) {
         (Some(k), _) => k,
-        (None, Format::Dir) => OutKind::Dir,
+        (None, Format::Dir | Format::Custom) => OutKind::Dir,
         (None, Format::Tar(_)) => OutKind::Tar,
-        (None, Format::Raw { .. }) => bail!(
-            "format raw is not supported yet by the built-in builder: use format=dir or tar \
-             (or --format), or an external makeimg via command="
-        ),
-        (None, Format::Custom) => bail!(
-            "format custom is not supported yet by the built-in builder: use format=dir or tar \
-             (or --format), or an external makeimg via command="
-        ),
+        (None, Format::Raw { .. }) => OutKind::Raw,
     };
     let from_format = match b.format {
         Format::Tar(c) => c,
@@ -61,6 +78,35 @@ pub fn output(b: &ImgBuild, kind: Option<OutKind>, out: Option<PathBuf>) -> Resu
     };
     Ok(match kind {
         OutKind::Dir => Output::Dir(out.unwrap_or_else(|| PathBuf::from(&b.imgname))),
+        OutKind::Raw => {
+            let (size, table, fs) = match &b.format {
+                Format::Raw { size, parttype, fs } => (*size, *parttype, fs.as_str()),
+                _ => (8 << 30, PartType::Msdos, "ext4"),
+            };
+            let Some(fs) = RawFs::parse(fs) else {
+                bail!(
+                    "{}: format: raw file system {fs:?} is not supported by the built-in \
+                     builder: use {} (or --format tar/dir and make the file system yourself)",
+                    b.path.display(),
+                    RawFs::SUPPORTED
+                );
+            };
+            if size < raw::MIN_SIZE {
+                bail!(
+                    "{}: format: raw SIZE {} is too small: at least {} (the partition starts \
+                     at 1 MiB)",
+                    b.path.display(),
+                    crate::util::human(size),
+                    crate::util::human(raw::MIN_SIZE)
+                );
+            }
+            Output::Raw {
+                path: out.unwrap_or_else(|| PathBuf::from(format!("{}.img", b.imgname))),
+                size,
+                table,
+                fs,
+            }
+        }
         OutKind::Tar => {
             let path = out.unwrap_or_else(|| {
                 let ext = match from_format {
@@ -124,7 +170,9 @@ fn inputs(o: &Options) -> Result<Vec<PathBuf>> {
 }
 
 /// Builds the image: bootstrap, hostconf, files, patches, templates, secrets, provision,
-/// then the output. Needs root (bootstrapping, chroot, mounts, file owners).
+/// then the output. When the IMGBUILD's format is `custom` and the output a directory, its
+/// `setup()` runs first and its `cleanup()` last (see [`with_custom`]), whoever the caller.
+/// Needs root (bootstrapping, chroot, mounts, file owners).
 pub fn build(o: &Options) -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         bail!("makeimg builds as root (bootstrap, chroot, mounts, file owners); --check does not");
@@ -135,13 +183,17 @@ pub fn build(o: &Options) -> Result<()> {
 /// [`build`] with the bootstrap step given (the tests lay a root without a package manager).
 fn build_with(o: &Options, bootstrap: &dyn Fn(&Path) -> Result<()>) -> Result<()> {
     let dirs = inputs(o)?;
+    if let Output::Raw { fs, .. } = &o.output {
+        // Missing tools are told before a long bootstrap, not after it.
+        raw::tools(*fs)?;
+    }
     let total = Instant::now();
     let (root, temp) = match &o.output {
         Output::Dir(d) => {
             fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             (d.clone(), false)
         }
-        Output::Tar(f, _) => {
+        Output::Tar(f, _) | Output::Raw { path: f, .. } => {
             let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
             let t = f.with_file_name(format!(
                 ".{}.makeimg-root.{}",
@@ -154,9 +206,21 @@ fn build_with(o: &Options, bootstrap: &dyn Fn(&Path) -> Result<()>) -> Result<()
     };
     // Absolute: the tools run in the project directory, and chroot resolves from there.
     let root = std::path::absolute(&root).unwrap_or(root);
-    let r = build_into(o, &root, &dirs, bootstrap);
+    let r = if o.imgbuild.format == Format::Custom && matches!(o.output, Output::Dir(_)) {
+        with_custom(o, &root, || build_into(o, &root, &dirs, bootstrap))
+    } else {
+        build_into(o, &root, &dirs, bootstrap)
+    };
     let r = r.and_then(|_| match &o.output {
         Output::Tar(f, c) => step("output", || write_tar(&root, f, *c)),
+        Output::Raw {
+            path,
+            size,
+            table,
+            fs,
+        } => step("output", || {
+            raw::write_image(&root, path, *size, *table, *fs)
+        }),
         Output::Dir(_) => Ok(()),
     });
     if temp {
@@ -165,12 +229,53 @@ fn build_with(o: &Options, bootstrap: &dyn Fn(&Path) -> Result<()>) -> Result<()
     r?;
     log::info!(
         "makeimg: {} built in {} ms",
-        match &o.output {
-            Output::Dir(d) | Output::Tar(d, _) => d.display(),
-        },
+        o.output.path().display(),
         total.elapsed().as_millis()
     );
     Ok(())
+}
+
+/// `format = custom`: the IMGBUILD's `setup()` before `build`, its `cleanup()` after it. Once
+/// setup() succeeded, cleanup() runs whatever happened (so what setup mounted is undone); after
+/// a failed build a failing cleanup() is only a warning and the build's own error is returned,
+/// after a successful one it fails the build. A function the IMGBUILD lacks is skipped.
+fn with_custom(o: &Options, root: &Path, build: impl FnOnce() -> Result<()>) -> Result<()> {
+    hook(o, root, "setup")?;
+    let r = build();
+    let c = hook(o, root, "cleanup");
+    match (r, c) {
+        (Err(e), Err(ce)) => {
+            log::warn!("makeimg: cleanup() failed after the failed build: {ce:#}");
+            Err(e)
+        }
+        (r, c) => r.and(c),
+    }
+}
+
+/// Runs the IMGBUILD's function `name` (setup or cleanup) as a step, on the build host, not
+/// chrooted: `/bin/sh -e -c '. IMGBUILD; NAME'` in the project directory, with `ANEMOS_ROOT`
+/// the absolute root directory and the tool environment.
+fn hook(o: &Options, root: &Path, name: &str) -> Result<()> {
+    if !o.imgbuild.has(name) {
+        log::info!("makeimg: format custom: the IMGBUILD defines no {name}(); skipped");
+        return Ok(());
+    }
+    let path = std::path::absolute(&o.imgbuild.path).unwrap_or_else(|_| o.imgbuild.path.clone());
+    let quoted = format!("'{}'", path.display().to_string().replace('\'', "'\\''"));
+    let mut env = o.tool_env.clone();
+    env.insert("ANEMOS_ROOT".to_string(), root.display().to_string());
+    step(name, || {
+        crate::cmd::run_streamed(
+            "/bin/sh",
+            &["-e".into(), "-c".into(), format!(". {quoted}; {name}")],
+            &crate::cmd::Builder {
+                cwd: &o.project,
+                env: &env,
+                chroot: None,
+                prefix: name,
+            },
+        )
+    })
 }
 
 /// The bootstrap step: the target's tool into `root` (see [`backend`]).
@@ -385,9 +490,56 @@ mod tests {
             output(&img("raw"), Some(OutKind::Dir), Some("/mnt".into())).unwrap(),
             Output::Dir("/mnt".into())
         );
-        let e = output(&img("raw 4G"), None, None).unwrap_err().to_string();
+        assert_eq!(
+            output(&img("raw 4G gpt ext3"), None, None).unwrap(),
+            Output::Raw {
+                path: "web.img".into(),
+                size: 4 << 30,
+                table: PartType::Gpt,
+                fs: RawFs::Ext3
+            }
+        );
+        // --format raw on another format: the defaults.
+        assert_eq!(
+            output(&img("tar"), Some(OutKind::Raw), Some("x.img".into())).unwrap(),
+            Output::Raw {
+                path: "x.img".into(),
+                size: 8 << 30,
+                table: PartType::Msdos,
+                fs: RawFs::Ext4
+            }
+        );
+        let custom = {
+            let out = "v:target=debian\0v:imgname=web\0v:format=custom\0f:setup\0";
+            let (v, f) = imgbuild::parse_probe(out.as_bytes()).unwrap();
+            imgbuild::validate(Path::new("IMGBUILD"), &v, f).unwrap()
+        };
+        assert_eq!(
+            output(&custom, None, None).unwrap(),
+            Output::Dir("web".into())
+        );
+        assert_eq!(
+            output(&custom, None, Some("/mnt".into())).unwrap(),
+            Output::Dir("/mnt".into())
+        );
+    }
+
+    #[test]
+    fn unsupported_raw_file_systems_are_refused_before_building() {
+        for fs in ["btrfs", "xfs", "vfat"] {
+            let e = output(&img(&format!("raw 4G gpt {fs}")), None, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("IMGBUILD: format: raw file system")
+                    && e.contains(&format!("{fs:?}"))
+                    && e.contains("ext4, ext3 or ext2"),
+                "{e}"
+            );
+        }
+        let e = output(&img("raw 1M"), None, None).unwrap_err().to_string();
         assert!(
-            e.contains("not supported yet") && e.contains("command="),
+            e.starts_with("IMGBUILD: format: raw SIZE 1 MiB is too small"),
             "{e}"
         );
     }
