@@ -175,10 +175,10 @@ pub fn run(
     };
     let low = LowestMem::start();
     let r = crate::makeimg::build(&o);
-    if let Some(kib) = low.stop() {
+    if let Some(bytes) = low.stop() {
         log::info!(
             "makeimg: lowest MemAvailable during the build: {} MiB",
-            kib / 1024
+            bytes >> 20
         );
     }
     r
@@ -200,11 +200,11 @@ impl LowestMem {
             .spawn(move || {
                 let mut low: Option<u64> = None;
                 loop {
-                    if let Some(kib) = std::fs::read_to_string("/proc/meminfo")
+                    if let Some(b) = std::fs::read_to_string("/proc/meminfo")
                         .ok()
                         .and_then(|m| crate::fetch::mem_available(&m))
                     {
-                        low = Some(low.map_or(kib, |l| l.min(kib)));
+                        low = Some(low.map_or(b, |l| l.min(b)));
                     }
                     if s.load(Ordering::Relaxed) {
                         return low;
@@ -216,7 +216,7 @@ impl LowestMem {
         LowestMem { stop, thread }
     }
 
-    /// The lowest MemAvailable seen, in KiB.
+    /// The lowest MemAvailable seen, in bytes.
     fn stop(mut self) -> Option<u64> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().and_then(|t| t.join().ok()).flatten()
@@ -294,7 +294,10 @@ mod tests {
     fn lowest_mem_samples_meminfo() {
         let l = LowestMem::start();
         std::thread::sleep(Duration::from_millis(50));
-        let kib = l.stop().expect("a MemAvailable sample");
-        assert!(kib > 1024, "{kib} KiB");
+        let bytes = l.stop().expect("a MemAvailable sample");
+        let want = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let total = crate::fetch::mem_available(&want).unwrap();
+        // Within a factor of two of what is available now (and in bytes, not KiB).
+        assert!(bytes > total / 2 && bytes < total * 2, "{bytes} vs {total}");
     }
 }
