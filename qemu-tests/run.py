@@ -7,29 +7,55 @@ image with the real `anemos pack`, boots Debian's cloud kernel in QEMU (TCG) wit
 with the relevant console excerpt when a line is missing, a rejected line appears, or the
 timeout hits.
 
-Usage: qemu-tests/run.py [--binary PATH] [SCENARIO.toml | NAME ...]
+Usage: qemu-tests/run.py [-j N] [--binary PATH] [SCENARIO.toml | NAME ...]
        (no scenarios = all of them)
+
+  -j N, --jobs N   run up to N scenarios at once (default 2, or $ANEMOS_QEMU_JOBS); each VM
+                   takes one core (TCG, -smp 1). The longest first: scenarios start in order of
+                   their timeout (plus boot2's) descending, a free slot takes the next one. Their
+                   log lines are interleaved, each prefixed "qemu-tests: NAME:"; a failure's
+                   console excerpt is printed as one block. Figures and the summary come at the
+                   end in the scenarios' own order (alphabetical, or as given), with the time of
+                   each and the wall time.
 
 Processes: everything the harness starts (QEMU, the HTTP server, host commands, setup and post
 commands) is stopped after each scenario, on failure and on Ctrl-C/SIGTERM; a process it started
 that is still alive after that (e.g. a background job of a setup command) fails the run and is
-listed, then killed. There is no skip: a missing tool or kernel fails the run.
+listed, then killed. With scenarios running at once, each one's processes are told apart by
+their marker (see spawn()), so a leak fails only the scenario that started it. There is no
+skip: a missing tool or kernel fails the run.
 
 Scenario keys:
   description = "..."
   timeout = 90                      # seconds for the whole boot
   cmdline = "anemos.debug"          # appended to "console=ttyS0 panic=-1 ..."
   memory = "512M"
+  setup = ["command", ...]          # shell commands run before packing (check=True)
   [pack]  compress = "zstd"; modules = ["virtio_blk"]; rootfs = "busybox"|PATH;
           payload = "examples/x"|PATH; args = ["--add", "a:b"]
-  [[disk]] size = "64M"; serial = "sys0"; fill = "ext4-with-files" | "zeros"
+          (rootfs/payload: a relative PATH is taken from the repository root)
+  [[disk]] size = "64M"; serial = "sys0"; fill = "ext4-with-files" | "gpt-ext4" | "zeros"
+           label = "data" (the ext4 label of fill = "ext4-with-files"); unchanged = true
            bus = "scsi" (scsi-hd on virtio-scsi; default virtio-blk); wwn = "0x..."; model = "..."
   expect = ["line", ...]            # substrings that must appear, in this order
   reject = ["Kernel panic"]         # substrings that must never appear
   exit = "poweroff" | "reboot" | "any"   # how QEMU must end (-no-reboot makes both exit)
   [[send]] after = "substring"; text = "command\n"   # typed on the serial line
   [[figure]] name = "..."; start = "substring"; end = "substring"  # ms between two lines
+  report_lines = ["regex with (?P<name>...)"]   # named groups of console lines become figures
+  post = ["command", ...]           # shell commands after the boot; each must exit 0
+  net = true                        # user networking, ssh forwarded from 127.0.0.1:{port}
+  http = { dir = PATH, drop_first = true }   # test HTTP server, 10.0.2.100:80 in the guest
+  [host_cmd] after = "substring"; run = "command"; expect = [...]; timeout = 60
+  [boot2] ...                       # a second boot of the same disks (firmware = "ovmf", ...)
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
+
+Placeholders (Python format syntax, so a literal brace is doubled in setup/post/host_cmd.run):
+  {repo} the repository, {here} qemu-tests/, {out} qemu-tests/out/, {anemos} the binary,
+  {cache} the cache directory ($ANEMOS_CACHE or qemu-tests/cache), in: setup, post,
+  host_cmd.run, [pack] rootfs/payload/args and http.dir. post also has {disk0}, {disk1}, ...
+  (the disk images); host_cmd.run has {port} (the forwarded ssh port). A [pack] rootfs/payload
+  or http.dir that is absolute after substitution is used as is, else taken from the repository.
 """
 import argparse
 import atexit
@@ -42,6 +68,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import traceback
@@ -49,50 +76,145 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CACHE = Path(os.environ.get("ANEMOS_CACHE", HERE / "cache"))
+CACHE = Path(os.environ.get("ANEMOS_CACHE", HERE / "cache")).absolute()
 OUT = HERE / "out"
 BASE_CMDLINE = "console=ttyS0,115200 panic=-1 printk.devkmsg=on"
+JOBS_ENV = "ANEMOS_QEMU_JOBS"
+DEFAULT_JOBS = 2
+
+_print_lock = threading.Lock()  # one log call (a failure with its excerpt: one block) at a time
 
 
 def log(msg):
-    print(f"qemu-tests: {msg}", flush=True)
+    with _print_lock:
+        print(f"qemu-tests: {msg}", flush=True)
 
 
 # Every process the harness starts goes through spawn(): it runs in a session of its own (so a
 # Ctrl-C on the terminal reaches only the harness, which then stops the children in order) and
-# carries MARK=RUN_ID in its environment, which everything it starts in turn inherits. After
-# each scenario and at exit the harness stops what it registered, then looks for survivors: any
-# process carrying the marker, or still in one of the sessions it created (a daemon, a shell's
-# background job, a socat QEMU forked), is a leak. Leaks fail the run, are listed, and are killed.
+# carries MARK=<marker> in its environment, which everything it starts in turn inherits. The
+# marker is RUN_ID for what the harness starts before the scenarios (the kernel fetch) and
+# RUN_ID.NAME for what scenario NAME starts (a Tracker per scenario, found by the thread running
+# it). After each scenario the harness stops what that scenario registered, then looks for its
+# survivors: a process carrying its marker, or still in one of the sessions it created (a
+# daemon, a shell's background job, a socat QEMU forked) unless it carries another scenario's
+# marker. At exit it does the same for every marker of the run and every session left. Leaks
+# fail the run, are listed, and are killed.
 MARK = "ANEMOS_HARNESS"
 RUN_ID = f"{os.getpid()}.{time.time_ns()}"
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
-_children = []  # live Popen objects started by spawn()
-_sessions = set()  # session ids of everything spawn() started
+
+
+class Tracker:
+    """The processes of one scenario (or of the harness itself): live Popen objects started by
+    spawn() and the ids of the sessions they were started in."""
+
+    def __init__(self, marker):
+        self.marker = marker
+        self.children = []
+        self.sessions = set()
+        self.lock = threading.Lock()
+
+    def add(self, p):
+        with self.lock:
+            self.children.append(p)
+            self.sessions.add(p.pid)
+
+    def discard(self, p):
+        with self.lock:
+            if p in self.children:
+                self.children.remove(p)
+
+    def live(self):
+        with self.lock:
+            return list(self.children)
+
+
+MAIN = Tracker(RUN_ID)
+_trackers = {MAIN.marker: MAIN}  # every tracker whose processes may still be running
+_registry_lock = threading.Lock()  # guards _trackers and _stopping; held while spawning
+_stopping = False  # set on interrupt/exit: spawn() refuses, so nothing starts after the stop
+_local = threading.local()  # .tracker: the tracker of the scenario this thread runs
 
 
 class Interrupted(BaseException):
     """SIGINT/SIGTERM/SIGHUP: unwinds through every finally, like KeyboardInterrupt."""
 
 
+class Cancelled(Exception):
+    """The run is being stopped (interrupt): a scenario may start no further process."""
+
+
 def _on_signal(signum, _frame):
     raise Interrupted(signum)
 
 
+def current_tracker():
+    return getattr(_local, "tracker", MAIN)
+
+
 def spawn(args, **kw):
+    t = current_tracker()
     env = dict(kw.pop("env", None) or os.environ)
-    env[MARK] = RUN_ID
-    p = subprocess.Popen(args, start_new_session=True, env=env, **kw)
-    _children.append(p)
-    _sessions.add(p.pid)
+    env[MARK] = t.marker
+    with _registry_lock:
+        if _stopping:
+            raise Cancelled("the run is being stopped")
+        p = subprocess.Popen(args, start_new_session=True, env=env, **kw)
+        p.tracker = t
+        t.add(p)
     return p
 
 
-def _signal_group(p, sig):
+def _proc_stat(pid):
+    """(state, pgid, sid, starttime) of a process, from /proc/PID/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[0], int(fields[2]), int(fields[3]), int(fields[19])
+
+
+def _proc_marker(pid):
+    """The value of MARK in a process's (initial) environment, or None."""
     try:
-        os.killpg(p.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    prefix = f"{MARK}=".encode()
+    for e in env:
+        if e.startswith(prefix):
+            return e[len(prefix):].decode(errors="replace")
+    return None
+
+
+def _of_this_run(marker):
+    return marker is not None and (marker == RUN_ID or marker.startswith(RUN_ID + "."))
+
+
+def _signal_group(p, sig):
+    if p.returncode is None:
+        # Not reaped yet (alive or a zombie): its pid, hence its group's id, is still taken.
+        try:
+            os.killpg(p.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        return
+    # Reaped: once its group emptied, the id may have been reused (pid_max can be 32768), so
+    # only the group's members that carry this tracker's marker are signalled.
+    marker = getattr(getattr(p, "tracker", None), "marker", None)
+    if marker is None:
+        return
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            state, pgid, _, _ = _proc_stat(d)
+        except (OSError, ValueError, IndexError):
+            continue
+        if pgid == p.pid and state != "Z" and _proc_marker(d) == marker:
+            try:
+                os.kill(int(d), sig)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def terminate(*procs):
@@ -108,8 +230,9 @@ def terminate(*procs):
             pass
         _signal_group(p, signal.SIGKILL)
         p.wait()
-        if p in _children:
-            _children.remove(p)
+        t = getattr(p, "tracker", None)
+        if t is not None:
+            t.discard(p)
 
 
 def call(args, check=False, capture_output=False, **kw):
@@ -124,52 +247,96 @@ def call(args, check=False, capture_output=False, **kw):
     except BaseException:
         terminate(p)
         raise
-    _children.remove(p)
+    if _stopping:
+        # Interrupted while waiting (the signal reaches the main thread, which stopped this
+        # command's leader): the rest of its group is stopped too, as on the main thread.
+        terminate(p)
+    p.tracker.discard(p)
     if check and p.returncode != 0:
         raise subprocess.CalledProcessError(p.returncode, args, out, err)
     return subprocess.CompletedProcess(args, p.returncode, out, err)
 
 
-def survivors():
-    """(pid, command line) of every live process the harness started, directly or not."""
+def survivors(tracker=None):
+    """(pid, start time, command line) of every live process started for `tracker` (None: by
+    the whole run), directly or not."""
     me, found = os.getpid(), []
-    tag = f"{MARK}={RUN_ID}".encode()
+    if tracker is None:
+        with _registry_lock:
+            trackers = list(_trackers.values())
+    else:
+        trackers = [tracker]
+    sessions = set()
+    for t in trackers:
+        with t.lock:
+            sessions |= t.sessions
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == me:
             continue
         try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] == "Z":
+            state, _, sid, start = _proc_stat(d)
+            if state == "Z":
                 continue
-            try:
-                marked = tag in Path(f"/proc/{d}/environ").read_bytes().split(b"\0")
-            except OSError:
-                marked = False
-            if marked or int(fields[3]) in _sessions:
+            marker = _proc_marker(d)
+            if tracker is None:
+                ours = _of_this_run(marker) or sid in sessions
+            else:
+                # In one of its sessions but marked by another scenario of this run: a session
+                # id reused by that scenario after this one's process ended.
+                ours = marker == tracker.marker or (sid in sessions and not _of_this_run(marker))
+            if ours:
                 cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                found.append((int(d), cmd.strip() or stat.split()[1]))
+                found.append((int(d), start, cmd.strip() or Path(f"/proc/{d}/comm").read_text().strip()))
         except (OSError, ValueError, IndexError):
             continue  # ended while being read
     return found
 
 
-def reap_leaks():
-    """Stops every registered child, then kills and returns the processes that survived that."""
-    terminate(*list(_children))
-    leaks = survivors()
+def _same_process(pid, start):
+    try:
+        return _proc_stat(pid)[3] == start
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def reap_leaks(tracker=None):
+    """Stops every child registered for `tracker` (None: for all of them), then kills and returns
+    the (pid, command) of the processes that survived that."""
+    if tracker is None:
+        with _registry_lock:
+            trackers = list(_trackers.values())
+    else:
+        trackers = [tracker]
+    terminate(*[p for t in trackers for p in t.live()])
+    leaks = survivors(tracker)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid, _ in leaks:
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
+        for pid, start, _ in leaks:
+            if _same_process(pid, start):  # not a pid reused since the scan
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
         if sig == signal.SIGTERM:
             deadline = time.monotonic() + GRACE
-            while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid, _ in leaks):
+            while time.monotonic() < deadline and any(_same_process(pid, start) for pid, start, _ in leaks):
                 time.sleep(0.1)
-    _sessions.clear()  # all ended: their ids may be reused by unrelated processes from now on
-    return leaks
+    for t in trackers:
+        with t.lock:
+            t.sessions.clear()  # all ended: their ids may be reused by unrelated processes from now on
+    if tracker is not None and tracker is not MAIN:
+        with _registry_lock:
+            _trackers.pop(tracker.marker, None)
+    return [(pid, cmd) for pid, _, cmd in leaks]
+
+
+def stop_all():
+    """On interrupt or exit: no process may start any more; every registered child of every
+    scenario is stopped (with its process group)."""
+    global _stopping
+    with _registry_lock:
+        _stopping = True
+        trackers = list(_trackers.values())
+    terminate(*[p for t in trackers for p in t.live()])
 
 
 def leak_text(leaks):
@@ -188,8 +355,16 @@ def build_binary():
     return REPO / "target" / "x86_64-unknown-linux-musl" / "release" / "anemos"
 
 
+_busybox_lock = threading.Lock()  # scenarios running at once build it once
+
+
 def busybox_root():
     """A tools root holding busybox-static and its applet links (cached)."""
+    with _busybox_lock:
+        return _busybox_root()
+
+
+def _busybox_root():
     root = OUT / "busybox-root"
     if (root / "bin" / "sh").exists():
         return root
@@ -206,8 +381,27 @@ def busybox_root():
     return root
 
 
+def placeholders(anemos):
+    """The substitutions every scenario command and path may use (see the docstring)."""
+    return {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT), "cache": str(CACHE)}
+
+
+def expand(text, subs):
+    """{key} replaced by subs[key], other braces left alone (for [pack] values)."""
+    for k, v in subs.items():
+        text = text.replace("{" + k + "}", str(v))
+    return text
+
+
+def repo_path(value, subs):
+    """A scenario path after substitution: as is when absolute, else under the repository."""
+    v = Path(expand(value, subs))
+    return v if v.is_absolute() else REPO / v
+
+
 def pack_image(anemos, sc, name, modules_dir):
     p = sc.get("pack", {})
+    subs = placeholders(anemos)
     img = OUT / f"{name}.img"
     args = [str(anemos), "pack", "-o", str(img), "--compress", p.get("compress", "zstd")]
     mods = p.get("modules", [])
@@ -217,17 +411,17 @@ def pack_image(anemos, sc, name, modules_dir):
     if rootfs == "busybox":
         args += ["--rootfs", str(busybox_root())]
     elif rootfs:
-        args += ["--rootfs", str(REPO / rootfs)]
+        args += ["--rootfs", str(repo_path(rootfs, subs))]
     if p.get("no_validate"):
         # Pack the payload without host-side validation, so the init's own checks are tested.
         pl = OUT / f"{name}.payload"
-        call([str(anemos), "pack-payload", str(REPO / p["payload"]), "-o", str(pl), "--no-validate"], check=True)
+        call([str(anemos), "pack-payload", str(repo_path(p["payload"], subs)), "-o", str(pl), "--no-validate"], check=True)
         args += ["--payload", str(pl)]
     elif p.get("corrupt_payload"):
         # Pack the payload uncompressed, then flip bytes inside a file's data so the init's
         # sha256 check must catch it.
         pl = OUT / f"{name}.payload"
-        call([str(anemos), "pack-payload", str(REPO / p["payload"]), "-o", str(pl), "--compress", "none"], check=True)
+        call([str(anemos), "pack-payload", str(repo_path(p["payload"], subs)), "-o", str(pl), "--compress", "none"], check=True)
         data = pl.read_bytes()
         needle = p["corrupt_payload"].encode()
         if needle not in data:
@@ -235,8 +429,8 @@ def pack_image(anemos, sc, name, modules_dir):
         pl.write_bytes(data.replace(needle, b"X" * len(needle), 1))
         args += ["--payload", str(pl)]
     elif p.get("payload"):
-        args += ["--payload", str(REPO / p["payload"])]
-    args += [a.replace("{repo}", str(REPO)).replace("{out}", str(OUT)).replace("{anemos}", str(anemos)) for a in p.get("args", [])]
+        args += ["--payload", str(repo_path(p["payload"], subs))]
+    args += [expand(a, subs) for a in p.get("args", [])]
     t = time.monotonic()
     call(args, check=True, cwd=REPO)
     return img, (time.monotonic() - t) * 1000
@@ -249,7 +443,7 @@ def make_disk(path, d):
     call(["truncate", "-s", size, str(path)], check=True)
     fill = d.get("fill", "zeros")
     if fill == "ext4-with-files":
-        src = OUT / "ext4-src"
+        src = path.with_name(path.name + ".src")  # per disk: scenarios may run at once
         shutil.rmtree(src, ignore_errors=True)
         (src / "docs").mkdir(parents=True)
         (src / "docs" / "keep.txt").write_text("precious data\n")
@@ -272,11 +466,20 @@ class Failure(Exception):
     pass
 
 
+_ports_lock = threading.Lock()
+_ports = set()  # handed out in this run: two scenarios running at once never get the same one
+
+
 def free_port():
     import socket
-    with socket.socket() as so:
-        so.bind(("127.0.0.1", 0))
-        return so.getsockname()[1]
+    with _ports_lock:
+        while True:
+            with socket.socket() as so:
+                so.bind(("127.0.0.1", 0))
+                port = so.getsockname()[1]
+            if port not in _ports:
+                _ports.add(port)
+                return port
 
 
 def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
@@ -404,8 +607,9 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         # Guards against TOML's rule that keys after [pack] belong to [pack].
         raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
     log(f"{name}: {sc.get('description', '')}")
+    subs = placeholders(anemos)
     for cmd in sc.get("setup", []):
-        call(cmd.format(repo=str(REPO), here=str(HERE), anemos=str(anemos), out=str(OUT)), shell=True, check=True)
+        call(cmd.format(**subs), shell=True, check=True)
     image, pack_ms = pack_image(anemos, sc, name, modules_dir)
     disks = []
     for i, d in enumerate(sc.get("disk", [])):
@@ -427,16 +631,17 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         if sc.get("boot2"):
             sc["boot2"]["http_port"] = sc["http_port"]
         h = sc["http"]
-        argv = ["python3", str(HERE / "http_server.py"), str(REPO / h["dir"]), str(sc["http_port"])] + (["--drop-first"] if h.get("drop_first") else [])
-        http_proc = spawn(argv, stdout=open(OUT / f"{name}.http.log", "wb"), stderr=subprocess.STDOUT)
+        argv = ["python3", str(HERE / "http_server.py"), str(repo_path(h["dir"], subs)), str(sc["http_port"])] + (["--drop-first"] if h.get("drop_first") else [])
+        with open(OUT / f"{name}.http.log", "wb") as hlog:
+            http_proc = spawn(argv, stdout=hlog, stderr=subprocess.STDOUT)
         time.sleep(0.5)
 
     def start_host(text_all):
         if host and not host_proc and host["after"] in text_all:
-            subs = {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT), "port": sc["net_port"]}
-            cmd = host["run"].format(**subs)
+            cmd = host["run"].format(**subs, port=sc["net_port"])
             log(f"{name}: host command: {cmd}")
-            host_proc.append(spawn(cmd, shell=True, stdout=open(OUT / f"{name}.host.log", "wb"), stderr=subprocess.STDOUT))
+            with open(OUT / f"{name}.host.log", "wb") as hlog:
+                host_proc.append(spawn(cmd, shell=True, stdout=hlog, stderr=subprocess.STDOUT))
     try:
         rc, text, lines, secs = run_qemu(sc, name, kernel, image, disks, on_line=start_host)
     except Failure as f:
@@ -456,11 +661,9 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     for p, d in disks:
         if d.get("unchanged") and sha256(p) != before[p]:
             raise Failure(f"{name}: disk {p.name} changed but must not")
+    disk_subs = {f"disk{i}": str(p) for i, (p, _) in enumerate(disks)}
     for cmd in sc.get("post", []):
-        subs = {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT)}
-        for i, (p, _) in enumerate(disks):
-            subs[f"disk{i}"] = str(p)
-        line = cmd.format(**subs)
+        line = cmd.format(**subs, **disk_subs)
         r = call(line, shell=True, capture_output=True, text=True)
         if r.returncode != 0:
             raise Failure(f"{name}: post-check failed: {line}\n{r.stdout}{r.stderr}")
@@ -510,15 +713,113 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     return figures
 
 
+def weight(path):
+    """The scheduling key: the scenario's timeout plus its second boot's (a bound on how long it
+    takes). Unreadable files weigh 0: run_scenario reports them."""
+    try:
+        sc = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return 0
+    try:
+        w = sc.get("timeout", 90)
+        if isinstance(sc.get("boot2"), dict):
+            w += sc["boot2"].get("timeout", 90)
+        return float(w)
+    except (TypeError, ValueError):
+        return 0
+
+
+def run_one(path, anemos, kernel, modules_dir):
+    """Runs one scenario in this thread, with a process tracker of its own, and stops and checks
+    its processes afterwards. Returns (figures or None when it failed, seconds)."""
+    name = path.stem
+    t = Tracker(f"{RUN_ID}.{name}")
+    with _registry_lock:
+        _trackers[t.marker] = t
+    _local.tracker = t
+    start = time.monotonic()
+    figures = fail = None
+    try:
+        figures = run_scenario(path, anemos, kernel, modules_dir)
+    except Failure as e:
+        fail = str(e)
+    except subprocess.CalledProcessError as e:
+        out = "".join(x if isinstance(x, str) else x.decode(errors="replace") for x in (e.stdout, e.stderr) if x)
+        fail = f"{name}: {e}" + (f"\n{out.rstrip()}" if out.strip() else "")
+    except Cancelled as e:
+        fail = f"{name}: {e}"
+    except SystemExit as e:
+        fail = f"{name}: {e.code}"
+    except Exception:
+        fail = f"{name}: harness error\n{traceback.format_exc().rstrip()}"
+    finally:
+        leaks = reap_leaks(t)
+        _local.tracker = MAIN
+    secs = time.monotonic() - start
+    if fail is not None and _stopping:
+        reason = fail.splitlines()[0].removeprefix(f"{name}: ")
+        log(f"{name}: ended by the interrupt: {reason}")  # no excerpt: not a result
+    elif fail is not None:
+        log(f"FAIL {fail}")  # one block, excerpt included: not interleaved with other scenarios
+    if leaks:
+        log(f"FAIL {name}: processes it started were still running after it ended (now killed):\n{leak_text(leaks)}")
+    return (None if fail is not None or leaks else figures), secs
+
+
+_workers = []  # the threads running scenarios, joined (bounded) on interrupt
+
+
+def run_all(chosen, jobs, anemos, kernel, modules_dir):
+    """Runs the scenarios, up to `jobs` at once, the longest first. Returns {name: (figures or
+    None, seconds)}."""
+    queue = sorted(chosen, key=weight, reverse=True)  # stable: equal weights keep their order
+    qlock = threading.Lock()
+    results = {}
+
+    def worker():
+        while True:
+            with qlock:
+                if not queue or _stopping:
+                    return
+                p = queue.pop(0)
+            results[p.stem] = run_one(p, anemos, kernel, modules_dir)
+
+    for i in range(min(jobs, len(queue))):
+        th = threading.Thread(target=worker, name=f"slot{i}", daemon=True)
+        _workers.append(th)
+        th.start()
+    # Only the main thread gets signals: it waits here (join with a timeout, so a signal is
+    # handled at once) and an Interrupted raised here is handled in harness().
+    while any(th.is_alive() for th in _workers):
+        for th in _workers:
+            th.join(timeout=0.5)
+    return results
+
+
+def positive_int(v):
+    try:
+        n = int(v)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {v!r}")
+    return n
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("scenarios", nargs="*")
     ap.add_argument("--binary")
+    ap.add_argument("-j", "--jobs", type=positive_int, default=None,
+                    help=f"scenarios run at once (default {DEFAULT_JOBS}, or ${JOBS_ENV})")
     a = ap.parse_args()
+    jobs = a.jobs
+    if jobs is None:
+        try:
+            jobs = positive_int(os.environ.get(JOBS_ENV) or DEFAULT_JOBS)
+        except argparse.ArgumentTypeError as e:
+            raise SystemExit(f"qemu-tests: {JOBS_ENV} {e}")
     OUT.mkdir(parents=True, exist_ok=True)
-    kernel, modules_dir = ensure_kernel()
-    anemos = Path(a.binary) if a.binary else build_binary()
-    log(f"binary {anemos}: {anemos.stat().st_size} bytes")
     all_sc = sorted((HERE / "scenarios").glob("*.toml"))
     chosen = []
     for s in a.scenarios or [str(p) for p in all_sc]:
@@ -527,25 +828,30 @@ def main():
             p = HERE / "scenarios" / f"{s}.toml"
         if not p.exists():
             raise SystemExit(f"qemu-tests: no scenario {s!r} (have: {', '.join(x.stem for x in all_sc)})")
+        if any(c.stem == p.stem for c in chosen):
+            continue  # the same name twice would share its files in out/ (and its marker)
         chosen.append(p)
-    failures = []
-    results = {}
-    for p in chosen:
-        try:
-            results[p.stem] = run_scenario(p, anemos, kernel, modules_dir)
-        except (Failure, subprocess.CalledProcessError) as e:
-            log(f"FAIL {e}")
-            failures.append(p.stem)
-        finally:
-            leaks = reap_leaks()
-        if leaks:
-            log(f"FAIL {p.stem}: processes it started were still running after it ended (now killed):\n{leak_text(leaks)}")
-            results.pop(p.stem, None)
-            if p.stem not in failures:
-                failures.append(p.stem)
+    t0 = time.monotonic()
+    kernel, modules_dir = ensure_kernel()
+    anemos = Path(a.binary) if a.binary else build_binary()
+    log(f"binary {anemos}: {anemos.stat().st_size} bytes")
+    leaks = reap_leaks(MAIN)  # before the scenarios: nothing of the kernel fetch may be left
+    if leaks:
+        raise SystemExit(f"qemu-tests: FAIL: processes of the kernel fetch were still running (now killed):\n{leak_text(leaks)}")
+    log(f"{len(chosen)} scenarios, {min(jobs, len(chosen))} at a time")
+    t1 = time.monotonic()
+    results = run_all(chosen, jobs, anemos, kernel, modules_dir)
+    wall = time.monotonic() - t1
+    failures = [p.stem for p in chosen if results.get(p.stem, (None, 0))[0] is None]
     log(f"figures: binary_bytes={anemos.stat().st_size}")
-    for k, v in results.items():
-        log(f"figures: {k}: {v}")
+    for p in chosen:
+        figures = results.get(p.stem, (None, 0))[0]
+        if figures is not None:
+            log(f"figures: {p.stem}: {figures}")
+    total = sum(secs for _, secs in results.values())
+    log("times: " + ", ".join(f"{p.stem} {results[p.stem][1]:.1f}s" for p in chosen if p.stem in results))
+    log(f"wall time {wall:.1f}s for the scenarios (-j {jobs}; {total:.1f}s one after another), "
+        f"{time.monotonic() - t0:.1f}s with the kernel and binary")
     if failures:
         log(f"{len(failures)} of {len(chosen)} scenarios failed: {', '.join(failures)}")
         sys.exit(1)
@@ -575,6 +881,12 @@ def harness():
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        # Every running scenario's children are stopped here (after an interrupt; otherwise
+        # there are none), then the scenario threads end their scenarios and check their leaks.
+        stop_all()
+        deadline = time.monotonic() + 4 * GRACE
+        for th in _workers:
+            th.join(timeout=max(0.0, deadline - time.monotonic()))
         leaks = reap_leaks()
     if leaks:
         log(f"FAIL: processes the harness started were still running at exit (now killed):\n{leak_text(leaks)}")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit and CLI tests (no root, no VM), then the QEMU scenarios.
+# Runs every test: unit and CLI tests (no root, no VM), then the QEMU scenarios. Arguments go to
+# qemu-tests/run.py: scenario names, -j N (scenarios at once; default 2 or $ANEMOS_QEMU_JOBS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
