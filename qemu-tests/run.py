@@ -46,7 +46,8 @@ Scenario keys:
   post = ["command", ...]           # shell commands after the boot; each must exit 0
   net = true                        # user networking, ssh forwarded from 127.0.0.1:{port}
   http = { dir = PATH, drop_first = true }   # test HTTP server, 10.0.2.100:80 in the guest
-  [host_cmd] after = "substring"; run = "command"; expect = [...]; timeout = 60
+  [host_cmd] after = "substring"; run = "command"; expect = [...]; reject = [...]; timeout = 60
+             exit = 0                 # the exit status the host command must end with
   [boot2] ...                       # a second boot of the same disks (firmware = "ovmf", ...)
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
 
@@ -693,7 +694,8 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
             terminate(host_proc[0])
             hrc = "timeout"
         hout = (OUT / f"{name}.host.log").read_text(errors="replace")
-        if hrc != 0 or any(e not in hout for e in host.get("expect", [])):
+        bad = [r for r in host.get("reject", []) if r in hout]
+        if hrc != host.get("exit", 0) or bad or any(e not in hout for e in host.get("expect", [])):
             raise Failure(f"{name}: host command ended with {hrc}; output:\n{hout[-3000:]}")
         log(f"{name}: host command ok: {hout.strip().splitlines()[-1]}")
     figures = {"pack_ms": round(pack_ms), "boot_s": round(secs, 1), "image_bytes": image.stat().st_size}

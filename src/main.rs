@@ -7,6 +7,7 @@ mod cli;
 mod cmd;
 mod codec;
 mod config;
+mod deploy_id;
 mod disk;
 mod elf;
 mod fetch;

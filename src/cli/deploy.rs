@@ -186,8 +186,9 @@ pub fn run(a: DeployArgs) -> Result<()> {
         upload(&a, local, r)?;
     }
 
+    let deploy_id = crate::deploy_id::new();
     let kexec = format!(
-        "{}/anemos kexec --image {} --payload {}{}{}",
+        "{}/anemos kexec --deploy-id {deploy_id} --image {} --payload {}{}{}",
         a.remote_dir,
         sh_quote(&format!("{}/base.img", a.remote_dir)),
         sh_quote(&format!("{}/payload.img", a.remote_dir)),
@@ -218,10 +219,24 @@ pub fn run(a: DeployArgs) -> Result<()> {
             bail!("not confirmed; nothing was changed");
         }
     }
+    // The boot ID of the running (old) system: a host answering with it has not kexec'd yet;
+    // a new boot without this deploy's ID is the old system back after a failed deploy.
+    let (ok, out) = ssh_output(&a, &format!("cat {}", crate::deploy_id::BOOT_ID))?;
+    let old_boot = out.trim().to_string();
+    if !ok || old_boot.is_empty() {
+        bail!(
+            "cannot read {} on {}: {}; nothing was changed",
+            crate::deploy_id::BOOT_ID,
+            a.host,
+            out.trim()
+        );
+    }
     step(
         4,
         total,
-        "kexec into the deploy image (the ssh connection will drop)",
+        &format!(
+            "kexec into the deploy image, deploy id {deploy_id} (the ssh connection will drop)"
+        ),
     );
     let (_, out) = ssh_output(&a, &format!("{kexec} --yes"))?;
     if !out.contains("kexec loaded") {
@@ -237,15 +252,25 @@ pub fn run(a: DeployArgs) -> Result<()> {
     );
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(5));
+    let probe = crate::deploy_id::probe_command();
+    let mut last = "no answer on ssh yet".to_string();
     loop {
-        if let Ok((true, _)) = ssh_output(
-            &a,
-            "test -f /var/log/anemos/deploy-report.txt && echo deployed",
-        ) {
-            break;
+        if let Ok((_, reply)) = ssh_output(&a, &probe) {
+            use crate::deploy_id::Answer;
+            match crate::deploy_id::judge(&old_boot, &deploy_id, &reply) {
+                Answer::Deployed => break,
+                Answer::OtherSystem { found } => bail!(
+                    "the deploy failed: {} came back {} s after the kexec as a system this deploy did not write (a new boot with deploy id {}, not {deploy_id}): the deploy image gave up, most likely before writing, and rebooted into the old system; its console shows the failed stage",
+                    a.host,
+                    t.elapsed().as_secs(),
+                    found.as_deref().unwrap_or("none"),
+                ),
+                Answer::NotYetKexeced => last = "still the old system's boot (kexec not done yet)".into(),
+                Answer::Unreadable => last = format!("an unexpected answer: {}", reply.trim()),
+            }
         }
         if t.elapsed() > Duration::from_secs(a.timeout) {
-            bail!("{} did not come back as the deployed system within {} s (check its console; the deploy image shows the failed stage there)", a.host, a.timeout);
+            bail!("{} did not come back as the deployed system (deploy id {deploy_id}) within {} s; last seen: {last} (check its console; the deploy image shows the failed stage there)", a.host, a.timeout);
         }
         std::thread::sleep(Duration::from_secs(3));
     }
@@ -260,7 +285,7 @@ pub fn run(a: DeployArgs) -> Result<()> {
     );
     let _ = std::fs::remove_dir_all(&tmp);
     println!(
-        "deploy: success: {} runs the deployed system (/var/log/anemos/deploy-report.txt present)",
+        "deploy: success: {} runs the deployed system, deploy id {deploy_id}",
         a.host
     );
     Ok(())

@@ -32,15 +32,18 @@ pub fn kernel_candidates(release: &str, cmdline: &str) -> Vec<PathBuf> {
 }
 
 /// The kernel command line for the deploy image: the current `console=` arguments (so the
-/// operator sees the same console), the current `anemos.*` ones, then `--append`.
-pub fn compose_cmdline(current: &str, append: Option<&str>) -> String {
+/// operator sees the same console), the current `anemos.*` ones (but not an earlier deploy's
+/// ID), then `--append`, then `anemos.deploy_id=` (last, so it wins).
+pub fn compose_cmdline(current: &str, append: Option<&str>, deploy_id: &str) -> String {
     let mut words: Vec<String> = crate::kcmdline::split_words(current)
         .into_iter()
         .filter(|w| w.starts_with("console=") || w.starts_with("anemos."))
+        .filter(|w| !w.starts_with("anemos.deploy_id="))
         .collect();
     if let Some(a) = append {
         words.extend(crate::kcmdline::split_words(a));
     }
+    words.push(format!("anemos.deploy_id={deploy_id}"));
     words
         .iter()
         .map(|w| {
@@ -103,6 +106,8 @@ pub struct KexecArgs {
     pub kernel: Option<PathBuf>,
     pub append: Option<String>,
     pub network_keep: bool,
+    /// This deploy's ID; a fresh one when not given.
+    pub deploy_id: Option<String>,
     pub yes: bool,
 }
 
@@ -204,9 +209,16 @@ pub fn run(a: KexecArgs) -> Result<()> {
     } else {
         None
     };
-    let cmdline = compose_cmdline(&current, a.append.as_deref());
+    let deploy_id = match &a.deploy_id {
+        Some(id) => {
+            crate::deploy_id::check(id).map_err(|e| anyhow::anyhow!("--deploy-id {e}"))?;
+            id.clone()
+        }
+        None => crate::deploy_id::new(),
+    };
+    let cmdline = compose_cmdline(&current, a.append.as_deref(), &deploy_id);
     println!(
-        "kernel: {}\ncommand line: {cmdline}\nRAM: {} MiB available",
+        "deploy id: {deploy_id}\nkernel: {}\ncommand line: {cmdline}\nRAM: {} MiB available",
         kernel.display(),
         avail >> 20
     );
@@ -263,12 +275,15 @@ mod tests {
 
     #[test]
     fn cmdline_keeps_consoles_and_anemos_params() {
-        let c = compose_cmdline("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro console=tty0 console=ttyS0,115200 quiet anemos.debug", Some("anemos.on_failure=shell \"x=a b\""));
+        let c = compose_cmdline("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro console=tty0 console=ttyS0,115200 quiet anemos.debug anemos.deploy_id=old-1", Some("anemos.on_failure=shell \"x=a b\""), "new-2");
         assert_eq!(
             c,
-            "console=tty0 console=ttyS0,115200 anemos.debug anemos.on_failure=shell \"x=a b\""
+            "console=tty0 console=ttyS0,115200 anemos.debug anemos.on_failure=shell \"x=a b\" anemos.deploy_id=new-2"
         );
-        assert_eq!(compose_cmdline("root=/dev/sda1", None), "");
+        assert_eq!(
+            compose_cmdline("root=/dev/sda1", None, "x"),
+            "anemos.deploy_id=x"
+        );
     }
 
     #[test]

@@ -128,6 +128,9 @@ enum Cmd {
         /// use them (matched by MAC; before anemos.toml's [network], after ip= on --append).
         #[arg(long, value_enum, value_name = "keep")]
         network: Option<NetworkArg>,
+        /// This deploy's ID, written into the deployed system (default: a fresh one).
+        #[arg(long, value_name = "ID")]
+        deploy_id: Option<String>,
         /// Really do it (without it nothing is changed).
         #[arg(long)]
         yes: bool,
@@ -364,6 +367,7 @@ fn run(cli: Cli) -> Result<()> {
             kernel,
             append,
             network,
+            deploy_id,
             yes,
         } => kexec::run(kexec::KexecArgs {
             image,
@@ -371,6 +375,7 @@ fn run(cli: Cli) -> Result<()> {
             kernel,
             append,
             network_keep: network == Some(NetworkArg::Keep),
+            deploy_id,
             yes,
         }),
         Cmd::Makeimg(a) => makeimg::run(a),

@@ -53,6 +53,9 @@ pub struct Params {
     pub net_errors: Vec<String>,
     /// Warnings to log once logging is up (unknown `anemos.*` keys, bad values).
     pub warnings: Vec<String>,
+    /// `anemos.deploy_id=<id>`: this deploy's ID (from `anemos kexec`/`anemos deploy`),
+    /// written into the deployed system so the workstation can tell it from the old one.
+    pub deploy_id: Option<String>,
 }
 
 impl Default for Params {
@@ -71,6 +74,7 @@ impl Default for Params {
             nameservers: Vec::new(),
             net_errors: Vec::new(),
             warnings: Vec::new(),
+            deploy_id: None,
         }
     }
 }
@@ -142,6 +146,9 @@ pub fn parse(cmdline: &str) -> Params {
                     .map(|n| p.timeout = Duration::from_secs(n))
                     .map_err(|_| format!("expected seconds, got {s:?}"))
             }),
+            "deploy_id" => need(v).and_then(|s| {
+                crate::deploy_id::check(s).map(|()| p.deploy_id = Some(s.to_string()))
+            }),
             "countdown" => need(v).and_then(|s| {
                 s.parse::<u64>()
                     .map(|n| p.countdown = n)
@@ -176,9 +183,10 @@ mod tests {
         let p = parse(
             "BOOT_IMAGE=/vmlinuz console=ttyS0 anemos.debug anemos.break=payload anemos.on_failure=poweroff \
              anemos.dry_run=1 anemos.timeout=5 anemos.countdown=0 anemos.keep_on_failure anemos.test_panic=modules \
-             modprobe.blacklist=floppy,pcspkr-x",
+             modprobe.blacklist=floppy,pcspkr-x anemos.deploy_id=anemos-1-ab12",
         );
         assert!(p.debug && p.dry_run && p.keep_on_failure);
+        assert_eq!(p.deploy_id.as_deref(), Some("anemos-1-ab12"));
         assert_eq!(p.break_at.as_deref(), Some("payload"));
         assert_eq!(p.on_failure, Some(OnFailure::Poweroff));
         assert_eq!(p.timeout, Duration::from_secs(5));
@@ -196,8 +204,10 @@ mod tests {
 
     #[test]
     fn unknown_and_bad_values_become_warnings() {
-        let p = parse("anemos.colour=blue anemos.timeout=soon anemos.on_failure=explode anemos.break anemos.debug=maybe");
-        assert_eq!(p.warnings.len(), 5, "{:?}", p.warnings);
+        let p = parse("anemos.colour=blue anemos.timeout=soon anemos.on_failure=explode anemos.break anemos.debug=maybe anemos.deploy_id=a;b");
+        assert_eq!(p.warnings.len(), 6, "{:?}", p.warnings);
+        assert!(p.warnings[5].contains("not allowed in a deploy ID"));
+        assert_eq!(p.deploy_id, None);
         assert!(p.warnings[0].contains("unknown kernel parameter \"anemos.colour=blue\""));
         assert!(p.warnings[1].contains("expected seconds, got \"soon\""));
         assert!(p.warnings[2].contains("expected shell, reboot or poweroff"));

@@ -21,6 +21,15 @@ fn write_report(ctx: &Ctx) {
 ",
         crate::version::banner()
     );
+    if let Some(id) = &ctx.params.deploy_id {
+        r.push_str(&format!("deploy id: {id}\n\n"));
+        // Its own file too: `anemos deploy` reads it to know the deployed system answers.
+        let f = format!("{}/{}", disks::TARGET, crate::deploy_id::FILE);
+        match std::fs::write(&f, format!("{id}\n")) {
+            Ok(()) => log::info!("wrote {f}: {id}"),
+            Err(e) => log::warn!("writing {f}: {e}"),
+        }
+    }
     if let Some(p) = &ctx.plan {
         r.push_str("plan:\n");
         r.push_str(&crate::disk::plan::render(p));

@@ -34,6 +34,9 @@ pub fn load(root: &Path) -> Result<Loaded> {
 
 /// The `payload` stage.
 pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
+    if let Some(id) = &ctx.params.deploy_id {
+        log::info!("deploy id {id}");
+    }
     let p = load(Path::new("/"))?;
     log::info!(
         "payload: {} files verified against the sha256 manifest; anemos.toml loaded",
