@@ -39,6 +39,12 @@ pub fn ssh_argv(host: &str, opts: &[String], batch: bool, cmd: &str) -> Vec<Stri
             "BatchMode=yes".into(),
             "-o".into(),
             "ConnectTimeout=10".into(),
+            // A server that kexecs vanishes without closing the connection: notice within
+            // 15 s instead of waiting for TCP to give up.
+            "-o".into(),
+            "ServerAliveInterval=5".into(),
+            "-o".into(),
+            "ServerAliveCountMax=3".into(),
         ]);
     }
     v.push(host.to_string());
@@ -260,7 +266,7 @@ pub fn run(a: DeployArgs) -> Result<()> {
             match crate::deploy_id::judge(&old_boot, &deploy_id, &reply) {
                 Answer::Deployed => break,
                 Answer::OtherSystem { found } => bail!(
-                    "the deploy failed: {} came back {} s after the kexec as a system this deploy did not write (a new boot with deploy id {}, not {deploy_id}): the deploy image gave up, most likely before writing, and rebooted into the old system; its console shows the failed stage",
+                    "the deploy failed: {} came back as a system this deploy did not write, {} s after the kexec dropped the connection (a new boot with deploy id {}, not {deploy_id}): the deploy image gave up, most likely before writing, and rebooted into the old system; its console shows the failed stage",
                     a.host,
                     t.elapsed().as_secs(),
                     found.as_deref().unwrap_or("none"),
@@ -315,6 +321,10 @@ mod tests {
                 "BatchMode=yes",
                 "-o",
                 "ConnectTimeout=10",
+                "-o",
+                "ServerAliveInterval=5",
+                "-o",
+                "ServerAliveCountMax=3",
                 "root@h",
                 "true"
             ]
