@@ -274,7 +274,7 @@ fn payload_segment_appends_and_manifest_lists_files() {
     let p = d.path().join("p");
     fs::create_dir(&p).unwrap();
     fs::write(p.join("anemos.toml"), "# example\n").unwrap();
-    fs::write(p.join("IMGBUILD"), "pkgname=x\n").unwrap();
+    fs::write(p.join("IMGBUILD"), "imgname=x\ntarget=debian\n").unwrap();
     let payload = d.path().join("payload.img");
     let mut c = anemos();
     c.args(["pack-payload"])
