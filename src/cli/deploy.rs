@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::events::{Event, Events};
 use crate::codec::Compression;
 use crate::pack;
 
@@ -24,6 +25,8 @@ pub struct DeployArgs {
     pub network_keep: bool,
     pub yes: bool,
     pub timeout: u64,
+    /// One JSON object per event on stdout (see `super::events`).
+    pub json: bool,
 }
 
 /// The ssh argv for running `cmd` on `host`. Pure.
@@ -69,8 +72,13 @@ pub fn parse_sums(out: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn step(n: u32, total: u32, what: &str) {
+fn step(ev: &Events, n: u32, total: u32, what: &str) {
     eprintln!("deploy: [{n}/{total}] {what}");
+    ev.emit(Event::Step {
+        step: n,
+        of: total,
+        what: what.to_string(),
+    });
 }
 
 fn ssh_output(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
@@ -145,8 +153,22 @@ fn local_sha(p: &Path) -> Result<String> {
 }
 
 pub fn run(a: DeployArgs) -> Result<()> {
+    let ev = Events::new(a.json);
+    let mut id = None;
+    let r = run_with(&a, &ev, &mut id);
+    ev.emit(Event::Result {
+        ok: r.is_ok(),
+        host: a.host.clone(),
+        deploy_id: id,
+        error: r.as_ref().err().map(|e| format!("{e:#}")),
+    });
+    r
+}
+
+fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<()> {
     let total = 6;
     step(
+        ev,
         1,
         total,
         &format!("packing the payload {}", a.payload.display()),
@@ -168,10 +190,15 @@ pub fn run(a: DeployArgs) -> Result<()> {
         (payload_img.clone(), format!("{}/payload.img", a.remote_dir)),
     ];
 
-    step(2, total, &format!("checking what {} already has", a.host));
+    step(
+        ev,
+        2,
+        total,
+        &format!("checking what {} already has", a.host),
+    );
     let list: Vec<String> = files.iter().map(|(_, r)| sh_quote(r)).collect();
     let (ok, out) = ssh_output(
-        &a,
+        a,
         &format!(
             "mkdir -p {} && (sha256sum {} 2>/dev/null; true)",
             sh_quote(&a.remote_dir),
@@ -186,13 +213,22 @@ pub fn run(a: DeployArgs) -> Result<()> {
         let want = local_sha(local)?;
         if remote.iter().any(|(p, h)| p == r && *h == want) {
             eprintln!("deploy:   {r}: already there");
+            ev.emit(Event::Upload {
+                file: r.clone(),
+                action: "present",
+            });
             continue;
         }
         eprintln!("deploy:   uploading {} -> {}:{r}", local.display(), a.host);
-        upload(&a, local, r)?;
+        upload(a, local, r)?;
+        ev.emit(Event::Upload {
+            file: r.clone(),
+            action: "uploaded",
+        });
     }
 
     let deploy_id = crate::deploy_id::new();
+    *id_out = Some(deploy_id.clone());
     let kexec = format!(
         "{}/anemos kexec --deploy-id {deploy_id} --image {} --payload {}{}{}",
         a.remote_dir,
@@ -208,9 +244,19 @@ pub fn run(a: DeployArgs) -> Result<()> {
             ""
         }
     );
-    step(3, total, "the plan on the server (nothing is changed yet)");
-    let (ok, out) = ssh_output(&a, &kexec)?;
-    print!("{out}");
+    step(
+        ev,
+        3,
+        total,
+        "the plan on the server (nothing is changed yet)",
+    );
+    let (ok, out) = ssh_output(a, &kexec)?;
+    if ev.json() {
+        eprint!("{out}");
+        ev.emit(Event::Plan { text: out.clone() });
+    } else {
+        print!("{out}");
+    }
     if !ok {
         bail!("the server refused the deploy (see above); nothing was changed");
     }
@@ -227,7 +273,7 @@ pub fn run(a: DeployArgs) -> Result<()> {
     }
     // The boot ID of the running (old) system: a host answering with it has not kexec'd yet;
     // a new boot without this deploy's ID is the old system back after a failed deploy.
-    let (ok, out) = ssh_output(&a, &format!("cat {}", crate::deploy_id::BOOT_ID))?;
+    let (ok, out) = ssh_output(a, &format!("cat {}", crate::deploy_id::BOOT_ID))?;
     let old_boot = out.trim().to_string();
     if !ok || old_boot.is_empty() {
         bail!(
@@ -238,17 +284,23 @@ pub fn run(a: DeployArgs) -> Result<()> {
         );
     }
     step(
+        ev,
         4,
         total,
         &format!(
             "kexec into the deploy image, deploy id {deploy_id} (the ssh connection will drop)"
         ),
     );
-    let (_, out) = ssh_output(&a, &format!("{kexec} --yes"))?;
+    ev.emit(Event::Kexec {
+        deploy_id: deploy_id.clone(),
+        old_boot_id: old_boot.clone(),
+    });
+    let (_, out) = ssh_output(a, &format!("{kexec} --yes"))?;
     if !out.contains("kexec loaded") {
         bail!("the remote kexec did not start:\n{}", out.trim());
     }
     step(
+        ev,
         5,
         total,
         &format!(
@@ -261,7 +313,7 @@ pub fn run(a: DeployArgs) -> Result<()> {
     let probe = crate::deploy_id::probe_command();
     let mut last = "no answer on ssh yet".to_string();
     loop {
-        if let Ok((_, reply)) = ssh_output(&a, &probe) {
+        if let Ok((_, reply)) = ssh_output(a, &probe) {
             use crate::deploy_id::Answer;
             match crate::deploy_id::judge(&old_boot, &deploy_id, &reply) {
                 Answer::Deployed => break,
@@ -281,6 +333,7 @@ pub fn run(a: DeployArgs) -> Result<()> {
         std::thread::sleep(Duration::from_secs(3));
     }
     step(
+        ev,
         6,
         total,
         &format!(
@@ -290,10 +343,15 @@ pub fn run(a: DeployArgs) -> Result<()> {
         ),
     );
     let _ = std::fs::remove_dir_all(&tmp);
-    println!(
+    let msg = format!(
         "deploy: success: {} runs the deployed system, deploy id {deploy_id}",
         a.host
     );
+    if ev.json() {
+        eprintln!("{msg}");
+    } else {
+        println!("{msg}");
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use crate::codec::Compression;
 use crate::pack::{self, PackOptions};
 
 mod deploy;
+mod events;
 mod kexec;
 mod makeimg;
 mod netkeep;
@@ -169,6 +170,10 @@ enum Cmd {
         /// Seconds to wait for the host to come back.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// Also print one JSON object per event on stdout (step, upload, plan, kexec,
+        /// result); the plan and the messages then go to stderr.
+        #[arg(long)]
+        json: bool,
     },
     /// Build an OS image from ./IMGBUILD (makeimg's format): bootstrap, files, patches,
     /// templates, secrets, provision().
@@ -350,6 +355,7 @@ fn run(cli: Cli) -> Result<()> {
             network,
             yes,
             timeout,
+            json,
         } => deploy::run(deploy::DeployArgs {
             host,
             payload,
@@ -360,6 +366,7 @@ fn run(cli: Cli) -> Result<()> {
             network_keep: network == Some(NetworkArg::Keep),
             yes,
             timeout,
+            json,
         }),
         Cmd::Kexec {
             image,
