@@ -36,26 +36,19 @@ pub(super) fn url_install(ctx: &Ctx) -> Option<UrlInstall> {
 const FETCH_RETRIES: u32 = 4;
 
 /// The built-in makeimg install, when that is the install.
-fn builtin_makeimg(ctx: &Ctx) -> Option<crate::config::Install> {
-    let p = ctx.payload.as_ref()?;
-    let i = install::effective(&p.config.install, std::path::Path::new(install::PAYLOAD));
-    super::makeimg::builtin(i.as_ref())?;
-    i
-}
-
 /// Whether the install downloads (a rootfs URL, or a bootstrap from a package mirror): the
 /// network stage then configures DHCP by default.
 pub(super) fn install_downloads(ctx: &Ctx) -> bool {
-    url_install(ctx).is_some() || builtin_makeimg(ctx).is_some()
+    url_install(ctx).is_some() || ctx.imgbuild.is_some()
 }
 
 /// The `fetch` stage.
 pub(super) fn stage(ctx: &mut Ctx) -> Result<()> {
-    if let Some(i) = builtin_makeimg(ctx) {
-        let b = super::makeimg::builtin(Some(&i)).expect("built-in makeimg");
-        let payload = std::path::Path::new(install::PAYLOAD);
-        let img = crate::makeimg::imgbuild::load(&payload.join("IMGBUILD"))?;
-        return super::makeimg::check_mirror(&img, &b);
+    if let (Some(img), Some(p)) = (&ctx.imgbuild, &ctx.payload) {
+        let i = install::effective(&p.config.install, std::path::Path::new(install::PAYLOAD));
+        if let Some(b) = super::makeimg::builtin(i.as_ref()) {
+            return super::makeimg::check_mirror(img, &b);
+        }
     }
     let Some(u) = url_install(ctx) else {
         return Ok(());

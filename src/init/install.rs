@@ -294,12 +294,13 @@ pub enum Fetched {
 }
 
 /// Runs the install. `target` is the mounted target root; `fetched` is the fetch stage's
-/// result for a URL rootfs.
+/// result for a URL rootfs; `imgbuild` the payload stage's reading of the IMGBUILD.
 pub fn run(
     install: &Install,
     env: &BTreeMap<String, String>,
     target: &Path,
     fetched: Option<Fetched>,
+    imgbuild: Option<&crate::makeimg::imgbuild::ImgBuild>,
 ) -> Result<()> {
     let payload = Path::new(PAYLOAD);
     match install {
@@ -369,7 +370,10 @@ pub fn run(
         }
         Install::Makeimg { command: None, .. } => {
             let b = super::makeimg::builtin(Some(install)).expect("makeimg without command");
-            super::makeimg::run(payload, &b, env, target)
+            let Some(img) = imgbuild else {
+                bail!("the payload's IMGBUILD was not read by the payload stage");
+            };
+            super::makeimg::run(payload, &b, img.clone(), env, target)
         }
         Install::Makeimg {
             command: Some(command),
@@ -433,7 +437,13 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         Some(Fetched::File(p)) => Some(Fetched::File(p.clone())),
         _ => ctx.fetched.take(),
     };
-    let r = run(&inst, &env, Path::new(super::disks::TARGET), fetched);
+    let r = run(
+        &inst,
+        &env,
+        Path::new(super::disks::TARGET),
+        fetched,
+        ctx.imgbuild.as_ref(),
+    );
     let n = wipe_secrets(payload_dir);
     if n > 0 {
         log::info!("wiped {n} secret file(s) from RAM");

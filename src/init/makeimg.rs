@@ -141,15 +141,16 @@ pub fn check_mirror(img: &ImgBuild, b: &Builtin) -> Result<()> {
     Ok(())
 }
 
-/// Builds the payload's IMGBUILD into `target` with the built-in builder. `env` is the
+/// Builds the payload's IMGBUILD (`img`, as the payload stage read it) into `target` with the
+/// built-in builder. `env` is the
 /// builders' environment (`ANEMOS_*`), which is also what `${VAR}` in templates can name.
 pub fn run(
     payload: &Path,
     b: &Builtin,
+    img: ImgBuild,
     env: &BTreeMap<String, String>,
     target: &Path,
 ) -> Result<()> {
-    let img = imgbuild::load(&payload.join("IMGBUILD"))?;
     match &img.format {
         Format::Dir | Format::Custom => {}
         f => log::info!(

@@ -62,6 +62,9 @@ pub struct Ctx {
     pub entry: Option<bootloader::Entry>,
     /// A URL rootfs as the fetch stage left it (in RAM, or connected for streaming).
     pub fetched: Option<install::Fetched>,
+    /// The payload's IMGBUILD when the built-in makeimg installs it: read once, by the payload
+    /// stage, and used by the fetch (mirror check) and install stages.
+    pub imgbuild: Option<crate::makeimg::imgbuild::ImgBuild>,
     /// (stage, ms) of every completed stage, for the deploy report.
     pub timings: Vec<(String, u128)>,
 }
@@ -220,6 +223,7 @@ pub fn run() -> ! {
         entry: None,
         timings: Vec::new(),
         fetched: None,
+        imgbuild: None,
     };
     let mut from = 0;
     let mut broke = false;

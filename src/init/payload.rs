@@ -57,6 +57,7 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
             img.format,
             img.packages.len()
         );
+        ctx.imgbuild = Some(img);
     }
     ctx.payload = Some(p);
     Ok(())

@@ -307,20 +307,21 @@ pub fn payload_segment(
 ) -> Result<(Vec<u8>, usize)> {
     let mut a = Archive::new();
     let n = payload::add_payload(&mut a, src)?;
-    validate_payload_config(&a)?;
-    validate_payload_imgbuild(src)?;
+    let install = validate_payload_config(&a)?;
+    validate_payload_imgbuild(src, install.as_ref())?;
     let (_, bytes) = write_segment(&a, kind, level, mtime, Vec::new())?;
     Ok((bytes, n))
 }
 
-/// Validates the payload's `anemos.toml` (if present) exactly as the init will.
-fn validate_payload_config(a: &Archive) -> Result<()> {
+/// Validates the payload's `anemos.toml` (if present) exactly as the init will, and returns
+/// its `[install]`.
+fn validate_payload_config(a: &Archive) -> Result<Option<crate::config::Install>> {
     if std::env::var_os("ANEMOS_NO_VALIDATE").is_some() {
-        return Ok(());
+        return Ok(None);
     }
     let key = format!("{}/anemos.toml", payload::PAYLOAD_DIR);
     let Some(node) = a.get(&key) else {
-        return Ok(());
+        return Ok(None);
     };
     let text = match &node.kind {
         Kind::File(Data::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
@@ -329,23 +330,20 @@ fn validate_payload_config(a: &Archive) -> Result<()> {
         }
         _ => bail!("payload anemos.toml is not a regular file"),
     };
-    crate::config::load(&text, "payload anemos.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(())
+    let c =
+        crate::config::load(&text, "payload anemos.toml").map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(c.install)
 }
 
 /// Reads the payload directory's IMGBUILD as the deploy image's built-in makeimg will (shell
 /// syntax, `target`, `format`), so a mistake shows up on the workstation rather than on the
 /// server. Skipped when an external makeimg (`[install] command`) or another install kind
 /// will run instead.
-fn validate_payload_imgbuild(src: &Path) -> Result<()> {
+fn validate_payload_imgbuild(src: &Path, install: Option<&crate::config::Install>) -> Result<()> {
     let f = src.join("IMGBUILD");
     if std::env::var_os("ANEMOS_NO_VALIDATE").is_some() || !src.is_dir() || !f.is_file() {
         return Ok(());
     }
-    let install = fs::read_to_string(src.join("anemos.toml"))
-        .ok()
-        .and_then(|t| crate::config::load(&t, "anemos.toml").ok())
-        .and_then(|c| c.install);
     if matches!(
         install,
         None | Some(crate::config::Install::Makeimg { command: None, .. })
