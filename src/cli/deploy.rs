@@ -295,9 +295,15 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         deploy_id: deploy_id.clone(),
         old_boot_id: old_boot.clone(),
     });
-    let (_, out) = ssh_output(a, &format!("{kexec} --yes"))?;
+    let (ok, out) = ssh_output(a, &format!("{kexec} --yes"))?;
     if !out.contains("kexec loaded") {
-        bail!("the remote kexec did not start:\n{}", out.trim());
+        // The remote anemos ended by itself (a refusal or an error): nothing happened.
+        if ok || out.contains("anemos: error") {
+            bail!("the remote kexec did not start:\n{}", out.trim());
+        }
+        // The connection dropped before the confirmation came through (the server goes down
+        // right after printing it); the boot IDs below tell whether it really went down.
+        eprintln!("deploy:   the connection dropped before the server confirmed the kexec; watching which system answers");
     }
     step(
         ev,
