@@ -7,6 +7,9 @@
 /// Where the deployed system keeps its deploy ID, relative to its root.
 pub const FILE: &str = "var/log/anemos/deploy-id";
 
+/// Where the deploy image keeps the ID of the deploy it runs (in RAM: gone at the next boot).
+pub const IMAGE_FILE: &str = "/run/anemos/deploy-id";
+
 /// Where a running Linux reports the ID of its current boot (changes at every boot, kexec
 /// included).
 pub const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -46,7 +49,7 @@ pub fn check(id: &str) -> Result<(), String> {
 /// deploy ID of the running system (empty when it has none).
 pub fn probe_command() -> String {
     format!(
-        "printf 'boot=%s\\nid=%s\\n' \"$(cat {BOOT_ID} 2>/dev/null)\" \"$(cat /{FILE} 2>/dev/null)\""
+        "printf 'boot=%s\\nid=%s\\nimage=%s\\n' \"$(cat {BOOT_ID} 2>/dev/null)\" \"$(cat /{FILE} 2>/dev/null)\" \"$(cat {IMAGE_FILE} 2>/dev/null)\""
     )
 }
 
@@ -57,6 +60,8 @@ pub enum Answer {
     NotYetKexeced,
     /// A new boot carrying this deploy's ID: deployed.
     Deployed,
+    /// The deploy image of this deploy is running (its ssh server answered).
+    DeployImage,
     /// A new boot without this deploy's ID: the old system came back (the deploy failed), or
     /// another system answers on that address. `found` is the ID it has, if any.
     OtherSystem { found: Option<String> },
@@ -80,6 +85,9 @@ pub fn judge(old_boot: &str, want: &str, reply: &str) -> Answer {
     }
     if id == want {
         return Answer::Deployed;
+    }
+    if field("image=").as_deref() == Some(want) {
+        return Answer::DeployImage;
     }
     if boot == old_boot.trim() {
         return Answer::NotYetKexeced;
@@ -135,6 +143,16 @@ mod tests {
             judge(old, want, "boot=3333\nid=anemos-1-abcd\n"),
             Answer::Deployed
         );
+        // The deploy image itself, reached through the user's ssh options while it runs.
+        assert_eq!(
+            judge(old, want, "boot=4444\nid=\nimage=anemos-1-abcd\n"),
+            Answer::DeployImage
+        );
+        // Another deploy's image is not this one.
+        assert_eq!(
+            judge(old, want, "boot=4444\nid=\nimage=anemos-9-9999\n"),
+            Answer::OtherSystem { found: None }
+        );
         assert_eq!(judge(old, want, "Permission denied"), Answer::Unreadable);
         assert_eq!(judge(old, want, "boot=\nid=\n"), Answer::Unreadable);
     }
@@ -154,6 +172,9 @@ mod tests {
         let text = String::from_utf8_lossy(&out.stdout);
         let boot = std::fs::read_to_string(BOOT_ID).unwrap();
         assert!(text.contains(&format!("boot={}", boot.trim())), "{text}");
-        assert!(text.contains("\nid="), "{text}");
+        assert!(
+            text.contains("\nid=") && text.contains("\nimage="),
+            "{text}"
+        );
     }
 }

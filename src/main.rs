@@ -18,6 +18,7 @@ mod makeimg;
 mod module_manifest;
 mod net;
 mod pack;
+mod remote;
 #[cfg(test)]
 mod testutil;
 mod util;

@@ -27,6 +27,12 @@ pub struct DeployArgs {
     pub timeout: u64,
     /// One JSON object per event on stdout (see `super::events`).
     pub json: bool,
+    /// `--authorized-key` files for the deploy image's ssh server.
+    pub authorized_keys: Vec<PathBuf>,
+    /// Seconds the deploy image holds after a failure before any write (`anemos.hold=`).
+    pub hold: u64,
+    /// Give the deploy image an ssh server to watch it through.
+    pub watch: bool,
 }
 
 /// The ssh argv for running `cmd` on `host`. Pure.
@@ -165,8 +171,54 @@ pub fn run(a: DeployArgs) -> Result<()> {
     r
 }
 
+/// Whether the base image can run the ssh server: dropbear and /bin/sh in it. Reads the
+/// image's file list (decompressing it, a few seconds for a large image).
+fn image_can_watch(image: &Path) -> Result<Option<String>> {
+    let segs = crate::pack::inspect::read_segments(image)
+        .with_context(|| format!("--image {}: not an initramfs image", image.display()))?;
+    let has = |p: &str| segs.iter().any(|s| s.entries.iter().any(|e| e.path == p));
+    if !crate::init::sshd::DROPBEAR_PATHS
+        .iter()
+        .any(|p| has(p.trim_start_matches('/')))
+    {
+        return Ok(Some(format!("the base image {} has no dropbear (add it with `anemos pack --binary /usr/sbin/dropbear`)", image.display())));
+    }
+    if !has("bin/sh") {
+        return Ok(Some(format!("the base image {} has no /bin/sh for dropbear's sessions (give `anemos pack` a --rootfs with a shell, e.g. busybox)", image.display())));
+    }
+    Ok(None)
+}
+
+/// The per-deploy ssh access, or why the deploy runs unwatched.
+fn prepare_watch(a: &DeployArgs, deploy_id: &str) -> Result<Option<super::watch::Pinned>> {
+    if !a.watch {
+        eprintln!("deploy:   --no-watch: the deploy image gets no ssh server; its stages show on its console only");
+        return Ok(None);
+    }
+    crate::remote::state::check_hold(a.hold, a.timeout).map_err(|e| anyhow::anyhow!(e))?;
+    let keys = super::watch::operator_keys(&a.authorized_keys, &a.ssh_options)?;
+    if keys.is_empty() {
+        eprintln!("deploy:   warning: no public key found for the deploy image's ssh server (no ssh agent keys, no IdentityFile, no ~/.ssh/id_*.pub; give --authorized-key FILE): the deploy runs unwatched");
+        return Ok(None);
+    }
+    if let Some(why) = image_can_watch(&a.image)? {
+        eprintln!("deploy:   warning: {why}: the deploy runs unwatched (its stages show on its console only)");
+        return Ok(None);
+    }
+    let p = super::watch::make_access(deploy_id, &keys)?;
+    eprintln!(
+        "deploy:   the deploy image will run an ssh server for {} key(s), with this deploy's host key (pinned in {})",
+        keys.len(),
+        p.known_hosts().display()
+    );
+    Ok(Some(p))
+}
+
 fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<()> {
     let total = 6;
+    let deploy_id = crate::deploy_id::new();
+    *id_out = Some(deploy_id.clone());
+    let pinned = prepare_watch(a, &deploy_id)?;
     step(
         ev,
         1,
@@ -184,11 +236,14 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         pack::mtime_from_env()?,
     )?;
     let me = std::env::current_exe().context("finding this anemos binary")?;
-    let files: Vec<(PathBuf, String)> = vec![
+    let mut files: Vec<(PathBuf, String)> = vec![
         (me, format!("{}/anemos", a.remote_dir)),
         (a.image.clone(), format!("{}/base.img", a.remote_dir)),
         (payload_img.clone(), format!("{}/payload.img", a.remote_dir)),
     ];
+    if let Some(p) = &pinned {
+        files.push((p.bundle(), format!("{}/access.img", a.remote_dir)));
+    }
 
     step(
         ev,
@@ -227,14 +282,26 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         });
     }
 
-    let deploy_id = crate::deploy_id::new();
-    *id_out = Some(deploy_id.clone());
+    // The hold is a kernel parameter of the deploy image (anemos.on_failure and the like in
+    // --append still apply); the user's --append comes last and wins.
+    let append = match (&pinned, &a.append) {
+        (Some(_), Some(x)) => Some(format!("anemos.hold={} {x}", a.hold)),
+        (Some(_), None) => Some(format!("anemos.hold={}", a.hold)),
+        (None, x) => x.clone(),
+    };
     let kexec = format!(
-        "{}/anemos kexec --deploy-id {deploy_id} --image {} --payload {}{}{}",
+        "{}/anemos kexec --deploy-id {deploy_id} --image {} --payload {}{}{}{}",
         a.remote_dir,
         sh_quote(&format!("{}/base.img", a.remote_dir)),
         sh_quote(&format!("{}/payload.img", a.remote_dir)),
-        a.append
+        pinned
+            .as_ref()
+            .map(|_| format!(
+                " --access {}",
+                sh_quote(&format!("{}/access.img", a.remote_dir))
+            ))
+            .unwrap_or_default(),
+        append
             .as_ref()
             .map(|x| format!(" --append {}", sh_quote(x)))
             .unwrap_or_default(),
@@ -310,34 +377,18 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         5,
         total,
         &format!(
-            "waiting up to {} s for {} to come back on ssh",
-            a.timeout, a.host
+            "{}waiting up to {} s for {} to come back on ssh as the deployed system",
+            if pinned.is_some() {
+                "watching the deploy image, then "
+            } else {
+                ""
+            },
+            a.timeout,
+            a.host
         ),
     );
     let t = Instant::now();
-    std::thread::sleep(Duration::from_secs(5));
-    let probe = crate::deploy_id::probe_command();
-    let mut last = "no answer on ssh yet".to_string();
-    loop {
-        if let Ok((_, reply)) = ssh_output(a, &probe) {
-            use crate::deploy_id::Answer;
-            match crate::deploy_id::judge(&old_boot, &deploy_id, &reply) {
-                Answer::Deployed => break,
-                Answer::OtherSystem { found } => bail!(
-                    "the deploy failed: {} came back as a system this deploy did not write, {} s after the kexec dropped the connection (a new boot with deploy id {}, not {deploy_id}): the deploy image gave up, most likely before writing, and rebooted into the old system; its console shows the failed stage",
-                    a.host,
-                    t.elapsed().as_secs(),
-                    found.as_deref().unwrap_or("none"),
-                ),
-                Answer::NotYetKexeced => last = "still the old system's boot (kexec not done yet)".into(),
-                Answer::Unreadable => last = format!("an unexpected answer: {}", reply.trim()),
-            }
-        }
-        if t.elapsed() > Duration::from_secs(a.timeout) {
-            bail!("{} did not come back as the deployed system (deploy id {deploy_id}) within {} s; last seen: {last} (check its console; the deploy image shows the failed stage there)", a.host, a.timeout);
-        }
-        std::thread::sleep(Duration::from_secs(3));
-    }
+    await_deployed(a, ev, pinned.as_ref(), &old_boot, &deploy_id)?;
     step(
         ev,
         6,
@@ -349,6 +400,9 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         ),
     );
     let _ = std::fs::remove_dir_all(&tmp);
+    if let Some(p) = &pinned {
+        let _ = std::fs::remove_dir_all(&p.dir);
+    }
     let msg = format!(
         "deploy: success: {} runs the deployed system, deploy id {deploy_id}",
         a.host
@@ -359,6 +413,148 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         println!("{msg}");
     }
     Ok(())
+}
+
+/// The host name without `user@` (the deploy image is always logged into as root).
+fn bare_host(host: &str) -> &str {
+    host.rsplit('@').next().unwrap_or(host)
+}
+
+/// After the kexec: watches the deploy image when it can (pinned ssh), and otherwise (and
+/// after it) probes whoever answers on ssh with the user's options, until the deployed system
+/// answers, a failure is known, or the timeout.
+fn await_deployed(
+    a: &DeployArgs,
+    ev: &Events,
+    pinned: Option<&super::watch::Pinned>,
+    old_boot: &str,
+    deploy_id: &str,
+) -> Result<()> {
+    use super::watch::{Refusal, Watched};
+    use crate::deploy_id::Answer;
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let probe = crate::deploy_id::probe_command();
+    let mut last = "no answer on ssh yet".to_string();
+    let mut watching = pinned;
+    let host = bare_host(&a.host);
+    loop {
+        if let Some(p) = watching {
+            match super::watch::follow(p, host, &a.ssh_options, ev)? {
+                Watched::Finished(st) if st.status == "done" => {
+                    eprintln!("deploy: {}", super::watch::describe(&st));
+                    emit_outcome(ev, &st);
+                    watching = None;
+                }
+                Watched::Finished(st) => {
+                    return Err(watched_failure(a, ev, p, &st, old_boot, deploy_id))
+                }
+                Watched::Dropped => {
+                    eprintln!("deploy: the connection to the deploy image dropped; watching which system answers");
+                }
+                Watched::NotConnected(Refusal::Denied(e)) => {
+                    eprintln!("deploy: warning: the deploy image refused our key ({e}); no more watching, waiting for the result");
+                    watching = None;
+                }
+                Watched::NotConnected(Refusal::Unreachable(e)) => {
+                    last = format!("nothing answers yet ({e})")
+                }
+                // Another host key: the old system (not gone yet, or back) or the new one.
+                Watched::NotConnected(_) => {}
+            }
+        }
+        if let Ok((_, reply)) = ssh_output(a, &probe) {
+            match crate::deploy_id::judge(old_boot, deploy_id, &reply) {
+                Answer::Deployed => return Ok(()),
+                Answer::OtherSystem { found } => bail!(
+                    "the deploy failed: {} came back as a system this deploy did not write, {} s after the kexec dropped the connection (a new boot with deploy id {}, not {deploy_id}): the deploy image gave up, most likely before writing, and rebooted into the old system; its console shows the failed stage",
+                    a.host,
+                    t.elapsed().as_secs(),
+                    found.as_deref().unwrap_or("none"),
+                ),
+                Answer::DeployImage => last = "the deploy image (still deploying)".into(),
+                Answer::NotYetKexeced => last = "still the old system's boot (kexec not done yet)".into(),
+                Answer::Unreadable => last = format!("an unexpected answer: {}", reply.trim()),
+            }
+        }
+        if t.elapsed() > Duration::from_secs(a.timeout) {
+            bail!("{} did not come back as the deployed system (deploy id {deploy_id}) within {} s; last seen: {last} (check its console; the deploy image shows the failed stage there)", a.host, a.timeout);
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+fn emit_outcome(ev: &Events, st: &crate::remote::state::State) {
+    ev.emit(Event::Outcome {
+        status: st.status.clone(),
+        stage: st.stage.clone(),
+        error: st.error.clone(),
+        disks_written: st.disks_written,
+        next: st.next.clone(),
+    });
+}
+
+/// The deploy image reported a failure: say so, end its hold (so the old system comes back at
+/// once) or print how to reach its recovery console. Returns the error to exit with.
+fn watched_failure(
+    a: &DeployArgs,
+    ev: &Events,
+    p: &super::watch::Pinned,
+    st: &crate::remote::state::State,
+    old_boot: &str,
+    deploy_id: &str,
+) -> anyhow::Error {
+    let host = bare_host(&a.host);
+    emit_outcome(ev, st);
+    let what = super::watch::describe(st);
+    eprintln!("deploy: {what}");
+    match st.next.as_str() {
+        "hold" => {
+            match super::watch::run_pinned(p, host, &a.ssh_options, "anemos ctl release") {
+                Ok(_) => eprintln!(
+                    "deploy: ended the deploy image's hold: it reboots into the old system now"
+                ),
+                Err(e) => eprintln!(
+                    "deploy: could not end the hold ({e}); the deploy image reboots after {} s",
+                    st.hold_s
+                ),
+            }
+            let t = Instant::now();
+            let wait = Duration::from_secs(a.timeout.min(300));
+            let probe = crate::deploy_id::probe_command();
+            let back = loop {
+                std::thread::sleep(Duration::from_secs(3));
+                if let Ok((_, reply)) = ssh_output(a, &probe) {
+                    if let crate::deploy_id::Answer::OtherSystem { .. } =
+                        crate::deploy_id::judge(old_boot, deploy_id, &reply)
+                    {
+                        break format!(
+                            "the old system is back on {} ({} s after the release) and answers ssh",
+                            a.host,
+                            t.elapsed().as_secs()
+                        );
+                    }
+                }
+                if t.elapsed() > wait {
+                    break format!(
+                        "the old system did not answer ssh within {} s of the release; check the server's console",
+                        wait.as_secs()
+                    );
+                }
+            };
+            eprintln!("deploy: {back}");
+            anyhow::anyhow!("deploy id {deploy_id}: {what}; {back}")
+        }
+        "console" => {
+            let cmd = super::watch::recovery_command(p, host, &a.ssh_options);
+            eprintln!("deploy: recovery: {cmd}");
+            eprintln!("deploy: (there: `anemos follow --once` shows the log; `anemos ctl retry [STAGE]`, `anemos ctl reboot` or `anemos ctl poweroff` tell the init what to do; keep {} until then)", p.dir.display());
+            anyhow::anyhow!(
+                "deploy id {deploy_id}: {what}; get into its recovery console with: {cmd}"
+            )
+        }
+        _ => anyhow::anyhow!("deploy id {deploy_id}: {what}"),
+    }
 }
 
 #[cfg(test)]

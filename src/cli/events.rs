@@ -19,6 +19,24 @@ pub enum Event {
         deploy_id: String,
         old_boot_id: String,
     },
+    /// A stage of the deploy image, as it runs (`begin`, `ok`, `fail`, `skipped`; `ms` with
+    /// `ok`/`fail`), seen over its ssh server.
+    Stage {
+        stage: String,
+        status: String,
+        ms: Option<u64>,
+    },
+    /// Any other line of the deploy image's log (progress of long steps, the plan, errors).
+    Log { line: String },
+    /// The deploy image reported the deploy's end: `failed` (with the stage, the error and
+    /// whether disks were written) or `done`; `next` is what it does now.
+    Outcome {
+        status: String,
+        stage: String,
+        error: Vec<String>,
+        disks_written: bool,
+        next: String,
+    },
     /// The end: `ok` with the deploy ID, or the error.
     Result {
         ok: bool,

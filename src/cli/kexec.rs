@@ -108,6 +108,8 @@ pub struct KexecArgs {
     pub network_keep: bool,
     /// This deploy's ID; a fresh one when not given.
     pub deploy_id: Option<String>,
+    /// An access bundle (ssh keys for the deploy image's ssh server) made by `anemos deploy`.
+    pub access: Option<PathBuf>,
     pub yes: bool,
 }
 
@@ -209,6 +211,17 @@ pub fn run(a: KexecArgs) -> Result<()> {
     } else {
         None
     };
+    let access = match &a.access {
+        Some(p) => {
+            let b =
+                fs::read(p).with_context(|| format!("--access {}: cannot read it", p.display()))?;
+            crate::remote::bundle::check_segment(&b)
+                .with_context(|| format!("--access {}: not an access bundle", p.display()))?;
+            println!("ssh access: the deploy image gets the access bundle {} (operator keys and this deploy's host key)", p.display());
+            Some(b)
+        }
+        None => None,
+    };
     let deploy_id = match &a.deploy_id {
         Some(id) => {
             crate::deploy_id::check(id).map_err(|e| anyhow::anyhow!("--deploy-id {e}"))?;
@@ -244,6 +257,9 @@ pub fn run(a: KexecArgs) -> Result<()> {
         let mut segments = vec![b, seg];
         if let Some(text) = &kept {
             segments.push(super::netkeep::segment(text)?);
+        }
+        if let Some(b) = access {
+            segments.push(b);
         }
         for s in &segments {
             f.write_all(s)?;

@@ -12,9 +12,11 @@ use crate::pack::{self, PackOptions};
 
 mod deploy;
 mod events;
+mod follow;
 mod kexec;
 mod makeimg;
 mod netkeep;
+mod watch;
 
 pub use makeimg::main as makeimg_main;
 
@@ -132,6 +134,9 @@ enum Cmd {
         /// This deploy's ID, written into the deployed system (default: a fresh one).
         #[arg(long, value_name = "ID")]
         deploy_id: Option<String>,
+        /// Access bundle for the deploy image's ssh server (made by `anemos deploy`).
+        #[arg(long, value_name = "FILE")]
+        access: Option<PathBuf>,
         /// Really do it (without it nothing is changed).
         #[arg(long)]
         yes: bool,
@@ -171,10 +176,29 @@ enum Cmd {
         #[arg(long, default_value_t = 900)]
         timeout: u64,
         /// Also print one JSON object per event on stdout (step, upload, plan, kexec,
-        /// result); the plan and the messages then go to stderr.
+        /// stage, log, outcome, result); the plan and the messages then go to stderr.
         #[arg(long)]
         json: bool,
+        /// Public key(s) allowed into the deploy image's ssh server (an `authorized_keys`
+        /// file; repeatable). Default: the ssh agent's keys and the IdentityFile of
+        /// --ssh-option, else ~/.ssh/id_*.pub.
+        #[arg(long = "authorized-key", value_name = "FILE")]
+        authorized_key: Vec<PathBuf>,
+        /// After a failure before any disk write, the deploy image waits this long for the
+        /// watcher to read it, then reboots into the old system (the watcher ends it early).
+        #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+        hold: u64,
+        /// Do not give the deploy image an ssh server: no watching, no recovery over ssh.
+        #[arg(long)]
+        no_watch: bool,
     },
+    /// In the deploy image (over its ssh server): print the deploy's log, live, until it ends.
+    Follow(follow::FollowArgs),
+    /// In the deploy image: ask the init to release a hold, reboot, power off, continue or
+    /// retry.
+    Ctl(follow::CtlArgs),
+    /// From the workstation: re-attach to a running deploy image (pinned host key).
+    Watch(watch::WatchArgs),
     /// Build an OS image from ./IMGBUILD (makeimg's format): bootstrap, files, patches,
     /// templates, secrets, provision().
     ///
@@ -356,6 +380,9 @@ fn run(cli: Cli) -> Result<()> {
             yes,
             timeout,
             json,
+            authorized_key,
+            hold,
+            no_watch,
         } => deploy::run(deploy::DeployArgs {
             host,
             payload,
@@ -367,6 +394,9 @@ fn run(cli: Cli) -> Result<()> {
             yes,
             timeout,
             json,
+            authorized_keys: authorized_key,
+            hold,
+            watch: !no_watch,
         }),
         Cmd::Kexec {
             image,
@@ -375,6 +405,7 @@ fn run(cli: Cli) -> Result<()> {
             append,
             network,
             deploy_id,
+            access,
             yes,
         } => kexec::run(kexec::KexecArgs {
             image,
@@ -383,8 +414,12 @@ fn run(cli: Cli) -> Result<()> {
             append,
             network_keep: network == Some(NetworkArg::Keep),
             deploy_id,
+            access,
             yes,
         }),
+        Cmd::Follow(a) => follow::follow(a),
+        Cmd::Ctl(a) => follow::ctl(a),
+        Cmd::Watch(a) => watch::watch(a),
         Cmd::Makeimg(a) => makeimg::run(a),
         Cmd::Version => {
             println!("{}", crate::version::banner());

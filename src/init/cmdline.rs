@@ -56,6 +56,9 @@ pub struct Params {
     /// `anemos.deploy_id=<id>`: this deploy's ID (from `anemos kexec`/`anemos deploy`),
     /// written into the deployed system so the workstation can tell it from the old one.
     pub deploy_id: Option<String>,
+    /// `anemos.hold=<s>`: after a failure before any write, with the ssh server up, wait this
+    /// long for a watcher (`anemos ctl release` ends it) before rebooting (default 0).
+    pub hold: u64,
 }
 
 impl Default for Params {
@@ -75,6 +78,7 @@ impl Default for Params {
             net_errors: Vec::new(),
             warnings: Vec::new(),
             deploy_id: None,
+            hold: 0,
         }
     }
 }
@@ -149,6 +153,16 @@ pub fn parse(cmdline: &str) -> Params {
             "deploy_id" => need(v).and_then(|s| {
                 crate::deploy_id::check(s).map(|()| p.deploy_id = Some(s.to_string()))
             }),
+            "hold" => need(v).and_then(|s| match s.parse::<u64>() {
+                Ok(n) if n <= crate::remote::state::MAX_HOLD_S => {
+                    p.hold = n;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "expected seconds up to {}, got {s:?}",
+                    crate::remote::state::MAX_HOLD_S
+                )),
+            }),
             "countdown" => need(v).and_then(|s| {
                 s.parse::<u64>()
                     .map(|n| p.countdown = n)
@@ -183,10 +197,11 @@ mod tests {
         let p = parse(
             "BOOT_IMAGE=/vmlinuz console=ttyS0 anemos.debug anemos.break=payload anemos.on_failure=poweroff \
              anemos.dry_run=1 anemos.timeout=5 anemos.countdown=0 anemos.keep_on_failure anemos.test_panic=modules \
-             modprobe.blacklist=floppy,pcspkr-x anemos.deploy_id=anemos-1-ab12",
+             modprobe.blacklist=floppy,pcspkr-x anemos.deploy_id=anemos-1-ab12 anemos.hold=120",
         );
         assert!(p.debug && p.dry_run && p.keep_on_failure);
         assert_eq!(p.deploy_id.as_deref(), Some("anemos-1-ab12"));
+        assert_eq!(p.hold, 120);
         assert_eq!(p.break_at.as_deref(), Some("payload"));
         assert_eq!(p.on_failure, Some(OnFailure::Poweroff));
         assert_eq!(p.timeout, Duration::from_secs(5));
@@ -204,9 +219,11 @@ mod tests {
 
     #[test]
     fn unknown_and_bad_values_become_warnings() {
-        let p = parse("anemos.colour=blue anemos.timeout=soon anemos.on_failure=explode anemos.break anemos.debug=maybe anemos.deploy_id=a;b");
-        assert_eq!(p.warnings.len(), 6, "{:?}", p.warnings);
+        let p = parse("anemos.colour=blue anemos.timeout=soon anemos.on_failure=explode anemos.break anemos.debug=maybe anemos.deploy_id=a;b anemos.hold=99999");
+        assert_eq!(p.warnings.len(), 7, "{:?}", p.warnings);
         assert!(p.warnings[5].contains("not allowed in a deploy ID"));
+        assert!(p.warnings[6].contains("expected seconds up to 1800"));
+        assert_eq!(p.hold, 0);
         assert_eq!(p.deploy_id, None);
         assert!(p.warnings[0].contains("unknown kernel parameter \"anemos.colour=blue\""));
         assert!(p.warnings[1].contains("expected seconds, got \"soon\""));

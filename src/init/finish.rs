@@ -72,6 +72,17 @@ pub(super) fn stage(ctx: &mut Ctx) -> Result<()> {
         .collect();
     log::info!("figures: stage timings (ms): {}", per.join(", "));
     log::info!("deploy finished in {} ms", logger::elapsed_ms());
+    if ctx.sshd_up {
+        crate::remote::state::write(&crate::remote::state::State {
+            deploy_id: ctx.params.deploy_id.clone(),
+            stage: "finish".into(),
+            status: "done".into(),
+            next: format!("{finish:?}").to_lowercase(),
+            ..Default::default()
+        });
+        // A watcher polls every 200 ms: let it read the end before the network goes.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
     match finish {
         crate::config::Finish::Poweroff => pid1::power(PowerRequest::Poweroff),
         crate::config::Finish::Reboot => {

@@ -20,6 +20,7 @@ pub mod payload;
 pub mod pid1;
 pub mod recovery;
 pub mod shell;
+pub mod sshd;
 
 use std::ffi::OsStr;
 use std::panic::AssertUnwindSafe;
@@ -67,6 +68,10 @@ pub struct Ctx {
     pub imgbuild: Option<crate::makeimg::imgbuild::ImgBuild>,
     /// (stage, ms) of every completed stage, for the deploy report.
     pub timings: Vec<(String, u128)>,
+    /// An interface was brought up by the network stage.
+    pub network_up: bool,
+    /// The ssh server runs (a watcher may be connected).
+    pub sshd_up: bool,
 }
 
 impl Ctx {
@@ -105,6 +110,11 @@ pub const STAGES: &[Stage] = &[
         name: "network",
         writes: false,
         run: network::stage,
+    },
+    Stage {
+        name: "ssh",
+        writes: false,
+        run: sshd::stage,
     },
     Stage {
         name: "fetch",
@@ -200,16 +210,20 @@ pub fn run() -> ! {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
             fail_banner("early", &e, false, OnFailure::Reboot);
-            let _ = recovery::on_failure(OnFailure::Reboot, 10, &[]);
+            let _ = recovery::on_failure(OnFailure::Reboot, 10, 0, &[]);
             pid1::power(PowerRequest::Reboot)
         }
         Err(_) => {
             let e = anyhow::anyhow!(panic_text());
             fail_banner("early", &e, false, OnFailure::Reboot);
-            let _ = recovery::on_failure(OnFailure::Reboot, 10, &[]);
+            let _ = recovery::on_failure(OnFailure::Reboot, 10, 0, &[]);
             pid1::power(PowerRequest::Reboot)
         }
     };
+    if let Some(id) = &params.deploy_id {
+        // The probe of `anemos deploy` reads it to tell the deploy image from other systems.
+        let _ = std::fs::write(crate::deploy_id::IMAGE_FILE, format!("{id}\n"));
+    }
     let mut ctx = Ctx {
         params,
         payload: None,
@@ -224,6 +238,8 @@ pub fn run() -> ! {
         timings: Vec::new(),
         fetched: None,
         imgbuild: None,
+        network_up: false,
+        sshd_up: false,
     };
     let mut from = 0;
     let mut broke = false;
@@ -233,6 +249,13 @@ pub fn run() -> ! {
             Err((idx, e)) => {
                 let policy = recovery::policy(ctx.params.on_failure, ctx.destructive_started);
                 fail_banner(STAGES[idx].name, &e, ctx.destructive_started, policy);
+                let hold = crate::remote::state::hold_for(
+                    policy == OnFailure::Reboot,
+                    ctx.destructive_started,
+                    ctx.sshd_up,
+                    ctx.params.hold,
+                );
+                publish_failure(&ctx, STAGES[idx].name, &e, policy, hold);
                 if !ctx.written.is_empty() {
                     if ctx.params.keep_on_failure {
                         log::warn!(
@@ -242,7 +265,7 @@ pub fn run() -> ! {
                         disks::clear_tables(&ctx.written);
                     }
                 }
-                match recovery::on_failure(policy, ctx.params.countdown, &stage_names()) {
+                match recovery::on_failure(policy, ctx.params.countdown, hold, &stage_names()) {
                     Action::Retry(s) => from = s.as_deref().and_then(stage_index).unwrap_or(idx),
                     Action::Continue => from = idx,
                     Action::Power(p) => pid1::power(p),
@@ -258,6 +281,35 @@ fn panic_text() -> String {
         .ok()
         .and_then(|g| g.clone())
         .unwrap_or_else(|| "panic".into())
+}
+
+/// Tells watchers (`anemos follow`) how the deploy ended and what comes next.
+fn publish_failure(ctx: &Ctx, stage: &str, e: &anyhow::Error, policy: OnFailure, hold: u64) {
+    let next = match policy {
+        _ if hold > 0 => "hold",
+        OnFailure::Shell => "console",
+        OnFailure::Reboot => "reboot",
+        OnFailure::Poweroff => "poweroff",
+    };
+    crate::remote::state::write(&crate::remote::state::State {
+        deploy_id: ctx.params.deploy_id.clone(),
+        stage: stage.to_string(),
+        status: "failed".into(),
+        error: e.chain().map(|c| c.to_string()).collect(),
+        disks_written: ctx.destructive_started,
+        next: next.into(),
+        hold_s: hold,
+    });
+}
+
+/// Tells watchers which stage runs.
+fn publish_stage(ctx: &Ctx, stage: &str) {
+    crate::remote::state::write(&crate::remote::state::State {
+        deploy_id: ctx.params.deploy_id.clone(),
+        stage: stage.to_string(),
+        status: "running".into(),
+        ..Default::default()
+    });
 }
 
 fn fail_banner(stage: &str, e: &anyhow::Error, destructive: bool, policy: OnFailure) {
@@ -332,6 +384,7 @@ fn run_stages(
             continue;
         }
         log::info!("STAGE {name} begin");
+        publish_stage(ctx, name);
         let t = Instant::now();
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
             if ctx.params.test_panic.as_deref() == Some(name) {

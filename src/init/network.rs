@@ -49,13 +49,15 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         kept.as_ref(),
         &p.config.network,
         &ifaces,
-        super::download::install_downloads(ctx),
+        // Downloads need it, and so does the ssh server a watcher connects to.
+        super::download::install_downloads(ctx) || super::sshd::requested(),
     )?;
     if plans.is_empty() {
         log::info!("network: not configured and not needed");
         return Ok(());
     }
     let applied = apply(&plans, ctx.params.timeout)?;
+    ctx.network_up = true;
     write_resolver(&applied, p.config.hostname.as_deref().unwrap_or("anemos"))?;
     Ok(())
 }

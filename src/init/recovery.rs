@@ -17,6 +17,7 @@ use std::time::Duration;
 use super::cmdline::OnFailure;
 use super::logger::console;
 use super::pid1::{self, PowerRequest};
+use crate::remote::state::{take_control, Control};
 
 /// What the operator chose in the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,74 +75,154 @@ pub fn banner(
     s
 }
 
-/// Counts down, returning true if Enter was pressed (then the console opens instead).
-fn countdown(what: &str, secs: u64) -> bool {
+/// Waits up to one second for a line on the console; true when Enter was pressed.
+fn console_line_within_1s() -> bool {
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd();
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(n) if n > 0 => {
+            let mut line = String::new();
+            // EOF (no console input at all) reads 0 bytes: not a key press.
+            matches!(stdin.lock().read_line(&mut line), Ok(n) if n > 0)
+        }
+        Ok(_) => false,
+        Err(_) => {
+            std::thread::sleep(Duration::from_secs(1));
+            false
+        }
+    }
+}
+
+/// What a watcher's request means here.
+fn control_action(c: Control) -> Action {
+    match c {
+        Control::Release | Control::Reboot => Action::Power(PowerRequest::Reboot),
+        Control::Poweroff => Action::Power(PowerRequest::Poweroff),
+        Control::Continue => Action::Continue,
+        Control::Retry(s) => Action::Retry(s),
+    }
+}
+
+/// Counts down; Enter opens the console, a watcher's request (`anemos ctl`) is obeyed.
+fn countdown(what: &str, secs: u64, stages: &[&str]) -> Option<Action> {
     for left in (1..=secs).rev() {
         console(&format!(
             "anemos: {what} in {left} s (press Enter for the recovery console)"
         ));
-        let stdin = std::io::stdin();
-        let fd = stdin.as_fd();
-        let mut fds = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        let timeout = rustix::event::Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        };
-        if let Ok(n) = rustix::event::poll(&mut fds, Some(&timeout)) {
-            if n > 0 {
-                let mut line = String::new();
-                let _ = stdin.lock().read_line(&mut line);
-                return true;
-            }
-        } else {
-            std::thread::sleep(Duration::from_secs(1));
+        if console_line_within_1s() {
+            return Some(console_loop(stages, true));
+        }
+        if let Some(c) = take_control() {
+            return Some(control_action(c));
         }
     }
-    false
+    None
+}
+
+/// Holds after a failure before any write, so a watcher over ssh can read the report: until
+/// `anemos ctl release` (or another request), Enter on the console, or `secs` have passed.
+fn hold(secs: u64, stages: &[&str]) -> Action {
+    log::info!("holding {secs} s for a watcher (anemos ctl release ends it), then rebooting into the old system");
+    let start = std::time::Instant::now();
+    loop {
+        let left = crate::remote::state::hold_left(secs, start.elapsed().as_secs());
+        if left == 0 {
+            log::info!("hold over: rebooting");
+            return Action::Power(PowerRequest::Reboot);
+        }
+        if left.is_multiple_of(15) {
+            console(&format!(
+                "anemos: holding for a watcher: rebooting in {left} s (press Enter for the recovery console)"
+            ));
+        }
+        if console_line_within_1s() {
+            return console_loop(stages, true);
+        }
+        if let Some(c) = take_control() {
+            log::info!("watcher asked: {}", c.word());
+            return control_action(c);
+        }
+    }
 }
 
 /// Applies the policy after a failure. Returns only when the operator asks to retry.
-pub fn on_failure(policy: OnFailure, countdown_secs: u64, stages: &[&str]) -> Action {
+pub fn on_failure(
+    policy: OnFailure,
+    countdown_secs: u64,
+    hold_secs: u64,
+    stages: &[&str],
+) -> Action {
     let req = match policy {
         OnFailure::Shell => return console_loop(stages, true),
         OnFailure::Reboot => PowerRequest::Reboot,
         OnFailure::Poweroff => PowerRequest::Poweroff,
     };
+    if hold_secs > 0 {
+        return match hold(hold_secs, stages) {
+            Action::Power(p) => pid1::power(p),
+            a => a,
+        };
+    }
     let what = if req == PowerRequest::Reboot {
         "rebooting"
     } else {
         "powering off"
     };
-    if countdown(what, countdown_secs) {
-        return console_loop(stages, true);
+    if let Some(a) = countdown(what, countdown_secs, stages) {
+        if let Action::Power(p) = a {
+            pid1::power(p)
+        }
+        return a;
     }
     log::info!("{what}");
     pid1::power(req)
 }
 
-/// Runs `/bin/sh` on the console if the image has one. Returns false when there is none.
-pub fn run_tools_shell() -> bool {
+/// Runs `/bin/sh` on the console if the image has one, until it exits or a watcher sends a
+/// request (which then ends it). Returns false when there is none.
+pub fn run_tools_shell() -> (bool, Option<Action>) {
     if !Path::new("/bin/sh").exists() {
-        return false;
+        return (false, None);
     }
     console("anemos: starting /bin/sh; `exit` returns to the anemos console (retry, reboot, poweroff, continue)");
     let mut cmd = Command::new("/bin/sh");
     cmd.env("PS1", "anemos-recovery# ").env("ENV", "");
-    match crate::cmd::spawn(&mut cmd) {
-        Ok(mut c) => {
-            let _ = crate::cmd::wait(&mut c);
+    let mut child = match crate::cmd::spawn(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("starting /bin/sh: {e}");
+            return (true, None);
         }
-        Err(e) => log::error!("starting /bin/sh: {e}"),
+    };
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            let _ = crate::cmd::wait(&mut child);
+            return (true, None);
+        }
+        if let Some(c) = take_control() {
+            log::info!("watcher asked: {}; ending the console shell", c.word());
+            let _ = child.kill();
+            let _ = crate::cmd::wait(&mut child);
+            return (true, Some(control_action(c)));
+        }
+        std::thread::sleep(Duration::from_millis(300));
     }
-    true
 }
 
-/// The console used for breaks and failures: tools shell first (if any), then built-in.
+/// The console used for breaks and failures: tools shell first (if any), then built-in. A
+/// watcher's request (`anemos ctl` over ssh) is obeyed at any time.
 pub fn console_loop(stages: &[&str], failed: bool) -> Action {
-    run_tools_shell();
+    if let (_, Some(a)) = run_tools_shell() {
+        return a;
+    }
     console(&format!(
         "anemos console: {}; type `help` for commands",
         if failed {
@@ -151,24 +232,44 @@ pub fn console_loop(stages: &[&str], failed: bool) -> Action {
         }
     ));
     let stdin = std::io::stdin();
+    let mut prompt = true;
     loop {
-        let mut e = std::io::stderr();
-        let _ = write!(e, "anemos> ");
-        let _ = e.flush();
+        if prompt {
+            let mut e = std::io::stderr();
+            let _ = write!(e, "anemos> ");
+            let _ = e.flush();
+            prompt = false;
+        }
+        if let Some(c) = take_control() {
+            log::info!("watcher asked: {}", c.word());
+            return control_action(c);
+        }
+        let fd = stdin.as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let timeout = rustix::event::Timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(n) if n > 0 => {}
+            _ => continue,
+        }
         let mut line = String::new();
         match stdin.lock().read_line(&mut line) {
             Ok(0) => {
                 // No console input at all (EOF): do not spin; wait and retry.
-                std::thread::sleep(Duration::from_secs(5));
+                std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
             Err(_) => continue,
-            Ok(_) => {}
+            Ok(_) => prompt = true,
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        match super::shell::run_builtin(&words, stages, failed) {
-            Some(a) => return a,
-            None => continue,
+        if let Some(a) = super::shell::run_builtin(&words, stages, failed) {
+            return a;
         }
     }
 }

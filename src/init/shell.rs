@@ -55,11 +55,11 @@ pub fn run_builtin(words: &[&str], stages: &[&str], failed: bool) -> Option<Acti
             None => console("usage: umount DIR"),
         },
         "disks" => disks(),
-        "sh" => {
-            if !super::recovery::run_tools_shell() {
-                console("sh: this image has no /bin/sh (pack it with --rootfs)");
-            }
-        }
+        "sh" => match super::recovery::run_tools_shell() {
+            (false, _) => console("sh: this image has no /bin/sh (pack it with --rootfs)"),
+            (true, Some(a)) => return Some(a),
+            (true, None) => {}
+        },
         "retry" => {
             if let Some(s) = args.first() {
                 if !stages.contains(s) {
