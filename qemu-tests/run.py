@@ -55,7 +55,8 @@ Scenario keys:
 
 Placeholders (Python format syntax, so a literal brace is doubled in setup/post/host_cmd.run):
   {repo} the repository, {here} qemu-tests/, {out} qemu-tests/out/, {anemos} the binary,
-  {cache} the cache directory ($ANEMOS_CACHE or qemu-tests/cache), in: setup, post,
+  {cache} the cache directory ($ANEMOS_CACHE or qemu-tests/cache), {busybox} a tools root of
+  busybox-static and its applet links (what rootfs = "busybox" packs), in: setup, post,
   host_cmd.run, [pack] rootfs/payload/args and http.dir. post also has {disk0}, {disk1}, ...
   (the disk images); host_cmd.run has {port} (the forwarded ssh port). A [pack] rootfs/payload
   or http.dir that is absolute after substitution is used as is, else taken from the repository.
@@ -386,7 +387,8 @@ def _busybox_root():
 
 def placeholders(anemos):
     """The substitutions every scenario command and path may use (see the docstring)."""
-    return {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT), "cache": str(CACHE)}
+    return {"repo": str(REPO), "here": str(HERE), "anemos": str(anemos), "out": str(OUT), "cache": str(CACHE),
+            "busybox": str(busybox_root())}
 
 
 def expand(text, subs):

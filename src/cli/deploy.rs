@@ -104,6 +104,53 @@ fn ssh_output(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
     ))
 }
 
+/// Runs the remote `anemos kexec --yes`. Returns as soon as the server confirms the kexec
+/// (its connection then hangs until ssh's keepalive gives up, ~15 s that the deploy image
+/// would spend unwatched), or when ssh ends: (exited 0, the output so far).
+fn start_kexec(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
+    let argv = ssh_argv(&a.host, &a.ssh_options, true, cmd);
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running ssh")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let readers: Vec<_> = [
+        child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|r| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let mut out = String::new();
+    // Every line until the confirmation, or until both streams close (ssh ended).
+    for l in rx.iter() {
+        out.push_str(&l);
+        out.push('\n');
+        if l.contains("kexec loaded") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok((true, out));
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let st = child.wait()?;
+    Ok((st.success(), out))
+}
+
 fn upload(a: &DeployArgs, local: &Path, remote: &str) -> Result<()> {
     let cmd = format!(
         "cat > {q}.part && chmod 0755 {q}.part && mv {q}.part {q}",
@@ -362,7 +409,7 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         deploy_id: deploy_id.clone(),
         old_boot_id: old_boot.clone(),
     });
-    let (ok, out) = ssh_output(a, &format!("{kexec} --yes"))?;
+    let (ok, out) = start_kexec(a, &format!("{kexec} --yes"))?;
     if !out.contains("kexec loaded") {
         // The remote anemos ended by itself (a refusal or an error): nothing happened.
         if ok || out.contains("anemos: error") {
