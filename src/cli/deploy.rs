@@ -118,8 +118,14 @@ fn start_kexec(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
         .context("running ssh")?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let readers: Vec<_> = [
-        child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -590,14 +596,18 @@ fn watched_failure(
                 }
             };
             eprintln!("deploy: {back}");
-            anyhow::anyhow!("deploy id {deploy_id}: {what}; {back}")
+            anyhow::anyhow!(
+                "deploy id {deploy_id}: {}; {back}",
+                super::watch::describe_failure(st)
+            )
         }
         "console" => {
             let cmd = super::watch::recovery_command(p, host, &a.ssh_options);
             eprintln!("deploy: recovery: {cmd}");
             eprintln!("deploy: (there: `anemos follow --once` shows the log; `anemos ctl retry [STAGE]`, `anemos ctl reboot` or `anemos ctl poweroff` tell the init what to do; keep {} until then)", p.dir.display());
             anyhow::anyhow!(
-                "deploy id {deploy_id}: {what}; get into its recovery console with: {cmd}"
+                "deploy id {deploy_id}: {}; the deploy image waits in its recovery console: {cmd}",
+                super::watch::describe_failure(st)
             )
         }
         _ => anyhow::anyhow!("deploy id {deploy_id}: {what}"),

@@ -56,7 +56,7 @@ pub fn pinned_argv(p: &Pinned, host: &str, user_opts: &[String], cmd: &str) -> V
         "ServerAliveCountMax=3".into(),
     ]
     .into_iter()
-    .chain(user_opts.iter().cloned())
+    .chain(user_opts.iter().filter(|o| !overrides_pinning(o)).cloned())
     {
         v.push("-o".into());
         v.push(o);
@@ -68,6 +68,25 @@ pub fn pinned_argv(p: &Pinned, host: &str, user_opts: &[String], cmd: &str) -> V
         v.push(cmd.to_string());
     }
     v
+}
+
+/// A user ssh option that the pinning replaces (dropped rather than passed after it, where ssh
+/// would ignore it anyway, so the printed commands do not show contradicting options). Pure.
+fn overrides_pinning(opt: &str) -> bool {
+    let key = opt
+        .split(['=', ' '])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    [
+        "stricthostkeychecking",
+        "userknownhostsfile",
+        "globalknownhostsfile",
+        "hostkeyalias",
+        "updatehostkeys",
+        "checkhostip",
+    ]
+    .contains(&key.as_str())
 }
 
 /// The interactive command an operator types to reach the deploy image's console. Pure.
@@ -370,19 +389,27 @@ pub fn watch(a: WatchArgs) -> Result<()> {
     }
 }
 
+/// What failed, without what comes next. Pure.
+pub fn describe_failure(st: &State) -> String {
+    format!(
+        "the deploy FAILED in stage {}: {}; {}",
+        st.stage,
+        st.error.join(": "),
+        if st.disks_written {
+            "disks had been written"
+        } else {
+            "nothing was written, the old system is intact"
+        }
+    )
+}
+
 /// One line on how a deploy ended. Pure.
 pub fn describe(st: &State) -> String {
     match st.status.as_str() {
         "done" => format!("the deploy image finished the deploy; next: {}", st.next),
         "failed" => format!(
-            "the deploy FAILED in stage {}: {}; {}; next: {}",
-            st.stage,
-            st.error.join(": "),
-            if st.disks_written {
-                "disks had been written"
-            } else {
-                "nothing was written, the old system is intact"
-            },
+            "{}; next: {}",
+            describe_failure(st),
             match st.next.as_str() {
                 "hold" => format!(
                     "holding {} s for a watcher, then reboot into the old system",
@@ -415,15 +442,12 @@ mod tests {
             &["StrictHostKeyChecking=no".into(), "Port=2222".into()],
             "anemos follow",
         );
-        let strict = v
-            .iter()
-            .position(|a| a == "StrictHostKeyChecking=yes")
-            .unwrap();
-        let user = v
-            .iter()
-            .position(|a| a == "StrictHostKeyChecking=no")
-            .unwrap();
-        assert!(strict < user, "{v:?}");
+        assert!(v.contains(&"StrictHostKeyChecking=yes".to_string()));
+        // The user's weakening option is dropped, the others kept.
+        assert!(
+            !v.contains(&"StrictHostKeyChecking=no".to_string()),
+            "{v:?}"
+        );
         assert!(v.contains(&"UserKnownHostsFile=/tmp/anemos-deploy-x/known_hosts".to_string()));
         assert!(v.contains(&"HostKeyAlias=anemos-deploy-anemos-1-ab".to_string()));
         assert!(v.contains(&"Port=2222".to_string()));
