@@ -15,6 +15,7 @@ mod events;
 mod kexec;
 mod makeimg;
 mod netkeep;
+mod report;
 
 pub use makeimg::main as makeimg_main;
 
@@ -172,6 +173,23 @@ enum Cmd {
         timeout: u64,
         /// Also print one JSON object per event on stdout (step, upload, plan, kexec,
         /// result); the plan and the messages then go to stderr.
+        #[arg(long)]
+        json: bool,
+    },
+    /// On a server after a failed deploy: show the failure report the deploy image left.
+    ///
+    /// A deploy image that fails stores what failed (stage, error, whether disks were written,
+    /// deploy ID, time, last log lines) in the EFI variable AnemosFailure-<anemos GUID>, so it
+    /// reaches you even when the deploy image had no network; no disk is written for it.
+    /// Mounts efivarfs if needed (trying `modprobe efivarfs`). Exit status: 0 a report was
+    /// shown, 3 there is none, 1 an error (no EFI, no efivarfs, a damaged variable). Run as
+    /// root.
+    Report {
+        /// Remove the variable after printing it.
+        #[arg(long)]
+        clear: bool,
+        /// Print one JSON object on stdout: {"variable": ..., "report": {...} | null,
+        /// "error": null | "..."}.
         #[arg(long)]
         json: bool,
     },
@@ -385,6 +403,10 @@ fn run(cli: Cli) -> Result<()> {
             deploy_id,
             yes,
         }),
+        Cmd::Report { clear, json } => match report::run(clear, json)? {
+            0 => Ok(()),
+            code => std::process::exit(code.into()),
+        },
         Cmd::Makeimg(a) => makeimg::run(a),
         Cmd::Version => {
             println!("{}", crate::version::banner());

@@ -19,6 +19,7 @@ pub mod network;
 pub mod payload;
 pub mod pid1;
 pub mod recovery;
+pub mod report;
 pub mod shell;
 
 use std::ffi::OsStr;
@@ -233,6 +234,7 @@ pub fn run() -> ! {
             Err((idx, e)) => {
                 let policy = recovery::policy(ctx.params.on_failure, ctx.destructive_started);
                 fail_banner(STAGES[idx].name, &e, ctx.destructive_started, policy);
+                report::store(&ctx, STAGES[idx].name, &e);
                 if !ctx.written.is_empty() {
                     if ctx.params.keep_on_failure {
                         log::warn!(
