@@ -69,3 +69,42 @@ pub fn store(ctx: &Ctx, stage: &str, e: &anyhow::Error) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(params: &str, destructive: bool) -> Ctx {
+        Ctx {
+            params: super::super::cmdline::parse(params),
+            payload: None,
+            destructive_started: destructive,
+            modules_ms: 0,
+            devices_ms: 0,
+            scan_ms: 0,
+            driver_scan: None,
+            plan: None,
+            written: Vec::new(),
+            entry: None,
+            fetched: None,
+            imgbuild: None,
+            timings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn report_carries_deploy_id_stage_error_chain_and_disk_state() {
+        let e = anyhow::anyhow!("no disk").context("disk \"system\"");
+        let c = ctx("anemos.deploy_id=anemos-1-ab12", true);
+        let r = build(&c, "plan", &e);
+        assert_eq!(r.deploy_id.as_deref(), Some("anemos-1-ab12"));
+        assert_eq!(r.stage, "plan");
+        assert_eq!(r.error, ["disk \"system\"", "no disk"]);
+        assert!(r.disks_written);
+        assert!(r.time > 1_600_000_000);
+        assert_eq!(failreport::decode(&failreport::encode(&r)).unwrap(), r);
+        let r = build(&ctx("", false), "devices", &e);
+        assert_eq!(r.deploy_id, None);
+        assert!(!r.disks_written);
+    }
+}
