@@ -11,6 +11,7 @@ use crate::codec::Compression;
 use crate::pack::{self, PackOptions};
 
 mod deploy;
+mod deploy_report;
 mod events;
 mod kexec;
 mod makeimg;
