@@ -29,7 +29,7 @@ pub const ATTRIBUTES: u32 = 0x1 | 0x2 | 0x4;
 pub enum Unavailable {
     #[error("no EFI: this machine did not boot through UEFI (no {EFI_DIR})")]
     NoEfi,
-    #[error("efivarfs not available: mounting it on {EFIVARS} failed ({0}); the kernel lacks efivarfs (load the efivarfs module) or EFI runtime services are disabled")]
+    #[error("efivarfs not available: mounting it on {EFIVARS} failed ({0}); the kernel has no efivarfs (load the efivarfs module; a deploy image needs `anemos pack --module efivarfs`) or its EFI runtime services are disabled")]
     NoEfivarfs(io::Error),
 }
 
@@ -56,14 +56,20 @@ pub fn strip_attributes(content: &[u8]) -> Option<(u32, &[u8])> {
     Some((u32::from_le_bytes(*attr), data))
 }
 
-/// Pure: whether `mounts` (/proc/mounts text) has efivarfs on [`EFIVARS`].
-pub fn efivarfs_mounted(mounts: &str) -> bool {
-    mounts.lines().any(|l| {
+/// Pure: how `mounts` (/proc/mounts text) has efivarfs on [`EFIVARS`]: None when it is not
+/// mounted there, Some(true) read-write, Some(false) read-only (as some systems mount it).
+pub fn efivarfs_mounted(mounts: &str) -> Option<bool> {
+    mounts.lines().rev().find_map(|l| {
         let mut f = l.split_whitespace();
-        let (_, at, fstype) = (f.next(), f.next(), f.next());
-        at == Some(EFIVARS) && fstype == Some("efivarfs")
+        let (_, at, fstype, opts) = (f.next(), f.next(), f.next(), f.next());
+        (at == Some(EFIVARS) && fstype == Some("efivarfs"))
+            .then(|| opts.unwrap_or("").split(',').any(|o| o == "rw"))
     })
 }
+
+const MOUNT_FLAGS: rustix::mount::MountFlags = rustix::mount::MountFlags::NOSUID
+    .union(rustix::mount::MountFlags::NODEV)
+    .union(rustix::mount::MountFlags::NOEXEC);
 
 /// Makes sure efivarfs is mounted on [`EFIVARS`]. `modprobe`: on mount failure, try
 /// `modprobe efivarfs` and mount again (a full system; the init loads modules itself).
@@ -71,20 +77,19 @@ pub fn ensure_mounted(modprobe: bool) -> Result<(), Unavailable> {
     if !Path::new(EFI_DIR).is_dir() {
         return Err(Unavailable::NoEfi);
     }
-    if efivarfs_mounted(&fs::read_to_string("/proc/mounts").unwrap_or_default()) {
-        return Ok(());
+    match efivarfs_mounted(&fs::read_to_string("/proc/mounts").unwrap_or_default()) {
+        Some(true) => return Ok(()),
+        Some(false) => {
+            // Mounted read-only: writing and deleting need it read-write. If the remount
+            // fails, reading still works and a write or delete says why it cannot.
+            let _ = rustix::mount::mount_remount(EFIVARS, MOUNT_FLAGS, "");
+            return Ok(());
+        }
+        None => {}
     }
     let mount = || {
-        rustix::mount::mount(
-            "efivarfs",
-            EFIVARS,
-            "efivarfs",
-            rustix::mount::MountFlags::NOSUID
-                | rustix::mount::MountFlags::NODEV
-                | rustix::mount::MountFlags::NOEXEC,
-            None,
-        )
-        .map_err(io::Error::from)
+        rustix::mount::mount("efivarfs", EFIVARS, "efivarfs", MOUNT_FLAGS, None)
+            .map_err(io::Error::from)
     };
     match mount() {
         Ok(()) => Ok(()),
@@ -229,11 +234,15 @@ mod tests {
 
     #[test]
     fn mounted_check_reads_proc_mounts() {
-        let m = "sysfs /sys sysfs rw 0 0\nefivarfs /sys/firmware/efi/efivars efivarfs rw 0 0\n";
-        assert!(efivarfs_mounted(m));
-        assert!(!efivarfs_mounted("sysfs /sys sysfs rw 0 0\n"));
-        assert!(!efivarfs_mounted(
-            "tmpfs /sys/firmware/efi/efivars tmpfs rw 0 0\n"
-        ));
+        let m =
+            "sysfs /sys sysfs rw 0 0\nefivarfs /sys/firmware/efi/efivars efivarfs rw,nosuid 0 0\n";
+        assert_eq!(efivarfs_mounted(m), Some(true));
+        let ro = "efivarfs /sys/firmware/efi/efivars efivarfs ro,nosuid,nodev,noexec 0 0\n";
+        assert_eq!(efivarfs_mounted(ro), Some(false));
+        assert_eq!(efivarfs_mounted("sysfs /sys sysfs rw 0 0\n"), None);
+        assert_eq!(
+            efivarfs_mounted("tmpfs /sys/firmware/efi/efivars tmpfs rw 0 0\n"),
+            None
+        );
     }
 }
