@@ -50,6 +50,11 @@ Scenario keys:
   http = { dir = PATH, drop_first = true }   # test HTTP server, 10.0.2.100:80 in the guest
   [host_cmd] after = "substring"; run = "command"; expect = [...]; reject = [...]; timeout = 60
              exit = 0                 # the exit status the host command must end with
+  efi = true                        # boot the kernel and image (-kernel/-initrd/-append) through
+                                    # OVMF, so the system runs on UEFI with EFI variables; the
+                                    # variable store (qemu-tests/out/NAME.efivars.fd, fresh per
+                                    # run) is kept for [boot2], which boots the same way unless it
+                                    # sets firmware = "ovmf"
   [boot2] ...                       # a second boot of the same disks (firmware = "ovmf", ...)
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
 
@@ -511,6 +516,11 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
         qemu += ["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
                  "-drive", f"if=pflash,format=raw,file={vars_copy}"]
     else:
+        if sc.get("efi_vars"):
+            # efi = true: OVMF boots the kernel given by -kernel itself (UEFI, EFI variables in
+            # the scenario's own writable store, shared by its boots).
+            qemu += ["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+                     "-drive", f"if=pflash,format=raw,file={sc['efi_vars']}"]
         qemu += ["-kernel", str(kernel), "-initrd", str(image), "-append", cmdline]
     if any(d.get("bus") == "scsi" for _, d in disks):
         qemu += ["-device", "virtio-scsi-pci,id=scsi0"]
@@ -607,7 +617,8 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     sc = tomllib.loads(path.read_text())
     name = path.stem
     unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
-                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "setup", "host_cmd", "net", "http"}
+                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "setup", "host_cmd", "net", "http",
+                         "efi"}
     if unknown or not sc.get("expect"):
         # Guards against TOML's rule that keys after [pack] belong to [pack].
         raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
@@ -622,6 +633,13 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         make_disk(p, d)
         disks.append((p, d))
     before = {p: sha256(p) for p, _ in disks}
+    if sc.get("efi"):
+        # A fresh variable store per run, kept for the second boot (see efi in the docstring).
+        efi_vars = OUT / f"{name}.efivars.fd"
+        shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", efi_vars)
+        sc["efi_vars"] = str(efi_vars)
+        if sc.get("boot2") and sc["boot2"].get("firmware") != "ovmf":
+            sc["boot2"]["efi_vars"] = str(efi_vars)
     host = sc.get("host_cmd")
     host_proc = []
     if host or sc.get("net"):

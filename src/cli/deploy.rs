@@ -87,7 +87,7 @@ fn step(ev: &Events, n: u32, total: u32, what: &str) {
     });
 }
 
-fn ssh_output(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
+pub(super) fn ssh_output(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
     let argv = ssh_argv(&a.host, &a.ssh_options, true, cmd);
     let o = Command::new(&argv[0])
         .args(&argv[1..])
@@ -157,7 +157,7 @@ fn start_kexec(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
     Ok((st.success(), out))
 }
 
-fn upload(a: &DeployArgs, local: &Path, remote: &str) -> Result<()> {
+pub(super) fn upload(a: &DeployArgs, local: &Path, remote: &str) -> Result<()> {
     let cmd = format!(
         "cat > {q}.part && chmod 0755 {q}.part && mv {q}.part {q}",
         q = sh_quote(remote)
@@ -520,10 +520,11 @@ fn await_deployed(
             match crate::deploy_id::judge(old_boot, deploy_id, &reply) {
                 Answer::Deployed => return Ok(()),
                 Answer::OtherSystem { found } => bail!(
-                    "the deploy failed: {} came back as a system this deploy did not write, {} s after the kexec dropped the connection (a new boot with deploy id {}, not {deploy_id}): the deploy image gave up, most likely before writing, and rebooted into the old system; its console shows the failed stage",
+                    "the deploy failed: {} came back as a system this deploy did not write, {} s after the kexec dropped the connection (a new boot with deploy id {}, not {deploy_id}): the deploy image gave up, most likely before writing, and rebooted into the old system; {}",
                     a.host,
                     t.elapsed().as_secs(),
                     found.as_deref().unwrap_or("none"),
+                    super::deploy_report::failure_report(a, deploy_id),
                 ),
                 Answer::DeployImage => last = "the deploy image (still deploying)".into(),
                 Answer::NotYetKexeced => last = "still the old system's boot (kexec not done yet)".into(),

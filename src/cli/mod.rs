@@ -11,11 +11,13 @@ use crate::codec::Compression;
 use crate::pack::{self, PackOptions};
 
 mod deploy;
+mod deploy_report;
 mod events;
 mod follow;
 mod kexec;
 mod makeimg;
 mod netkeep;
+mod report;
 mod watch;
 
 pub use makeimg::main as makeimg_main;
@@ -199,6 +201,23 @@ enum Cmd {
     Ctl(follow::CtlArgs),
     /// From the workstation: re-attach to a running deploy image (pinned host key).
     Watch(watch::WatchArgs),
+    /// On a server after a failed deploy: show the failure report the deploy image left.
+    ///
+    /// A deploy image that fails stores what failed (stage, error, whether disks were written,
+    /// deploy ID, time, last log lines) in the EFI variable AnemosFailure-<anemos GUID>, so it
+    /// reaches you even when the deploy image had no network; no disk is written for it.
+    /// Mounts efivarfs if needed (trying `modprobe efivarfs`). Exit status: 0 a report was
+    /// shown, 3 there is none, 1 an error (no EFI, no efivarfs, a damaged variable). Run as
+    /// root.
+    Report {
+        /// Remove the variable after printing it.
+        #[arg(long)]
+        clear: bool,
+        /// Print one JSON object on stdout: {"variable": ..., "report": {...} | null,
+        /// "error": null | "..."}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build an OS image from ./IMGBUILD (makeimg's format): bootstrap, files, patches,
     /// templates, secrets, provision().
     ///
@@ -420,6 +439,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Follow(a) => follow::follow(a),
         Cmd::Ctl(a) => follow::ctl(a),
         Cmd::Watch(a) => watch::watch(a),
+        Cmd::Report { clear, json } => match report::run(clear, json)? {
+            0 => Ok(()),
+            code => std::process::exit(code.into()),
+        },
         Cmd::Makeimg(a) => makeimg::run(a),
         Cmd::Version => {
             println!("{}", crate::version::banner());

@@ -19,6 +19,7 @@ pub mod network;
 pub mod payload;
 pub mod pid1;
 pub mod recovery;
+pub mod report;
 pub mod shell;
 pub mod sshd;
 
@@ -249,6 +250,7 @@ pub fn run() -> ! {
             Err((idx, e)) => {
                 let policy = recovery::policy(ctx.params.on_failure, ctx.destructive_started);
                 fail_banner(STAGES[idx].name, &e, ctx.destructive_started, policy);
+                report::store(&ctx, STAGES[idx].name, &e);
                 let hold = crate::remote::state::hold_for(
                     policy == OnFailure::Reboot,
                     ctx.destructive_started,
