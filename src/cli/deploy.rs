@@ -510,7 +510,13 @@ fn await_deployed(
                     watching = None;
                 }
                 Watched::NotConnected(Refusal::Unreachable(e)) => {
-                    last = format!("nothing answers yet ({e})")
+                    // Nothing listens (the deploy image is still booting): the probe would not
+                    // get through either; try again soon, not to miss the start of the deploy.
+                    last = format!("nothing answers yet ({e})");
+                    if t.elapsed() < Duration::from_secs(a.timeout) {
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
                 }
                 // Another host key: the old system (not gone yet, or back) or the new one.
                 Watched::NotConnected(_) => {}
