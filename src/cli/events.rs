@@ -148,4 +148,45 @@ mod tests {
             r#"{"t_ms":1,"event":"kexec","deploy_id":"d","old_boot_id":"b"}"#
         );
     }
+
+    #[test]
+    fn deploy_image_events_carry_stage_timing_and_outcome() {
+        let l = Events::line(
+            19631,
+            &Event::Stage {
+                stage: "partition".into(),
+                status: "ok".into(),
+                ms: Some(144),
+            },
+        );
+        assert_eq!(
+            l,
+            r#"{"t_ms":19631,"event":"stage","stage":"partition","status":"ok","ms":144}"#
+        );
+        let l = Events::line(
+            3,
+            &Event::Outcome {
+                status: "failed".into(),
+                stage: "plan".into(),
+                error: vec!["disk \"system\"".into(), "no disk".into()],
+                disks_written: false,
+                next: "hold".into(),
+            },
+        );
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["event"], "outcome");
+        assert_eq!(v["error"][0], "disk \"system\"");
+        assert_eq!(v["disks_written"], false);
+        assert_eq!(v["next"], "hold");
+        let l = Events::line(
+            4,
+            &Event::Log {
+                line: "provision: step 3 of 5 (60%)".into(),
+            },
+        );
+        assert_eq!(
+            l,
+            r#"{"t_ms":4,"event":"log","line":"provision: step 3 of 5 (60%)"}"#
+        );
+    }
 }

@@ -43,20 +43,33 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         ),
         Err(_) => None,
     };
+    let downloads = super::download::install_downloads(ctx);
+    // Configured by nobody, wanted only so that a watcher can reach the ssh server: then a
+    // network that does not come up (no DHCP server there) costs the watching, not the deploy.
+    let only_for_watch = !downloads
+        && ctx.params.ip.is_empty()
+        && kept.as_ref().is_none_or(|k| k.interfaces.is_empty())
+        && p.config.network.interfaces.is_empty();
     let plans = plan_network(
         &ctx.params.ip,
         &ctx.params.nameservers,
         kept.as_ref(),
         &p.config.network,
         &ifaces,
-        // Downloads need it, and so does the ssh server a watcher connects to.
-        super::download::install_downloads(ctx) || super::sshd::requested(),
+        downloads || super::sshd::requested(),
     )?;
     if plans.is_empty() {
         log::info!("network: not configured and not needed");
         return Ok(());
     }
-    let applied = apply(&plans, ctx.params.timeout)?;
+    let applied = match apply(&plans, ctx.params.timeout) {
+        Ok(a) => a,
+        Err(e) if only_for_watch => {
+            log::warn!("network: DHCP for the ssh server failed ({e:#}); the deploy goes on unwatched (give the deploy image a network with [network], ip= or anemos deploy --network keep)");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     ctx.network_up = true;
     write_resolver(&applied, p.config.hostname.as_deref().unwrap_or("anemos"))?;
     Ok(())
