@@ -104,18 +104,22 @@ pub(super) fn ssh_output(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
     ))
 }
 
-/// Runs the remote `anemos kexec --yes`. Returns as soon as the server confirms the kexec
-/// (its connection then hangs until ssh's keepalive gives up, ~15 s that the deploy image
-/// would spend unwatched), or when ssh ends: (exited 0, the output so far).
-fn start_kexec(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
-    let argv = ssh_argv(&a.host, &a.ssh_options, true, cmd);
-    let mut child = Command::new(&argv[0])
+/// Starts an ssh argv with stdin closed and stdout/stderr piped to us.
+pub(super) fn spawn_piped(argv: &[String]) -> Result<std::process::Child> {
+    Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running ssh")?;
+        .context("running ssh (is OpenSSH installed?)")
+}
+
+/// Runs the remote `anemos kexec --yes`. Returns as soon as the server confirms the kexec
+/// (its connection then hangs until ssh's keepalive gives up, ~15 s that the deploy image
+/// would spend unwatched), or when ssh ends: (exited 0, the output so far).
+fn start_kexec(a: &DeployArgs, cmd: &str) -> Result<(bool, String)> {
+    let mut child = spawn_piped(&ssh_argv(&a.host, &a.ssh_options, true, cmd))?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let readers: Vec<_> = [
         child

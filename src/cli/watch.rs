@@ -187,14 +187,7 @@ pub fn log_event(line: &str) -> Event {
 
 /// Runs `anemos follow` in the deploy image, printing its log as it comes and emitting events.
 pub fn follow(p: &Pinned, host: &str, user_opts: &[String], ev: &Events) -> Result<Watched> {
-    let argv = pinned_argv(p, host, user_opts, "anemos follow");
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running ssh")?;
+    let mut child = super::deploy::spawn_piped(&pinned_argv(p, host, user_opts, "anemos follow"))?;
     let out = child.stdout.take().context("ssh stdout")?;
     let mut got_any = false;
     let mut end = None;

@@ -76,6 +76,27 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The state before the first stage.
+    pub fn new(params: Params) -> Ctx {
+        Ctx {
+            params,
+            payload: None,
+            destructive_started: false,
+            modules_ms: 0,
+            devices_ms: 0,
+            scan_ms: 0,
+            driver_scan: None,
+            plan: None,
+            written: Vec::new(),
+            entry: None,
+            timings: Vec::new(),
+            fetched: None,
+            imgbuild: None,
+            network_up: false,
+            sshd_up: false,
+        }
+    }
+
     /// The payload's disk layout, when it declares any disk.
     pub fn layout(&self) -> Option<&crate::config::layout::Layout> {
         self.payload
@@ -225,23 +246,7 @@ pub fn run() -> ! {
         // The probe of `anemos deploy` reads it to tell the deploy image from other systems.
         let _ = std::fs::write(crate::deploy_id::IMAGE_FILE, format!("{id}\n"));
     }
-    let mut ctx = Ctx {
-        params,
-        payload: None,
-        destructive_started: false,
-        modules_ms: 0,
-        devices_ms: 0,
-        scan_ms: 0,
-        driver_scan: None,
-        plan: None,
-        written: Vec::new(),
-        entry: None,
-        timings: Vec::new(),
-        fetched: None,
-        imgbuild: None,
-        network_up: false,
-        sshd_up: false,
-    };
+    let mut ctx = Ctx::new(params);
     let mut from = 0;
     let mut broke = false;
     loop {

@@ -75,8 +75,9 @@ pub fn banner(
     s
 }
 
-/// Waits up to one second for a line on the console; true when Enter was pressed.
-fn console_line_within_1s() -> bool {
+/// Waits up to one second for console input: Some(true) when there is some, Some(false)
+/// when not, None when the console cannot be polled (then it has slept the second).
+fn stdin_ready_within_1s() -> Option<bool> {
     let stdin = std::io::stdin();
     let fd = stdin.as_fd();
     let mut fds = [rustix::event::PollFd::new(
@@ -88,17 +89,22 @@ fn console_line_within_1s() -> bool {
         tv_nsec: 0,
     };
     match rustix::event::poll(&mut fds, Some(&timeout)) {
-        Ok(n) if n > 0 => {
-            let mut line = String::new();
-            // EOF (no console input at all) reads 0 bytes: not a key press.
-            matches!(stdin.lock().read_line(&mut line), Ok(n) if n > 0)
-        }
-        Ok(_) => false,
+        Ok(n) => Some(n > 0),
         Err(_) => {
             std::thread::sleep(Duration::from_secs(1));
-            false
+            None
         }
     }
+}
+
+/// Waits up to one second for a line on the console; true when Enter was pressed.
+fn console_line_within_1s() -> bool {
+    if stdin_ready_within_1s() != Some(true) {
+        return false;
+    }
+    let mut line = String::new();
+    // EOF (no console input at all) reads 0 bytes: not a key press.
+    matches!(std::io::stdin().lock().read_line(&mut line), Ok(n) if n > 0)
 }
 
 /// What a watcher's request means here.
@@ -244,18 +250,8 @@ pub fn console_loop(stages: &[&str], failed: bool) -> Action {
             log::info!("watcher asked: {}", c.word());
             return control_action(c);
         }
-        let fd = stdin.as_fd();
-        let mut fds = [rustix::event::PollFd::new(
-            &fd,
-            rustix::event::PollFlags::IN,
-        )];
-        let timeout = rustix::event::Timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        };
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(n) if n > 0 => {}
-            _ => continue,
+        if stdin_ready_within_1s() != Some(true) {
+            continue;
         }
         let mut line = String::new();
         match stdin.lock().read_line(&mut line) {

@@ -75,23 +75,9 @@ mod tests {
     use super::*;
 
     fn ctx(params: &str, destructive: bool) -> Ctx {
-        Ctx {
-            params: super::super::cmdline::parse(params),
-            payload: None,
-            destructive_started: destructive,
-            modules_ms: 0,
-            devices_ms: 0,
-            scan_ms: 0,
-            driver_scan: None,
-            plan: None,
-            written: Vec::new(),
-            entry: None,
-            fetched: None,
-            imgbuild: None,
-            network_up: false,
-            sshd_up: false,
-            timings: Vec::new(),
-        }
+        let mut c = Ctx::new(super::super::cmdline::parse(params));
+        c.destructive_started = destructive;
+        c
     }
 
     #[test]
