@@ -157,10 +157,15 @@ impl<R: Read> Read for Progress<R> {
 
 /// Unpacks `archive` into `target` with owners, modes, mtimes, xattrs, after a pre-scan of
 /// the whole archive that refuses escaping entries before anything is written. Returns bytes read.
-pub fn unpack_rootfs(archive: &Path, target: &Path) -> Result<u64> {
+/// The pre-scan is skipped when the `check` stage already read this archive to its end
+/// (`checked` = its entry count).
+pub fn unpack_rootfs(archive: &Path, target: &Path, checked: Option<u64>) -> Result<u64> {
     // Timed from here, so the figure includes the safety pre-scan of the whole archive.
     let t = Instant::now();
-    let (entries, _) = check_tar(archive)?;
+    let entries = match checked {
+        Some(n) => n,
+        None => check_tar(archive)?.0,
+    };
     let total = fs::metadata(archive)?.len();
     let f = fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     let progress = Progress {
@@ -301,7 +306,9 @@ pub fn run(
     target: &Path,
     fetched: Option<Fetched>,
     imgbuild: Option<&crate::makeimg::imgbuild::ImgBuild>,
+    checked: Option<&(PathBuf, u64)>,
 ) -> Result<()> {
+    let checked_entries = |a: &Path| checked.filter(|(p, _)| p == a).map(|(_, n)| *n);
     let payload = Path::new(PAYLOAD);
     match install {
         Install::Rootfs {
@@ -309,10 +316,11 @@ pub fn run(
         } => {
             match (source, fetched) {
                 (RootfsSource::Path(p), _) => {
-                    unpack_rootfs(&payload.join(p), target)?;
+                    let a = payload.join(p);
+                    unpack_rootfs(&a, target, checked_entries(&a))?;
                 }
                 (RootfsSource::Url(_), Some(Fetched::File(f))) => {
-                    unpack_rootfs(&f, target)?;
+                    unpack_rootfs(&f, target, checked_entries(&f))?;
                 }
                 (RootfsSource::Url(u), Some(Fetched::Stream(mut dl, sha))) => {
                     unpack_stream(&mut dl, target, u)?;
@@ -443,6 +451,7 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         Path::new(super::disks::TARGET),
         fetched,
         ctx.imgbuild.as_ref(),
+        ctx.archive_checked.as_ref(),
     );
     let n = wipe_secrets(payload_dir);
     if n > 0 {
@@ -498,7 +507,7 @@ mod tests {
         fs::write(&p, b.into_inner().unwrap()).unwrap();
         let target = d.path().join("t");
         fs::create_dir(&target).unwrap();
-        let e = unpack_rootfs(&p, &target).unwrap_err().to_string();
+        let e = unpack_rootfs(&p, &target, None).unwrap_err().to_string();
         assert!(
             e.contains("escapes the target root") && e.contains("nothing was written"),
             "{e}"
@@ -507,6 +516,35 @@ mod tests {
             fs::read_dir(&target).unwrap().count(),
             0,
             "the good entry before it must not be written either"
+        );
+    }
+
+    /// A compressed archive cut short (built broken: the payload manifest's sha256 still
+    /// matches) fails the full read the `check` stage does, and a whole one passes it.
+    #[test]
+    fn truncated_archive_fails_the_full_read() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..64 {
+            let mut h = tar::Header::new_gnu();
+            // Incompressible data, so the cut lands inside an entry's data.
+            let data: Vec<u8> = (0..4096u32)
+                .map(|k| (k.wrapping_mul(2654435761).wrapping_add(i) >> 13) as u8)
+                .collect();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("f{i}"), &data[..]).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        let whole = d.path().join("whole.tar.zst");
+        fs::write(&whole, &zst).unwrap();
+        assert_eq!(check_tar(&whole).unwrap().0, 64);
+        let cut = d.path().join("cut.tar.zst");
+        fs::write(&cut, &zst[..zst.len() / 2]).unwrap();
+        assert!(
+            check_tar(&cut).is_err(),
+            "a truncated archive passed the full read"
         );
     }
 
@@ -592,7 +630,7 @@ mod tests {
         assert!(st.success());
         let target = d.path().join("t");
         fs::create_dir(&target).unwrap();
-        unpack_rootfs(&tarf, &target).unwrap();
+        unpack_rootfs(&tarf, &target, None).unwrap();
         use std::os::unix::fs::MetadataExt;
         let m = fs::metadata(target.join("usr/bin/tool")).unwrap();
         assert_eq!(m.mode() & 0o7777, 0o4755);

@@ -5,6 +5,7 @@
 //! sees init exit. The boot sequence is the explicit list in [`STAGES`], one module each.
 
 pub mod bootloader;
+pub mod check;
 pub mod cmdline;
 pub mod devices;
 pub mod disks;
@@ -73,6 +74,8 @@ pub struct Ctx {
     pub network_up: bool,
     /// The ssh server runs (a watcher may be connected).
     pub sshd_up: bool,
+    /// The rootfs archive the `check` stage read to its end, with its entry count.
+    pub archive_checked: Option<(std::path::PathBuf, u64)>,
 }
 
 impl Ctx {
@@ -94,6 +97,7 @@ impl Ctx {
             imgbuild: None,
             network_up: false,
             sshd_up: false,
+            archive_checked: None,
         }
     }
 
@@ -157,6 +161,11 @@ pub const STAGES: &[Stage] = &[
         name: "verify",
         writes: false,
         run: disks::stage_verify,
+    },
+    Stage {
+        name: "check",
+        writes: false,
+        run: check::stage,
     },
     Stage {
         name: "partition",

@@ -1,0 +1,51 @@
+//! The `check` stage, the last before the first write: what the install will read is read
+//! now, to its end. A rootfs archive in the payload or downloaded into RAM is decompressed
+//! completely and every entry checked (no absolute path, no "..", no escaping hard link), so a
+//! truncated or corrupt archive — one built broken on the workstation passes the payload's
+//! sha256 manifest — fails here, with the old system intact, instead of in the install stage
+//! after the disks were repartitioned. The install then skips its own pre-scan of that archive.
+//! Only a streamed download (`download = "stream"`) cannot be read twice: its entries are
+//! checked as they are unpacked, after the disks are written, and the stage says so.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::install::{self, Fetched};
+use crate::config::{Install, RootfsSource};
+
+/// The `check` stage.
+pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
+    let Some(payload) = &ctx.payload else {
+        return Ok(());
+    };
+    let dir = Path::new(install::PAYLOAD);
+    let Some(Install::Rootfs { source, .. }) = install::effective(&payload.config.install, dir)
+    else {
+        return Ok(());
+    };
+    let archive = match (&source, &ctx.fetched) {
+        (RootfsSource::Path(p), _) => dir.join(p),
+        (RootfsSource::Url(_), Some(Fetched::File(f))) => f.clone(),
+        (RootfsSource::Url(u), _) => {
+            log::info!("check: {u} is streamed (download = \"stream\"): its entries are checked as they are unpacked, after the disks are written");
+            return Ok(());
+        }
+    };
+    let t = Instant::now();
+    let (entries, bytes) = install::check_tar(&archive).map_err(|e| {
+        e.context(format!(
+            "the rootfs archive {} is damaged, truncated or unsafe (read before any disk is written: nothing was written)",
+            archive.display()
+        ))
+    })?;
+    log::info!(
+        "check: {} is complete and safe: {entries} entries, {} MiB unpacked, read to its end in {:.1} s",
+        archive.display(),
+        bytes >> 20,
+        t.elapsed().as_secs_f64()
+    );
+    ctx.archive_checked = Some((archive, entries));
+    Ok(())
+}
