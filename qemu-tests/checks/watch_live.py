@@ -16,7 +16,7 @@ if kexec is None:
 stages = [e for e in events if e["event"] == "stage"]
 begins = [e for e in stages if e["status"] == "begin"]
 names = [e["stage"] for e in begins]
-want = ["network", "ssh", "fetch", "devices", "plan", "verify", "partition", "mkfs", "mount", "install", "bootloader", "finish"]
+want = ["network", "ssh", "fetch", "devices", "plan", "verify", "check", "partition", "mkfs", "mount", "install", "bootloader", "finish"]
 missing = [w for w in want if w not in names]
 if missing:
     raise SystemExit(f"FAIL: stage begin events missing: {missing} (seen {names})")

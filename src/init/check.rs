@@ -5,7 +5,8 @@
 //! sha256 manifest — fails here, with the old system intact, instead of in the install stage
 //! after the disks were repartitioned. The install then skips its own pre-scan of that archive.
 //! Only a streamed download (`download = "stream"`) cannot be read twice: its entries are
-//! checked as they are unpacked, after the disks are written, and the stage says so.
+//! checked as they are unpacked, after the disks are written, and the stage says so. An
+//! external builder (`[install] command`) is looked up in the tools root here too.
 
 use std::path::Path;
 use std::time::Instant;
@@ -21,9 +22,25 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         return Ok(());
     };
     let dir = Path::new(install::PAYLOAD);
-    let Some(Install::Rootfs { source, .. }) = install::effective(&payload.config.install, dir)
-    else {
-        return Ok(());
+    let source = match install::effective(&payload.config.install, dir) {
+        Some(Install::Rootfs { source, .. }) => source,
+        Some(Install::Makeimg {
+            command: Some(c), ..
+        }) => {
+            // An external builder must be in the tools root; found missing only by the install
+            // stage, it would leave freshly formatted disks behind.
+            let found = if c.contains('/') {
+                std::path::Path::new(&c).is_file()
+            } else {
+                crate::cmd::which(&c).is_some()
+            };
+            if !found {
+                anyhow::bail!("[install] command = {c:?}: not found in the image's tools root; pack a tools root that has it (--rootfs), or leave command out to use the built-in builder; nothing was written");
+            }
+            log::info!("check: the builder {c} is in the tools root");
+            return Ok(());
+        }
+        _ => return Ok(()),
     };
     let archive = match (&source, &ctx.fetched) {
         (RootfsSource::Path(p), _) => dir.join(p),
