@@ -85,6 +85,7 @@ mod tests {
             driver_scan: None,
             plan: None,
             written: Vec::new(),
+            arrays: Vec::new(),
             entry: None,
             fetched: None,
             imgbuild: None,
