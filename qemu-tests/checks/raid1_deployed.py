@@ -3,7 +3,10 @@
 the disk images, with the planned UUID and name, and holds a clean filesystem that carries the
 planned /etc/fstab and /etc/mdadm/mdadm.conf.
 
-Usage: raid1_deployed.py ANEMOS CONFIG DISK0[:serial=S] [DISK1[:serial=S] ...]
+Usage: raid1_deployed.py [--members-only] ANEMOS CONFIG DISK0[:serial=S] [DISK1[:serial=S] ...]
+
+--members-only: after a failed deploy whose tables were cleared, check only that every member
+partition's range still carries its array's md superblock (what a re-run must wipe).
 
 Runs `anemos plan CONFIG --json --disk ...` for the prediction. Each member partition is
 attached read-only with `losetup -r -o OFFSET --sizelimit SIZE` and checked with
@@ -35,7 +38,7 @@ def attach(image, offset, size):
     return dev
 
 
-def check(plan):
+def check(plan, members_only):
     disks = {d["name"]: d for d in plan["disks"]}
     arrays = plan["arrays"]
     if not arrays:
@@ -67,6 +70,9 @@ def check(plan):
             if not off or not size:
                 raise SystemExit(f"FAIL: no Data Offset/Dev Size in mdadm --examine:\n{ex}")
             data_ranges.append((m, p["start_bytes"] + int(off.group(1)) * 512, int(size.group(1)) * 512))
+        if members_only:
+            print(f"ok: array {a['name']}: the old md superblock (uuid {a['uuid']}) is still on all {len(a['members'])} members")
+            continue
         for m, start, size in data_ranges:
             dev = attach(m["path"], start, size)
             b = run("blkid", "-p", "-o", "export", dev)
@@ -82,6 +88,8 @@ def check(plan):
                 root_fs = dev
         print(f"ok: array {a['name']}: {len(a['members'])} members carry uuid {a['uuid']} name any:{a['name']} "
               f"(mdadm --examine); {a['filesystem']} {a['fs_uuid']} clean on every member's data")
+    if members_only:
+        return
     if root_fs is None:
         raise SystemExit("FAIL: no array is mounted at /")
     for path, want in [("/etc/fstab", plan["fstab"]), ("/etc/mdadm/mdadm.conf", plan["mdadm_conf"])]:
@@ -102,10 +110,14 @@ def check(plan):
 
 
 def main():
-    anemos, config, *disks = sys.argv[1:]
+    args = sys.argv[1:]
+    members_only = args[0] == "--members-only"
+    if members_only:
+        args = args[1:]
+    anemos, config, *disks = args
     plan = json.loads(run(anemos, "plan", config, "--json", *[x for d in disks for x in ("--disk", d)]))
     try:
-        check(plan)
+        check(plan, members_only)
     finally:
         for dev in LOOPS:
             subprocess.run(["losetup", "-d", dev])
