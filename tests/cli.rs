@@ -890,3 +890,136 @@ fn makeimg_refuses_an_unbuildable_raw_file_system_before_building() {
     // Nothing was made.
     assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
 }
+
+/// The raid1 payload of the QEMU scenario on image files: 512 MiB, 640 MiB, and a data disk.
+fn raid1_disks(dir: &Path) -> (PathBuf, Vec<String>, Vec<PathBuf>) {
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/raid1/anemos.toml");
+    let mut specs = Vec::new();
+    let mut files = Vec::new();
+    for (name, size, serial) in [
+        ("a.img", 512u64 << 20, "sys0"),
+        ("b.img", 640 << 20, "sys1"),
+        ("data.img", 64 << 20, "data0"),
+    ] {
+        let p = dir.join(name);
+        fs::File::create(&p).unwrap().set_len(size).unwrap();
+        specs.push(format!("{}:serial={serial}", p.display()));
+        files.push(p);
+    }
+    (cfg, specs, files)
+}
+
+#[test]
+fn raid1_plan_shows_the_arrays_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let (cfg, specs, files) = raid1_disks(d.path());
+    let before: Vec<String> = files.iter().map(|f| sha256(f)).collect();
+    let o = ok({
+        let mut c = anemos();
+        c.arg("plan").arg(&cfg);
+        for s in &specs {
+            c.arg("--disk").arg(s);
+        }
+        c
+    });
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("array \"root\" = /dev/md/root: RAID1 over root-a (")
+            && out.contains("/etc/mdadm/mdadm.conf:\n")
+            && out.contains("name=any:root"),
+        "{out}"
+    );
+    let j = plan_json(&cfg, &specs);
+    let arrays = j["arrays"].as_array().unwrap();
+    assert_eq!(arrays.len(), 2);
+    let root = &arrays[1];
+    // The "rest" members: disk a (512 MiB) decides, minus ESP, /boot member, swap and tables.
+    assert_eq!(root["member_size_bytes"], (512 - 2 - 100 - 96 - 32) << 20);
+    let b = &j["disks"][1]["partitions"];
+    assert_eq!(b[2]["size_bytes"], root["member_size_bytes"]);
+    assert_eq!(b[3]["first_lba"], b[2]["last_lba"].as_u64().unwrap() + 1);
+    let fstab = j["fstab"].as_str().unwrap();
+    assert!(
+        fstab.contains(&format!(
+            "UUID={} / ext4",
+            root["fs_uuid"].as_str().unwrap()
+        )),
+        "{fstab}"
+    );
+    assert!(j["mdadm_conf"]
+        .as_str()
+        .unwrap()
+        .contains(root["uuid"].as_str().unwrap()));
+    let after: Vec<String> = files.iter().map(|f| sha256(f)).collect();
+    assert_eq!(before, after, "plan must not write");
+}
+
+#[test]
+fn raid1_negatives_name_the_field_and_write_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let (cfg, specs, files) = raid1_disks(d.path());
+    let before: Vec<String> = files.iter().map(|f| sha256(f)).collect();
+    let good = fs::read_to_string(&cfg).unwrap();
+    let variant = |name: &str, from: &str, to: &str| {
+        assert!(good.contains(from), "{from}");
+        let p = d.path().join(name);
+        fs::write(&p, good.replacen(from, to, 1)).unwrap();
+        p
+    };
+    let validate_err = |p: &Path| {
+        let o = run({
+            let mut c = anemos();
+            c.arg("validate").arg(p);
+            c
+        });
+        assert!(!o.status.success(), "expected failure");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    // An ESP on md.
+    let esp = variant(
+        "esp.toml",
+        "members = [\"boot-a\", \"boot-b\"]",
+        "members = [\"esp-a\", \"boot-b\"]",
+    );
+    let e = validate_err(&esp);
+    assert!(
+        e.contains("array[0].members[0]: array \"boot\": member \"esp-a\" is an ESP")
+            && e.contains("one ESP per disk"),
+        "{e}"
+    );
+    // Members of different sizes.
+    let sizes = variant(
+        "sizes.toml",
+        "{ label = \"boot-b\", type = \"raid\", size = \"96MiB\" }",
+        "{ label = \"boot-b\", type = \"raid\", size = \"128MiB\" }",
+    );
+    let e = validate_err(&sizes);
+    assert!(
+        e.contains("array[0].members: array \"boot\": members have different sizes (boot-a: 96MiB, boot-b: 128MiB)"),
+        "{e}"
+    );
+    // A preserved disk named as a member.
+    let preserved = variant(
+        "preserved.toml",
+        "members = [\"root-a\", \"root-b\"]",
+        "members = [\"root-a\", \"data\"]",
+    );
+    let e = validate_err(&preserved);
+    assert!(
+        e.contains("array[1].members[1]: array \"root\": member \"data\" is on the preserved disk \"data\""),
+        "{e}"
+    );
+    // A missing member disk: valid, but the plan fails naming the array and the member.
+    let e = err_line_multi({
+        let mut c = anemos();
+        c.arg("plan").arg(&cfg);
+        c.arg("--disk").arg(&specs[0]).arg("--disk").arg(&specs[2]);
+        c
+    });
+    assert!(
+        e.contains("array \"boot\": the disk of member \"boot-b\" is missing: disk \"b\": match { serial = \"sys1\" } found no disk"),
+        "{e}"
+    );
+    let after: Vec<String> = files.iter().map(|f| sha256(f)).collect();
+    assert_eq!(before, after, "nothing is written");
+}

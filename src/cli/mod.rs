@@ -251,7 +251,7 @@ struct PackArgs {
     #[arg(long, value_name = "DIR")]
     kernel_modules: Option<PathBuf>,
     /// Modules to include with their dependencies: names, aliases or sets
-    /// (virtio, nvme, ahci, usb-storage, storage, net, fs). Repeatable.
+    /// (virtio, nvme, ahci, usb-storage, md, storage, net, fs). Repeatable.
     #[arg(long, value_name = "NAME", num_args = 1..)]
     module: Vec<String>,
     /// Take modules from the build host: /lib/modules/$(uname -r) and every module listed
@@ -384,7 +384,25 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
                 print!("{}", crate::disk::plan::render(&plan));
+                if disk.is_empty() {
+                    // On a running system: what the deploy image's guard would refuse if it
+                    // were still so after the kexec (mounts, swap, md arrays, holders).
+                    for d in &plan.disks {
+                        if let crate::disk::plan::DiskAction::Repartition { .. } = d.action {
+                            let b = crate::disk::guard::check_disk(
+                                d.disk.path.trim_start_matches("/dev/"),
+                            );
+                            for r in b.reasons {
+                                println!("busy now: {r}");
+                            }
+                        }
+                    }
+                }
                 print!("\n/etc/fstab:\n{fstab}");
+                if !plan.arrays.is_empty() {
+                    let conf = crate::disk::md::render_conf(&plan.arrays);
+                    print!("\n/etc/mdadm/mdadm.conf:\n{conf}");
+                }
             }
             Ok(())
         }

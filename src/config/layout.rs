@@ -100,10 +100,33 @@ pub struct DiskSpec {
     pub mounts: Vec<PreservedMount>,
 }
 
+/// One `[[array]]` after validation: a Linux md array over partitions of wiped disks, each on
+/// a different disk. It carries a filesystem like a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArraySpec {
+    /// The array's name: /dev/md/NAME, and `any:NAME` in the md superblock.
+    pub name: String,
+    /// RAID level (1).
+    pub level: u32,
+    /// Partition labels of the members, in the order given.
+    pub members: Vec<String>,
+    pub format: Option<FsKind>,
+    pub mount: Option<String>,
+    pub mount_options: Option<String>,
+    /// Filesystem label (defaults to the array name, truncated to the fs limit).
+    pub fs_label: Option<String>,
+    /// Explicit filesystem UUID; else derived from the seed.
+    pub fs_uuid: Option<[u8; 16]>,
+    /// Explicit array UUID; else derived from the seed.
+    pub uuid: Option<[u8; 16]>,
+}
+
 /// The validated storage description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     /// Seed for derived identifiers: hostname (the planner adds disk name + label).
     pub seed: String,
     pub disks: Vec<DiskSpec>,
+    /// md arrays over partitions of `disks`.
+    pub arrays: Vec<ArraySpec>,
 }

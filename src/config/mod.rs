@@ -13,6 +13,7 @@
 // The plan/validate commands and the init stages that consume this are being wired in
 // separately; until then most of the public surface is only used by tests.
 
+mod arrays;
 pub mod layout;
 mod schema;
 mod sections;
@@ -49,6 +50,7 @@ pub fn load_network(text: &str, origin: &str) -> Result<Network, ConfigErrors> {
     let mut problems = validate::Problems::default();
     let net = sections::network(cfg.network.as_ref(), &mut problems);
     let other = !cfg.disk.is_empty()
+        || !cfg.array.is_empty()
         || cfg.hostname.is_some()
         || cfg.install.is_some()
         || cfg.bootloader.is_some()

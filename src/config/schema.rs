@@ -14,6 +14,9 @@ pub struct Config {
     /// `[[disk]]` entries. None at all means "touch no disk".
     #[serde(default)]
     pub disk: Vec<DiskConfig>,
+    /// `[[array]]` entries: md RAID arrays over partitions of wiped disks.
+    #[serde(default)]
+    pub array: Vec<ArrayConfig>,
     pub install: Option<InstallConfig>,
     pub bootloader: Option<BootloaderConfig>,
     pub deploy: Option<DeployConfig>,
@@ -72,6 +75,22 @@ pub struct PartitionConfig {
     pub guid: Option<String>,
     pub fs_uuid: Option<String>,
     pub fat32: Option<bool>,
+}
+
+/// One `[[array]]` entry: an md array whose members are partitions (by label); it carries a
+/// filesystem like a partition does.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrayConfig {
+    pub name: Option<String>,
+    pub level: Option<i64>,
+    pub members: Option<Vec<String>>,
+    pub format: Option<String>,
+    pub mount: Option<String>,
+    pub options: Option<String>,
+    pub fs_label: Option<String>,
+    pub fs_uuid: Option<String>,
+    pub uuid: Option<String>,
 }
 
 /// One entry of `disk.mounts` (preserved disks only).

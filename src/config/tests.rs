@@ -285,7 +285,7 @@ fn partition_rules_name_their_key() {
             "unknown type",
             one(r#"{ label = "a", type = "roo", size = "1G" },"#),
             "disk[0].partitions[0].type",
-            "unknown partition type \"roo\" (use one of: esp, xbootldr, root, usr, home, srv, var, tmp, swap, linux, or a type GUID)",
+            "unknown partition type \"roo\" (use one of: esp, xbootldr, root, usr, home, srv, var, tmp, swap, linux, raid, or a type GUID)",
         ),
         ("bad type GUID", one(r#"{ label = "a", type = "0fc63daf-8483-4772-8e79-3d69d8477dzz", size = "1G" },"#), "disk[0].partitions[0].type", "not a GUID"),
         ("missing type", one(r#"{ label = "a", size = "1G" },"#), "disk[0].partitions[0].type", "missing"),
@@ -406,7 +406,7 @@ fn section_rules_name_their_key() {
             "rootfs without a root partition",
             format!("{}\n[install]\nkind = \"rootfs\"\npath = \"a.tar\"\n", sys(ESP)),
             "install.kind",
-            "no partition has mount = \"/\"",
+            "no partition or array has mount = \"/\"",
         ),
         ("bootloader without kind", with("[bootloader]\noptions = \"quiet\""), "bootloader.kind", "missing"),
         ("unknown bootloader", with("[bootloader]\nkind = \"grub\""), "bootloader.kind", "use one of: systemd-boot, command, none"),
@@ -656,4 +656,189 @@ fn an_invalid_format_is_reported_once() {
         "disk[0].partitions[0].format",
         "unknown format \"ext5\"",
     );
+}
+
+const RAID1: &str = include_str!("../../examples/raid1/anemos.toml");
+
+/// Two wiped disks "a" and "b" whose partitions are `pa` and `pb`, then `arrays`.
+fn two(pa: &str, pb: &str, arrays: &str) -> String {
+    format!(
+        "[[disk]]\nname = \"a\"\nmatch = {{ serial = \"a0\" }}\nwipe = true\npartitions = [\n{pa}\n]\n\
+         [[disk]]\nname = \"b\"\nmatch = {{ serial = \"b0\" }}\nwipe = true\npartitions = [\n{pb}\n]\n{arrays}"
+    )
+}
+
+const MEMBERS_OK: (&str, &str) = (
+    r#"{ label = "root-a", type = "raid", size = "rest" },"#,
+    r#"{ label = "root-b", type = "raid", size = "rest" },"#,
+);
+
+fn root_array(extra: &str) -> String {
+    format!("[[array]]\nname = \"root\"\nlevel = 1\nmembers = [\"root-a\", \"root-b\"]\nformat = \"ext4\"\nmount = \"/\"\n{extra}")
+}
+
+#[test]
+fn raid1_example_loads() {
+    let v = load(RAID1, "raid1/anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = v.layout.arrays.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["boot", "root"]);
+    let root = &v.layout.arrays[1];
+    assert_eq!(root.members, ["root-a", "root-b"]);
+    assert_eq!(
+        (root.level, root.format, root.mount.as_deref()),
+        (1, Some(FsKind::Ext4), Some("/"))
+    );
+    assert_eq!(root.mount_options.as_deref(), Some("noatime"));
+}
+
+#[test]
+fn arrays_load_and_carry_a_filesystem() {
+    let text = two(
+        MEMBERS_OK.0,
+        MEMBERS_OK.1,
+        &root_array("fs_label = \"r\"\n"),
+    );
+    let v = load(&text, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v.layout.arrays.len(), 1);
+    assert_eq!(v.layout.arrays[0].fs_label.as_deref(), Some("r"));
+    // An install needs "/" on a partition or an array: the array counts.
+    let text = format!("{text}[install]\nkind = \"rootfs\"\npath = \"r.tar\"\n");
+    load(&text, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn array_rules_name_their_key() {
+    let (a, b) = MEMBERS_OK;
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "unknown member",
+            two(a, b, &root_array("").replace("\"root-b\"]", "\"root-c\"]")),
+            "array[0].members[1]",
+            "array \"root\": member \"root-c\" is not a partition label",
+        ),
+        (
+            "ESP member",
+            two(
+                r#"{ label = "esp-a", type = "esp", size = "512MiB" },"#,
+                r#"{ label = "esp-b", type = "raid", size = "512MiB" },"#,
+                "[[array]]\nname = \"esp\"\nlevel = 1\nmembers = [\"esp-a\", \"esp-b\"]\n",
+            ),
+            "array[0].members[0]",
+            "one ESP per disk",
+        ),
+        (
+            "vfat array",
+            two(a, b, &root_array("").replace("\"ext4\"", "\"vfat\"")),
+            "array[0].format",
+            "one ESP per disk",
+        ),
+        (
+            "different sizes",
+            two(
+                r#"{ label = "root-a", type = "raid", size = "1GiB" },"#,
+                r#"{ label = "root-b", type = "raid", size = "2GiB" },"#,
+                &root_array(""),
+            ),
+            "array[0].members",
+            "members have different sizes (root-a: 1GiB, root-b: 2GiB)",
+        ),
+        (
+            "rest and a size",
+            two(
+                a,
+                r#"{ label = "root-b", type = "raid", size = "2GiB" },"#,
+                &root_array(""),
+            ),
+            "array[0].members",
+            "root-a: rest, root-b: 2GiB",
+        ),
+        (
+            "same disk",
+            format!(
+                "{}{}",
+                sys(r#"{ label = "root-a", type = "raid", size = "1GiB" },
+{ label = "root-b", type = "raid", size = "1GiB" },"#),
+                root_array("")
+            ),
+            "array[0].members[1]",
+            "members \"root-a\" and \"root-b\" are both on disk \"system\"",
+        ),
+        (
+            "preserved disk member",
+            format!(
+                "{}{}{}",
+                sys(a),
+                data(r#"{ label = "root-b", mount = "/data" }"#),
+                root_array("")
+            ),
+            "array[0].members[1]",
+            "member \"root-b\" is on the preserved disk \"data\"",
+        ),
+        (
+            "member with a filesystem",
+            two(
+                a,
+                r#"{ label = "root-b", type = "raid", size = "rest", format = "ext4" },"#,
+                &root_array(""),
+            ),
+            "array[0].members[1]",
+            "has format of its own",
+        ),
+        (
+            "one member",
+            two(a, b, &root_array("").replace(", \"root-b\"", "")),
+            "array[0].members",
+            "at least 2 members",
+        ),
+        (
+            "level 5",
+            two(a, b, &root_array("").replace("level = 1", "level = 5")),
+            "array[0].level",
+            "level 5 is not supported",
+        ),
+        (
+            "bad name",
+            two(a, b, &root_array("").replace("\"root\"", "\"Root\"")),
+            "array[0].name",
+            "an array name is 1 to 27",
+        ),
+        (
+            "mount without format",
+            two(a, b, &root_array("").replace("format = \"ext4\"\n", "")),
+            "array[0].mount",
+            "a mount needs a format",
+        ),
+        (
+            "mount point used twice",
+            two(
+                r#"{ label = "root-a", type = "raid", size = "rest" }, { label = "x", type = "linux", size = "1GiB", format = "ext4", mount = "/" },"#,
+                b,
+                &root_array(""),
+            ),
+            "array[0].mount",
+            "duplicate mount point \"/\"",
+        ),
+    ];
+    for (case, text, key, want) in cases {
+        assert_one(case, &text, key, want);
+    }
+    // A member in two arrays.
+    let text = two(
+        a,
+        b,
+        &format!(
+            "{}[[array]]\nname = \"other\"\nlevel = 1\nmembers = [\"root-a\", \"root-b\"]\n",
+            root_array("")
+        ),
+    );
+    let errs = load_err(&text);
+    assert_eq!(errs.errors.len(), 2, "{errs}");
+    assert_eq!(errs.errors[0].key, "array[1].members[0]");
+    assert!(errs.errors[0]
+        .message
+        .contains("already a member of array[0]"));
+    // Unknown keys are refused by the parser.
+    let text = two(a, b, &root_array("chunk = \"64K\"\n"));
+    let e = load_err(&text).to_string();
+    assert!(e.contains("chunk"), "{e}");
 }

@@ -174,6 +174,7 @@ pub const PART_TYPES: &[(&str, &str)] = &[
     ("tmp", "7ec6f557-3bc5-4aca-b293-16ef5df639d1"),
     ("swap", "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"),
     ("linux", "0fc63daf-8483-4772-8e79-3d69d8477de4"),
+    ("raid", "a19d880f-05fc-4d3b-a006-743f0f84911e"),
 ];
 
 /// The type GUID for a name in [`PART_TYPES`], if it is one.

@@ -56,12 +56,12 @@ impl Problems {
 
 /// Values that must be unique across the whole file, with the key path of their first use.
 #[derive(Default)]
-struct Seen {
+pub(super) struct Seen {
     disk_names: HashMap<String, String>,
     labels: HashMap<String, String>,
     mounts: HashMap<String, String>,
     part_guids: HashMap<[u8; 16], String>,
-    fs_uuids: HashMap<[u8; 16], String>,
+    pub(super) fs_uuids: HashMap<[u8; 16], String>,
 }
 
 /// Records `value` as used at `key`; returns the key path of an earlier use.
@@ -86,9 +86,16 @@ pub fn validate(cfg: &Config, p: &mut Problems) -> Validated {
         .enumerate()
         .map(|(i, d)| validate_disk(d, &format!("disk[{i}]"), &mut seen, p))
         .collect();
+    let arrays = cfg
+        .array
+        .iter()
+        .enumerate()
+        .map(|(i, a)| super::arrays::validate_array(a, i, &cfg.array, &disks, &mut seen, p))
+        .collect();
     let layout = Layout {
         seed: cfg.hostname.clone().unwrap_or_else(|| "anemos".into()),
         disks,
+        arrays,
     };
     let install = cfg.install.as_ref().map(|c| sections::install(c, p));
     let bootloader = sections::bootloader(cfg.bootloader.as_ref(), p);
@@ -113,7 +120,11 @@ fn check_targets(
     p: &mut Problems,
 ) {
     let parts = || layout.disks.iter().flat_map(|d| d.partitions.iter());
-    let has_root = parts().any(|s| s.mount.as_deref() == Some("/"));
+    let has_root = parts().any(|s| s.mount.as_deref() == Some("/"))
+        || layout
+            .arrays
+            .iter()
+            .any(|a| a.mount.as_deref() == Some("/"));
     let esp = part_type_guid("esp");
     let has_esp = parts().any(|s| Some(s.type_guid) == esp && s.format == Some(FsKind::Vfat));
     if let Some(i @ (Install::Makeimg { .. } | Install::Rootfs { .. })) = install {
@@ -126,7 +137,7 @@ fn check_targets(
             p.add(
                 "install.kind",
                 format!(
-                    "{kind:?} installs a system, but no partition has mount = \"/\" to hold it"
+                    "{kind:?} installs a system, but no partition or array has mount = \"/\" to hold it"
                 ),
             );
         }
@@ -317,7 +328,7 @@ fn check_fit(parts: &[PartSpec], max: u64, dk: &str, p: &mut Problems) {
     }
 }
 
-fn parse_format(text: &str) -> Result<FsKind, String> {
+pub(super) fn parse_format(text: &str) -> Result<FsKind, String> {
     let all = [
         FsKind::Vfat,
         FsKind::Ext4,
@@ -332,7 +343,7 @@ fn parse_format(text: &str) -> Result<FsKind, String> {
 }
 
 /// Filesystem label limits of each mkfs (bytes).
-fn check_fs_label(text: &str, fs: FsKind) -> Result<(), String> {
+pub(super) fn check_fs_label(text: &str, fs: FsKind) -> Result<(), String> {
     check_plain(text)?;
     let max = match fs {
         FsKind::Vfat => 11,
@@ -536,7 +547,7 @@ fn check_unique_label(label: &str, key: &str, seen: &mut Seen, p: &mut Problems)
     }
 }
 
-fn check_unique_mount(mount: &str, key: &str, seen: &mut Seen, p: &mut Problems) {
+pub(super) fn check_unique_mount(mount: &str, key: &str, seen: &mut Seen, p: &mut Problems) {
     if let Some(prev) = first_use(&mut seen.mounts, mount.to_string(), key) {
         p.add(
             key,
@@ -545,7 +556,7 @@ fn check_unique_mount(mount: &str, key: &str, seen: &mut Seen, p: &mut Problems)
     }
 }
 
-fn unique_guid(
+pub(super) fn unique_guid(
     text: Option<&str>,
     key: &str,
     seen: &mut HashMap<[u8; 16], String>,

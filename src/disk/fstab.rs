@@ -10,6 +10,8 @@ pub struct TargetMount {
     /// Partition node, filled in by the caller once nodes exist (e.g. /dev/vda3).
     pub disk_path: String,
     pub number: u32,
+    /// The device to mount when it is not a partition (an array: /dev/md/NAME).
+    pub device: Option<String>,
     pub mount: String,
     pub fs: FsKind,
     pub options: String,
@@ -25,12 +27,25 @@ pub fn target_mounts(plan: &Plan) -> Vec<TargetMount> {
                     v.push(TargetMount {
                         disk_path: d.disk.path.clone(),
                         number: p.number,
+                        device: None,
                         mount: m.clone(),
                         fs,
                         options: p.mount_options.clone().unwrap_or_else(|| "defaults".into()),
                     });
                 }
             }
+        }
+    }
+    for a in &plan.arrays {
+        if let (Some(m), Some(fs)) = (&a.mount, a.fs) {
+            v.push(TargetMount {
+                disk_path: String::new(),
+                number: 0,
+                device: Some(a.device()),
+                mount: m.clone(),
+                fs,
+                options: a.mount_options.clone().unwrap_or_else(|| "defaults".into()),
+            });
         }
     }
     v.sort_by(|a, b| {
@@ -45,40 +60,64 @@ fn mount_depth(m: &str) -> usize {
     m.split('/').filter(|c| !c.is_empty()).count()
 }
 
-/// Renders fstab: created filesystems by UUID, swap, and preserved disks' mounts by LABEL
-/// (with `nofail`, so a missing data disk does not stop the boot).
+/// The fstab line of a created filesystem (a partition's or an array's) with its sort key;
+/// None when it is neither mounted nor swap.
+fn created_line(
+    fs: Option<FsKind>,
+    uuid: Option<[u8; 16]>,
+    mount: Option<&String>,
+    options: Option<&String>,
+) -> Option<(usize, String, String)> {
+    let (Some(fs), Some(uuid)) = (fs, uuid) else {
+        return None;
+    };
+    let id = format!("UUID={}", display_uuid(fs, &uuid));
+    if fs == FsKind::Swap {
+        return Some((
+            usize::MAX,
+            String::new(),
+            format!("{id} none swap defaults 0 0"),
+        ));
+    }
+    let m = mount?;
+    let pass = if m == "/" { 1 } else { 2 };
+    let opts = options.cloned().unwrap_or_else(|| {
+        if fs == FsKind::Vfat {
+            "umask=0077".into()
+        } else {
+            "defaults".into()
+        }
+    });
+    Some((
+        mount_depth(m),
+        m.clone(),
+        format!("{id} {m} {} {opts} 0 {pass}", fs.name()),
+    ))
+}
+
+/// Renders fstab: created filesystems (on partitions and arrays) by UUID, swap, and preserved
+/// disks' mounts by LABEL (with `nofail`, so a missing data disk does not stop the boot).
 pub fn render(plan: &Plan) -> String {
     let mut s = String::from("# /etc/fstab written by anemos from anemos.toml\n# <file system> <mount point> <type> <options> <dump> <pass>\n");
     let mut lines: Vec<(usize, String, String)> = Vec::new();
+    for a in &plan.arrays {
+        lines.extend(created_line(
+            a.fs,
+            a.fs_uuid,
+            a.mount.as_ref(),
+            a.mount_options.as_ref(),
+        ));
+    }
     for d in &plan.disks {
         match &d.action {
             DiskAction::Repartition { parts, .. } => {
                 for p in parts {
-                    let (Some(fs), Some(uuid)) = (p.fs, p.fs_uuid) else {
-                        continue;
-                    };
-                    let id = format!("UUID={}", display_uuid(fs, &uuid));
-                    if fs == FsKind::Swap {
-                        lines.push((
-                            usize::MAX,
-                            String::new(),
-                            format!("{id} none swap defaults 0 0"),
-                        ));
-                    } else if let Some(m) = &p.mount {
-                        let pass = if m == "/" { 1 } else { 2 };
-                        let opts = p.mount_options.clone().unwrap_or_else(|| {
-                            if fs == FsKind::Vfat {
-                                "umask=0077".into()
-                            } else {
-                                "defaults".into()
-                            }
-                        });
-                        lines.push((
-                            mount_depth(m),
-                            m.clone(),
-                            format!("{id} {m} {} {opts} 0 {pass}", fs.name()),
-                        ));
-                    }
+                    lines.extend(created_line(
+                        p.fs,
+                        p.fs_uuid,
+                        p.mount.as_ref(),
+                        p.mount_options.as_ref(),
+                    ));
                 }
             }
             DiskAction::Preserve => {
@@ -127,6 +166,7 @@ mod tests {
     fn fstab_and_mount_order() {
         let layout = Layout {
             seed: "h".into(),
+            arrays: vec![],
             disks: vec![
                 DiskSpec {
                     name: "system".into(),

@@ -1,4 +1,5 @@
-//! Pre-write guards: nothing is written to a disk that has a mounted, swap or held partition.
+//! Pre-write guards: nothing is written to a disk that has a mounted, swap or held partition,
+//! or one that is a member of an active md array of the running system.
 //! Pure parsing of /proc and sysfs text; the caller reads the files.
 
 use std::fs;
@@ -26,15 +27,53 @@ pub fn disk_and_partitions(sysfs: &Path, kname: &str) -> Vec<String> {
     v
 }
 
-/// Pure: the busy reasons for `names` given /proc/self/mounts and /proc/swaps text and the
-/// holders of each name.
+/// One array of /proc/mdstat: its kernel name ("md127"), what it is ("active raid1") and the
+/// kernel names of its members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MdArray {
+    pub name: String,
+    pub what: String,
+    pub members: Vec<String>,
+}
+
+/// Parses /proc/mdstat's array lines: `md127 : active raid1 vdb2[1] vda2[0](F)`.
+pub fn parse_mdstat(text: &str) -> Vec<MdArray> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(" : ")?;
+            let name = name.trim();
+            if !name.starts_with("md") {
+                return None;
+            }
+            let mut what = Vec::new();
+            let mut members = Vec::new();
+            for w in rest.split_whitespace() {
+                match w.split_once('[') {
+                    Some((dev, _)) => members.push(dev.to_string()),
+                    None if members.is_empty() => what.push(w),
+                    None => {}
+                }
+            }
+            Some(MdArray {
+                name: name.to_string(),
+                what: what.join(" "),
+                members,
+            })
+        })
+        .collect()
+}
+
+/// Pure: the busy reasons for `names` given /proc/self/mounts, /proc/swaps and /proc/mdstat
+/// text and the holders of each name.
 pub fn busy_reasons(
     names: &[String],
     mounts: &str,
     swaps: &str,
+    mdstat: &str,
     holders: &[(String, Vec<String>)],
 ) -> Vec<String> {
     let mut r = Vec::new();
+    let arrays = parse_mdstat(mdstat);
     for l in mounts.lines() {
         let mut it = l.split_whitespace();
         let (Some(src), Some(dst)) = (it.next(), it.next()) else {
@@ -57,8 +96,23 @@ pub fn busy_reasons(
             }
         }
     }
+    let mut in_md: Vec<(&str, &str)> = Vec::new();
+    for a in &arrays {
+        for m in a.members.iter().filter(|m| names.contains(m)) {
+            r.push(format!(
+                "/dev/{m} is a member of the running system's md array /dev/{} ({}); stop it first (mdadm --stop /dev/{})",
+                a.name, a.what, a.name
+            ));
+            in_md.push((m, &a.name));
+        }
+    }
     for (n, hs) in holders {
+        let hs: Vec<&String> = hs
+            .iter()
+            .filter(|h| !in_md.contains(&(n.as_str(), h.as_str())))
+            .collect();
         if names.contains(n) && !hs.is_empty() {
+            let hs: Vec<&str> = hs.iter().map(|h| h.as_str()).collect();
             r.push(format!("/dev/{n} is held by {}", hs.join(", ")));
         }
     }
@@ -71,6 +125,7 @@ pub fn check_disk(kname: &str) -> Busy {
     let names = disk_and_partitions(sysfs, kname);
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let swaps = fs::read_to_string("/proc/swaps").unwrap_or_default();
+    let mdstat = fs::read_to_string("/proc/mdstat").unwrap_or_default();
     let holders: Vec<(String, Vec<String>)> = names
         .iter()
         .map(|n| {
@@ -91,7 +146,7 @@ pub fn check_disk(kname: &str) -> Busy {
         .collect();
     Busy {
         disk: kname.into(),
-        reasons: busy_reasons(&names, &mounts, &swaps, &holders),
+        reasons: busy_reasons(&names, &mounts, &swaps, &mdstat, &holders),
     }
 }
 
@@ -109,7 +164,7 @@ mod tests {
             ("vda1".to_string(), vec![]),
             ("vda".to_string(), vec!["dm-0".to_string()]),
         ];
-        let r = busy_reasons(&names, mounts, swaps, &holders);
+        let r = busy_reasons(&names, mounts, swaps, "", &holders);
         assert_eq!(
             r,
             [
@@ -118,6 +173,34 @@ mod tests {
                 "/dev/vda is held by dm-0"
             ]
         );
-        assert!(busy_reasons(&["vdc".to_string()], mounts, swaps, &holders).is_empty());
+        assert!(busy_reasons(&["vdc".to_string()], mounts, swaps, "", &holders).is_empty());
+    }
+
+    #[test]
+    fn md_members_of_the_running_system_are_named() {
+        let mdstat = "Personalities : [raid1]\n\
+            md126 : active raid1 vdb3[1] vda3[0]\n      1046528 blocks super 1.2 [2/2] [UU]\n\
+            md127 : active (auto-read-only) raid1 sdb1[1](F) sda1[0]\n      1046528 blocks\n\
+            unused devices: <none>\n";
+        let arrays = parse_mdstat(mdstat);
+        assert_eq!(arrays.len(), 2);
+        assert_eq!(arrays[0].name, "md126");
+        assert_eq!(arrays[0].what, "active raid1");
+        assert_eq!(arrays[0].members, ["vdb3", "vda3"]);
+        assert_eq!(arrays[1].what, "active (auto-read-only) raid1");
+        assert_eq!(arrays[1].members, ["sdb1", "sda1"]);
+        let names = vec!["vda".to_string(), "vda3".to_string()];
+        let holders = vec![("vda3".to_string(), vec!["md126".to_string()])];
+        let r = busy_reasons(&names, "", "", mdstat, &holders);
+        assert_eq!(
+            r,
+            ["/dev/vda3 is a member of the running system's md array /dev/md126 (active raid1); stop it first (mdadm --stop /dev/md126)"],
+            "the holder md126 is not reported twice"
+        );
+        // A holder that mdstat does not explain is still reported.
+        let holders = vec![("vda3".to_string(), vec!["dm-0".to_string()])];
+        let r = busy_reasons(&names, "", "", mdstat, &holders);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[1], "/dev/vda3 is held by dm-0");
     }
 }

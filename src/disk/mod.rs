@@ -3,6 +3,7 @@
 pub mod fstab;
 pub mod gpt;
 pub mod guard;
+pub mod md;
 pub mod mkfs;
 pub mod plan;
 pub mod plan_json;

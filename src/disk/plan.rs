@@ -46,6 +46,8 @@ pub enum PlanError {
         need: String,
         have: String,
     },
+    #[error("array \"{name}\": {problem}")]
+    Array { name: String, problem: String },
     #[error("disk \"{name}\" ({path}): sector size {sector} is not supported (512 or 4096)")]
     SectorSize {
         name: String,
@@ -105,6 +107,8 @@ pub struct DiskPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub disks: Vec<DiskPlan>,
+    /// md arrays over partitions of `disks`.
+    pub arrays: Vec<super::md::PlannedArray>,
 }
 
 use crate::util::human;
@@ -245,6 +249,17 @@ pub fn layout_disk(
     spec: &DiskSpec,
     disk: &DiskIdentity,
 ) -> Result<DiskAction, PlanError> {
+    layout_disk_capped(seed, spec, disk, None)
+}
+
+/// [`layout_disk`] with the `rest` partition at most `rest_cap` bytes (a multiple of 1 MiB):
+/// an array member sized from the smallest of its disks.
+fn layout_disk_capped(
+    seed: &str,
+    spec: &DiskSpec,
+    disk: &DiskIdentity,
+    rest_cap: Option<u64>,
+) -> Result<DiskAction, PlanError> {
     if spec.preserve || spec.partitions.is_empty() {
         return Ok(DiskAction::Preserve);
     }
@@ -293,6 +308,7 @@ pub fn layout_disk(
                 .filter(|p| p.size == SizeSpec::Rest)
                 .count() as u64
                 * MIB);
+    let rest_bytes = rest_cap.map_or(rest_bytes, |c| rest_bytes.min(c));
     let mut cur = start0;
     let mut parts = Vec::new();
     for (i, p) in spec.partitions.iter().enumerate() {
@@ -334,19 +350,82 @@ pub fn layout_disk(
     })
 }
 
-/// Matches disks and lays out every entry.
+/// Matches disks and lays out every entry, then the arrays over them. An array whose members
+/// are `rest` partitions gets members of the size the smallest of its disks allows.
 pub fn plan(layout: &Layout, disks: &[DiskIdentity]) -> Result<Plan, PlanError> {
-    let matched = match_disks(layout, disks)?;
+    let matched = match_disks(layout, disks).map_err(|e| member_disk_missing(layout, e))?;
     let mut out = Vec::new();
-    for (spec, d) in layout.disks.iter().zip(matched) {
+    for (spec, d) in layout.disks.iter().zip(&matched) {
         out.push(DiskPlan {
             name: spec.name.clone(),
-            disk: d.clone(),
+            disk: (*d).clone(),
             action: layout_disk(&layout.seed, spec, d)?,
             spec: spec.clone(),
         });
     }
-    Ok(Plan { disks: out })
+    let caps = rest_caps(layout, &out);
+    for (i, cap) in caps.into_iter().enumerate() {
+        if cap.is_some() {
+            out[i].action = layout_disk_capped(&layout.seed, &out[i].spec, matched[i], cap)?;
+        }
+    }
+    let arrays = super::md::plan_arrays(&layout.seed, &layout.arrays, &out)?;
+    Ok(Plan { disks: out, arrays })
+}
+
+/// Per disk: the cap for its `rest` partition when that partition is an array member, the
+/// smallest size any member of that array got.
+fn rest_caps(layout: &Layout, disks: &[DiskPlan]) -> Vec<Option<u64>> {
+    let mut caps = vec![None; disks.len()];
+    for a in &layout.arrays {
+        // (disk index, bytes) of the members that are `rest` partitions.
+        let rest: Vec<(usize, u64)> = a
+            .members
+            .iter()
+            .filter_map(|label| {
+                disks.iter().enumerate().find_map(|(i, d)| {
+                    let spec = d.spec.partitions.iter().find(|p| &p.label == label)?;
+                    let DiskAction::Repartition { parts, .. } = &d.action else {
+                        return None;
+                    };
+                    let part = parts.iter().find(|p| &p.label == label)?;
+                    (spec.size == SizeSpec::Rest)
+                        .then_some((i, part.sectors() * d.disk.sector_size))
+                })
+            })
+            .collect();
+        if let Some(min) = rest.iter().map(|(_, b)| *b).min() {
+            for (i, b) in rest {
+                if b > min {
+                    caps[i] = Some(min);
+                }
+            }
+        }
+    }
+    caps
+}
+
+/// A disk that holds array members and matched nothing: say which array loses a member.
+fn member_disk_missing(layout: &Layout, e: PlanError) -> PlanError {
+    let PlanError::NoMatch { name, .. } = &e else {
+        return e;
+    };
+    let Some(spec) = layout.disks.iter().find(|d| &d.name == name) else {
+        return e;
+    };
+    let hit = layout.arrays.iter().find_map(|a| {
+        a.members
+            .iter()
+            .find(|m| spec.partitions.iter().any(|p| &p.label == *m))
+            .map(|m| (a, m))
+    });
+    match hit {
+        Some((a, m)) => PlanError::Array {
+            name: a.name.clone(),
+            problem: format!("the disk of member {m:?} is missing: {e}"),
+        },
+        None => e,
+    }
 }
 
 /// Renders the plan table and, in words, what will be destroyed.
@@ -414,6 +493,7 @@ pub fn render(plan: &Plan) -> String {
             }
         }
     }
+    s.push_str(&super::md::render(&plan.arrays));
     s
 }
 
@@ -575,6 +655,7 @@ mod tests {
         let layout = |specs: Vec<DiskSpec>| Layout {
             seed: "h".into(),
             disks: specs,
+            arrays: vec![],
         };
         let m = match_disks(&layout(vec![spec("s", by_serial("sys0"), vec![])]), &disks).unwrap();
         assert_eq!(m[0].path, "/dev/vda");
@@ -646,6 +727,7 @@ mod tests {
         keep.preserve = true;
         let l = Layout {
             seed: "h".into(),
+            arrays: vec![],
             disks: vec![
                 spec(
                     "system",

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::md::{self, PlannedArray};
 use super::mkfs::{display_uuid, stored_label};
 use super::plan::Plan;
 use super::plan::{DiskAction, DiskPlan, PlannedPart};
@@ -14,8 +15,41 @@ use crate::util::uuid_string;
 #[derive(Debug, Serialize)]
 pub struct PlanJson<'a> {
     pub disks: Vec<DiskJson<'a>>,
+    /// md arrays over partitions of the disks.
+    pub arrays: Vec<ArrayJson<'a>>,
     /// The /etc/fstab the deploy writes.
     pub fstab: String,
+    /// The /etc/mdadm/mdadm.conf the deploy writes (empty without arrays).
+    pub mdadm_conf: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ArrayJson<'a> {
+    pub name: &'a str,
+    /// /dev/md/NAME.
+    pub device: String,
+    pub level: u32,
+    /// md metadata version ("1.2").
+    pub metadata: &'static str,
+    /// As mdadm shows it (xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx).
+    pub uuid: String,
+    /// Each member: its partition label, disk entry, disk path and partition number.
+    pub members: Vec<MemberJson<'a>>,
+    /// The size of each member partition.
+    pub member_size_bytes: u64,
+    pub filesystem: Option<&'static str>,
+    pub fs_uuid: Option<String>,
+    pub fs_label: Option<String>,
+    pub mount: Option<&'a str>,
+    pub mount_options: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberJson<'a> {
+    pub label: &'a str,
+    pub disk: &'a str,
+    pub path: &'a str,
+    pub number: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,7 +111,41 @@ pub struct MountJson<'a> {
 pub fn view(plan: &Plan, fstab: String) -> PlanJson<'_> {
     PlanJson {
         disks: plan.disks.iter().map(disk).collect(),
+        arrays: plan.arrays.iter().map(array).collect(),
         fstab,
+        mdadm_conf: md::render_conf(&plan.arrays),
+    }
+}
+
+fn array(a: &PlannedArray) -> ArrayJson<'_> {
+    ArrayJson {
+        name: &a.name,
+        device: a.device(),
+        level: a.level,
+        metadata: md::METADATA,
+        uuid: md::mdadm_uuid(&a.uuid),
+        members: a
+            .members
+            .iter()
+            .map(|m| MemberJson {
+                label: &m.label,
+                disk: &m.disk,
+                path: &m.disk_path,
+                number: m.number,
+            })
+            .collect(),
+        member_size_bytes: a.member_bytes,
+        filesystem: a.fs.map(|f| f.name()),
+        fs_uuid: match (a.fs, a.fs_uuid) {
+            (Some(fs), Some(u)) => Some(display_uuid(fs, &u)),
+            _ => None,
+        },
+        fs_label: match (a.fs, &a.fs_label) {
+            (Some(fs), Some(l)) => stored_label(fs, l),
+            _ => None,
+        },
+        mount: a.mount.as_deref(),
+        mount_options: a.mount_options.as_deref(),
     }
 }
 

@@ -25,7 +25,8 @@ pub struct Entry {
     pub options: String,
 }
 
-/// (ESP mount point in the target, PARTUUID of the partition mounted at "/").
+/// (ESP mount point in the target, the `root=` value: `PARTUUID=…` of the partition mounted at
+/// "/", or `UUID=…` of the filesystem when "/" is on an array, which has no PARTUUID).
 pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
     let mut esp = None;
     let mut root = None;
@@ -36,16 +37,21 @@ pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
                     esp = p.mount.clone();
                 }
                 if p.mount.as_deref() == Some("/") {
-                    root = Some(uuid_string(&p.part_uuid));
+                    root = Some(format!("PARTUUID={}", uuid_string(&p.part_uuid)));
                 }
             }
+        }
+    }
+    for a in &plan.arrays {
+        if let (Some("/"), Some(u)) = (a.mount.as_deref(), a.fs_uuid) {
+            root = Some(format!("UUID={}", uuid_string(&u)));
         }
     }
     let esp = esp.ok_or_else(|| {
         anyhow!("systemd-boot needs an ESP (type = \"esp\") with a mount point in anemos.toml")
     })?;
     let root = root.ok_or_else(|| {
-        anyhow!("systemd-boot needs a partition mounted at \"/\" for root=PARTUUID=")
+        anyhow!("systemd-boot needs a partition or array mounted at \"/\" for root=")
     })?;
     Ok((esp, root))
 }
@@ -160,7 +166,7 @@ pub fn install_systemd_boot(
     initrd: &[String],
     title: &str,
 ) -> Result<Entry> {
-    let (esp_mount, root_partuuid) = esp_and_root(plan)?;
+    let (esp_mount, root) = esp_and_root(plan)?;
     let esp = target.join(esp_mount.trim_start_matches('/'));
     let sources = [
         target.join(SD_BOOT),
@@ -205,7 +211,7 @@ pub fn install_systemd_boot(
         .and_then(|n| n.strip_prefix("vmlinuz-"))
         .unwrap_or("")
         .to_string();
-    let opts = format!("root=PARTUUID={root_partuuid} {}", options.unwrap_or("rw"))
+    let opts = format!("root={root} {}", options.unwrap_or("rw"))
         .trim()
         .to_string();
     let entry_name = format!(

@@ -152,6 +152,22 @@ pub fn mkfs_stage(p: &Plan) -> Result<()> {
                 .with_context(|| format!("creating {} on {node}", fs.name()))?;
         }
     }
+    for a in &p.arrays {
+        let Some(fs) = a.fs else { continue };
+        let dev = a.device();
+        let len = super::arrays::device_size(&dev)?;
+        log::info!(
+            "creating {} on {dev} (label {}, uuid {}, {})",
+            fs.name(),
+            a.fs_label.as_deref().unwrap_or("-"),
+            a.fs_uuid
+                .map(|u| mkfs::display_uuid(fs, &u))
+                .unwrap_or_default(),
+            crate::util::human(len)
+        );
+        mkfs::make(&a.as_part(), &dev, len, 0)
+            .with_context(|| format!("creating {} on {dev}", fs.name()))?;
+    }
     Ok(())
 }
 
@@ -161,7 +177,10 @@ pub fn mount_stage(p: &Plan) -> Result<Vec<String>> {
     let mut mounted = Vec::new();
     fs::create_dir_all(TARGET).with_context(|| format!("creating {TARGET}"))?;
     for m in fstab::target_mounts(p) {
-        let node = blockdev::partition_node(&m.disk_path, m.number);
+        let node = m
+            .device
+            .clone()
+            .unwrap_or_else(|| blockdev::partition_node(&m.disk_path, m.number));
         let dst = format!(
             "{TARGET}{}",
             if m.mount == "/" { "" } else { m.mount.as_str() }
@@ -220,13 +239,15 @@ pub fn mount_stage(p: &Plan) -> Result<Vec<String>> {
     fs::write(format!("{etc}/fstab"), fstab::render(p))
         .with_context(|| format!("writing {etc}/fstab"))?;
     log::info!("wrote {etc}/fstab");
+    super::arrays::write_conf(TARGET, &p.arrays)?;
     Ok(mounted)
 }
 
-/// Failure cleanup: unmount the target and zero both ends of every disk we started writing,
-/// so a half-done disk never boots stale data.
-pub fn clear_tables(written: &[(String, u64)]) {
+/// Failure cleanup: unmount the target, stop the arrays created (they hold the partitions) and
+/// zero both ends of every disk we started writing, so a half-done disk never boots stale data.
+pub fn clear_tables(written: &[(String, u64)], arrays: &[String]) {
     crate::init::pid1::unmount_all();
+    super::arrays::stop_all(arrays);
     for (path, size) in written {
         match fs::OpenOptions::new().read(true).write(true).open(path) {
             Ok(mut f) => match gpt::wipe_signatures(&mut f, path, *size) {

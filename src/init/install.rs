@@ -473,6 +473,8 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
             std::fs::write(&f, crate::disk::fstab::render(p))
                 .with_context(|| format!("writing {f}"))?;
         }
+        // An installed mdadm package brings its own mdadm.conf: give it the ARRAY lines.
+        super::arrays::write_conf(super::disks::TARGET, &p.arrays)?;
     }
     Ok(())
 }

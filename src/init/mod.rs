@@ -4,6 +4,7 @@
 //! panic anywhere in a stage is caught and routed into the failure policy, so the kernel never
 //! sees init exit. The boot sequence is the explicit list in [`STAGES`], one module each.
 
+pub mod arrays;
 pub mod bootloader;
 pub mod check;
 pub mod cmdline;
@@ -62,6 +63,8 @@ pub struct Ctx {
     pub plan: Option<crate::disk::plan::Plan>,
     /// Disks written so far (path, size), for clearing their tables on failure.
     pub written: Vec<(String, u64)>,
+    /// md arrays created so far (/dev/md/NAME), stopped before the tables are cleared.
+    pub arrays: Vec<String>,
     pub entry: Option<bootloader::Entry>,
     /// A URL rootfs as the fetch stage left it (in RAM, or connected for streaming).
     pub fetched: Option<install::Fetched>,
@@ -91,6 +94,7 @@ impl Ctx {
             driver_scan: None,
             plan: None,
             written: Vec::new(),
+            arrays: Vec::new(),
             entry: None,
             timings: Vec::new(),
             fetched: None,
@@ -171,6 +175,11 @@ pub const STAGES: &[Stage] = &[
         name: "partition",
         writes: true,
         run: disks::stage_partition,
+    },
+    Stage {
+        name: "arrays",
+        writes: true,
+        run: arrays::stage,
     },
     Stage {
         name: "mkfs",
@@ -264,6 +273,17 @@ pub fn run() -> ! {
             Err((idx, e)) => {
                 let policy = recovery::policy(ctx.params.on_failure, ctx.destructive_started);
                 fail_banner(STAGES[idx].name, &e, ctx.destructive_started, policy);
+                if !ctx.arrays.is_empty() {
+                    logger::console(&format!(
+                        "arrays: {} existed when the deploy failed{}",
+                        ctx.arrays.join(", "),
+                        if ctx.written.is_empty() || ctx.params.keep_on_failure {
+                            ""
+                        } else {
+                            "; they are stopped before the written disks' tables are cleared"
+                        }
+                    ));
+                }
                 report::store(&ctx, STAGES[idx].name, &e);
                 let hold = crate::remote::state::hold_for(
                     policy == OnFailure::Reboot,
@@ -278,7 +298,8 @@ pub fn run() -> ! {
                             "anemos.keep_on_failure: leaving the half-written disks as they are"
                         );
                     } else {
-                        disks::clear_tables(&ctx.written);
+                        disks::clear_tables(&ctx.written, &ctx.arrays);
+                        ctx.arrays.clear();
                     }
                 }
                 match recovery::on_failure(policy, ctx.params.countdown, hold, &stage_names()) {

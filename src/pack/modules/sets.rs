@@ -66,6 +66,16 @@ pub(super) const SETS: &[ModuleSet] = &[
         ],
     },
     ModuleSet {
+        name: "md",
+        description: "software RAID (md): the md core and RAID0/1/10",
+        members: &[
+            Module("md_mod"),
+            Module("raid0"),
+            Module("raid1"),
+            Module("raid10"),
+        ],
+    },
+    ModuleSet {
         name: "storage",
         description: "every block, SCSI, ATA, NVMe, MD/DM and MMC driver, plus virtio disks",
         members: &[

@@ -534,7 +534,7 @@ fn named_sets_expand_to_existing_members() {
     assert!(k.resolve(&["nvme"]).unwrap().modules.is_empty());
     assert!(module_set("usb-storage").is_some());
     assert!(module_set("USB-storage").is_none());
-    assert_eq!(module_sets().len(), 7);
+    assert_eq!(module_sets().len(), 8);
 }
 
 // -----------------------------------------------------------------------
