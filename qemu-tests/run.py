@@ -528,6 +528,8 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
     if any(d.get("bus") == "scsi" for _, d in disks):
         qemu += ["-device", "virtio-scsi-pci,id=scsi0"]
     for i, (path, d) in enumerate(disks):
+        if "sector" in d and d.get("bus") != "nvme":
+            raise Failure(f"disk {i}: sector = ... is only for bus = \"nvme\"")
         qemu += ["-drive", f"file={path},if=none,id=d{i},format=raw"]
         if d.get("bus") == "scsi":
             # scsi-hd on virtio-scsi: the disk is /dev/sdX; serial, wwn and model reach the
@@ -544,8 +546,6 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
             qemu += ["-device", f"nvme,drive=d{i},serial={d['serial']},"
                      f"logical_block_size={ss},physical_block_size={ss}"]
         else:
-            if "sector" in d:
-                raise Failure(f"disk {i}: sector = ... is only for bus = \"nvme\"")
             qemu += ["-device", f"virtio-blk-pci,drive=d{i}" + (f",serial={d['serial']}" if d.get("serial") else "")]
     qemu += sc.get("qemu_args", [])
     # Ad-hoc extra QEMU arguments, e.g. a packet capture (see qemu-tests/capture-dhcp.sh).
