@@ -39,6 +39,9 @@ Scenario keys:
            unchanged = true (sha256 the same after every boot) | "deploy" (after the deploy's
            boot only: the deployed system may mount it in boot2)
            bus = "scsi" (scsi-hd on virtio-scsi; default virtio-blk); wwn = "0x..."; model = "..."
+           bus = "nvme" (an NVMe controller with one namespace, /dev/nvme<i>n1; serial is
+           required and becomes the by-id name nvme-QEMU_NVMe_Ctrl_<serial>); sector = 4096 (the
+           namespace's logical and physical block size, 512 when absent: 4Kn disks)
   expect = ["line", ...]            # substrings that must appear, in this order
   reject = ["Kernel panic"]         # substrings that must never appear
   exit = "poweroff" | "reboot" | "any"   # how QEMU must end (-no-reboot makes both exit)
@@ -525,6 +528,8 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
     if any(d.get("bus") == "scsi" for _, d in disks):
         qemu += ["-device", "virtio-scsi-pci,id=scsi0"]
     for i, (path, d) in enumerate(disks):
+        if "sector" in d and d.get("bus") != "nvme":
+            raise Failure(f"disk {i}: sector = ... is only for bus = \"nvme\"")
         qemu += ["-drive", f"file={path},if=none,id=d{i},format=raw"]
         if d.get("bus") == "scsi":
             # scsi-hd on virtio-scsi: the disk is /dev/sdX; serial, wwn and model reach the
@@ -534,6 +539,12 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
                 if d.get(key):
                     dev += f",{prop}={d[key]}"
             qemu += ["-device", dev]
+        elif d.get("bus") == "nvme":
+            if not d.get("serial"):
+                raise Failure(f"disk {i}: bus = \"nvme\" needs a serial")
+            ss = int(d.get("sector", 512))
+            qemu += ["-device", f"nvme,drive=d{i},serial={d['serial']},"
+                     f"logical_block_size={ss},physical_block_size={ss}"]
         else:
             qemu += ["-device", f"virtio-blk-pci,drive=d{i}" + (f",serial={d['serial']}" if d.get("serial") else "")]
     qemu += sc.get("qemu_args", [])

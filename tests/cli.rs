@@ -690,19 +690,35 @@ fn plan_json_has_the_planned_values() {
     assert_eq!(data["preserved_mounts"][0]["mount"], "/home");
     assert!(fstab.contains("LABEL=data /home"), "{fstab}");
 
-    // 4096-byte sectors: the same byte positions, in bigger sectors.
+    // 4096-byte sectors: a 100 MiB ESP cannot be FAT32 there, and the plan says so before
+    // anything is written.
+    let mut c = anemos();
+    c.arg("plan").arg(&cfg).arg("--json");
+    c.arg("--disk")
+        .arg(format!("{}:serial=sys0:sector=4096", d0.display()));
+    c.arg("--disk")
+        .arg(format!("{}:serial=data0", d1.display()));
+    let e = err_line(c);
+    assert!(
+        e.contains("partition \"esp\" (100 MiB) is too small for FAT32 with the disk's 4096-byte sectors: it needs at least 257 MiB"),
+        "{e}"
+    );
+    // A 300 MiB ESP on a 4Kn disk: the same byte positions, in bigger sectors.
+    let cfg4k =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/nvme-4kn/anemos.toml");
     let j = plan_json(
-        &cfg,
-        &[
-            format!("{}:serial=sys0:sector=4096", d0.display()),
-            format!("{}:serial=data0", d1.display()),
-        ],
+        &cfg4k,
+        &[format!(
+            "{}:id=nvme-QEMU_NVMe_Ctrl_nv4k0:sector=4096",
+            d0.display()
+        )],
     );
     let esp = &j["disks"][0]["partitions"][0];
     assert_eq!(j["disks"][0]["logical_sector_size"], 4096);
     assert_eq!(esp["first_lba"], 256);
+    assert_eq!(esp["last_lba"], 256 + (300 << 20) / 4096 - 1);
     assert_eq!(esp["start_bytes"], 1u64 << 20);
-    assert_eq!(esp["size_bytes"], 100u64 << 20);
+    assert_eq!(esp["size_bytes"], 300u64 << 20);
 }
 
 #[test]

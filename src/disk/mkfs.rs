@@ -107,8 +107,10 @@ pub fn stored_label(fs: FsKind, label: &str) -> Option<String> {
     .filter(|l| !l.is_empty())
 }
 
-/// Creates the planned filesystem on `dev` (a partition node of `len` bytes).
-pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64) -> Result<()> {
+/// Creates the planned filesystem on `dev`: a partition node of `len` bytes starting at
+/// `first_lba` on a disk with `sector_size`-byte logical blocks (vfat takes that as its own
+/// sector size; the mkfs tools read it from the device themselves).
+pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64, sector_size: u64) -> Result<()> {
     let Some(fs) = p.fs else { return Ok(()) };
     let uuid = p
         .fs_uuid
@@ -139,6 +141,7 @@ pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64) -> Result<()> 
                 volume_id: id,
                 fat32: p.fat32,
                 hidden_sectors: u32::try_from(first_lba).unwrap_or(0),
+                sector_size: u32::try_from(sector_size).unwrap_or(0),
             };
             super::vfat::format(&mut f, len, &opts)
                 .with_context(|| format!("formatting {dev} as vfat"))?;

@@ -54,6 +54,15 @@ pub enum PlanError {
         path: String,
         sector: u64,
     },
+    #[error("disk \"{name}\" ({path}): partition \"{label}\" ({}) is too small for FAT32 with the disk's {sector}-byte sectors: it needs at least {} (grow it, or set fat32 = false)", human(*size), human(*min))]
+    TooSmallForFat32 {
+        name: String,
+        path: String,
+        label: String,
+        size: u64,
+        sector: u64,
+        min: u64,
+    },
 }
 
 /// One partition in the plan.
@@ -318,6 +327,17 @@ fn layout_disk_capped(
         };
         let sectors = bytes / ss;
         let number = i as u32 + 1;
+        let fat32_min = super::vfat::fat32_min_bytes(ss as u32);
+        if p.format == Some(FsKind::Vfat) && p.fat32 && bytes < fat32_min {
+            return Err(PlanError::TooSmallForFat32 {
+                name: spec.name.clone(),
+                path: disk.path.clone(),
+                label: p.label.clone(),
+                size: bytes,
+                sector: ss,
+                min: fat32_min,
+            });
+        }
         parts.push(PlannedPart {
             number,
             label: p.label.clone(),
@@ -598,6 +618,33 @@ mod tests {
                 "rest uses the disk up to the last whole MiB"
             );
         }
+    }
+
+    #[test]
+    fn fat32_esp_on_4096_byte_sectors_needs_257_mib() {
+        let esp = |mib: u64, fat32: bool| {
+            let mut p = part(
+                "esp",
+                SizeSpec::Bytes(mib * MIB),
+                Some(FsKind::Vfat),
+                Some("/boot"),
+            );
+            p.fat32 = fat32;
+            spec("system", by_serial("nv0"), vec![p])
+        };
+        let d4k = disk("/dev/nvme0n1", "nv0", 1 << 30, 4096);
+        let e = layout_disk("h", &esp(100, true), &d4k).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "disk \"system\" (/dev/nvme0n1): partition \"esp\" (100 MiB) is too small for FAT32 with the disk's 4096-byte sectors: it needs at least 257 MiB (grow it, or set fat32 = false)"
+        );
+        assert!(layout_disk("h", &esp(257, true), &d4k).is_ok());
+        assert!(
+            layout_disk("h", &esp(100, false), &d4k).is_ok(),
+            "FAT16 fits"
+        );
+        let d512 = disk("/dev/vda", "nv0", 1 << 30, 512);
+        assert!(layout_disk("h", &esp(100, true), &d512).is_ok());
     }
 
     #[test]

@@ -31,6 +31,15 @@
 //!   0.3.6 already writes both when a label is given (the tests check both through `blkid`:
 //!   `LABEL` comes from the root-directory entry, `LABEL_FATBOOT` from the BPB).
 //!
+//! # Sector size
+//!
+//! The FAT's logical sector ([`VfatOptions::sector_size`]) must be the device's logical
+//! block size: the kernel refuses to mount a FAT whose sector is smaller than the device's
+//! block ("logical sector size too small for device"), so a 512-byte FAT on a 4Kn disk is
+//! unusable. With 4096-byte sectors a cluster is at least 4 KiB, so FAT32's 65,525 clusters
+//! need at least 257 MiB ([`fat32_min_bytes`]); that is why 4Kn ESPs are usually 300 MiB or
+//! more.
+//!
 //! # Determinism
 //!
 //! No clock is read: every timestamp fatfs writes comes from [`FixedTime`], 1980-01-01
@@ -48,7 +57,7 @@ use fatfs::{
     Date, DateTime, FatType, FileSystem, FormatVolumeOptions, FsOptions, Time, TimeProvider,
 };
 
-/// Bytes per logical sector; the only size this module formats with.
+/// The smallest logical sector; the unit of the byte offsets in [`read_sector`].
 const SECTOR: u64 = 512;
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -65,7 +74,7 @@ const MIN_VOLUME_BYTES: u64 = MIB;
 const WIPE_BYTES: u64 = 128 * KIB;
 
 /// How to format a FAT volume.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VfatOptions {
     /// Volume label: at most 11 printable ASCII characters, no `"*+,./:;<=>?[\]|`, not
     /// starting with a space. Lower case is uppercased. `None` gives the BPB label
@@ -76,21 +85,45 @@ pub struct VfatOptions {
     /// `true`: FAT32 or an error, never anything else. `false`: fatfs picks by size
     /// (FAT12 below 4 MiB, FAT16 below 512 MiB, FAT32 above).
     pub fat32: bool,
-    /// The partition's first LBA (512-byte sectors), stored as BPB "hidden sectors" as
-    /// mkfs.vfat does; 0 for a volume that is not inside a partition table.
+    /// The partition's first LBA (in `sector_size` units), stored as BPB "hidden sectors"
+    /// as mkfs.vfat does; 0 for a volume that is not inside a partition table.
     pub hidden_sectors: u32,
+    /// Bytes per FAT sector: the device's logical block size (512, 1024, 2048 or 4096). The
+    /// kernel refuses to mount a FAT whose sector is smaller than the device's logical block.
+    pub sector_size: u32,
 }
+
+impl Default for VfatOptions {
+    fn default() -> Self {
+        VfatOptions {
+            label: None,
+            volume_id: 0,
+            fat32: false,
+            hidden_sectors: 0,
+            sector_size: 512,
+        }
+    }
+}
+
+/// Mount options the init mounts a FAT volume with: codepage and IO charset explicit, so the
+/// modules needed ([`MOUNT_NLS_MODULES`]) do not depend on the kernel's configured defaults.
+pub const MOUNT_OPTIONS: &std::ffi::CStr = c"codepage=437,iocharset=ascii";
+
+/// The kernel modules [`MOUNT_OPTIONS`] needs; `anemos pack --module vfat` adds them.
+pub const MOUNT_NLS_MODULES: [&str; 2] = ["nls_cp437", "nls_ascii"];
 
 /// Everything that can go wrong here. Messages are one line; the cause (if any) is the
 /// error's `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum VfatError {
-    #[error("partition of {} is too small for FAT32 (needs at least {})", show_size(*size), show_size(*min))]
-    TooSmallForFat32 { size: u64, min: u64 },
+    #[error("partition of {} is too small for FAT32 with {sector}-byte sectors (needs at least {})", show_size(*size), show_size(*min))]
+    TooSmallForFat32 { size: u64, min: u64, sector: u32 },
     #[error("partition of {} is too small for a FAT filesystem (needs at least {})", show_size(*size), show_size(*min))]
     TooSmall { size: u64, min: u64 },
-    #[error("partition of {} is too large for FAT with 512-byte sectors (at most 2 TiB)", show_size(*size))]
-    TooLarge { size: u64 },
+    #[error("partition of {} is too large for FAT with {sector}-byte sectors (at most 2^32 sectors)", show_size(*size))]
+    TooLarge { size: u64, sector: u32 },
+    #[error("FAT cannot use {0}-byte sectors (512, 1024, 2048 or 4096)")]
+    SectorSize(u32),
     #[error("invalid FAT volume label {label:?}: {reason}")]
     BadLabel { label: String, reason: &'static str },
     #[error("asked for FAT32 but the formatted volume is {found}")]
@@ -131,29 +164,46 @@ fn show_size(bytes: u64) -> String {
 // ---------------------------------------------------------------------------------------
 
 /// Formats the whole of `dev` (a partition: Read+Write+Seek starting at offset 0, `len`
-/// bytes). Only the first `len` bytes (rounded down to 512) are touched.
+/// bytes). Only the first `len` bytes (rounded down to the sector size) are touched.
 pub fn format<D: Read + Write + Seek>(dev: &mut D, len: u64, opts: &VfatOptions) -> Result<()> {
     let label = opts.label.as_deref().map(label_bytes).transpose()?;
-    let total_sectors = total_sectors(len)?;
+    let ss = check_sector_size(opts.sector_size)?;
+    let total_sectors = total_sectors(len, ss)?;
     let mut fopts = FormatVolumeOptions::new()
-        .bytes_per_sector(SECTOR as u16)
+        .bytes_per_sector(ss as u16)
         .total_sectors(total_sectors)
         .volume_id(opts.volume_id);
     if let Some(label) = label {
         fopts = fopts.volume_label(label);
     }
     if opts.fat32 {
-        let cluster = fat32_cluster_bytes(len);
-        check_fat32_fits(len, u64::from(total_sectors), u64::from(cluster))?;
+        let cluster = fat32_cluster_bytes(len, ss);
+        check_fat32_fits(len, u64::from(total_sectors), u64::from(cluster), ss)?;
         fopts = fopts.fat_type(FatType::Fat32).bytes_per_cluster(cluster);
     }
     wipe_start(dev, len)?;
     dev.seek(SeekFrom::Start(0)).map_err(io_err("seeking"))?;
     fatfs::format_volume(&mut *dev, fopts).map_err(VfatError::Format)?;
     if opts.hidden_sectors != 0 {
-        set_hidden_sectors(dev, opts.hidden_sectors)?;
+        set_hidden_sectors(dev, opts.hidden_sectors, ss)?;
     }
     finish_format(dev, opts.fat32)
+}
+
+/// Smallest FAT32 volume in bytes with `sector_size`-byte sectors (one sector per cluster),
+/// rounded up to whole MiB: 33 MiB with 512-byte sectors, 257 MiB with 4096-byte ones.
+pub fn fat32_min_bytes(sector_size: u32) -> u64 {
+    let ss = u64::from(sector_size.max(SECTOR as u32));
+    let (mut lo, mut hi) = (0u64, 1u64 << 22);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fat32_clusters(mid, 1, ss) >= FAT32_MIN_CLUSTERS {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    (lo * ss).div_ceil(MIB) * MIB
 }
 
 // ---------------------------------------------------------------------------------------
@@ -239,60 +289,61 @@ fn label_char_problem(b: u8) -> Option<&'static str> {
     }
 }
 
-/// Number of 512-byte sectors for a partition of `len` bytes, within FAT's limits.
-fn total_sectors(len: u64) -> Result<u32> {
+/// The sector size as a byte count, if FAT (and fatfs) can use it.
+fn check_sector_size(sector_size: u32) -> Result<u64> {
+    match sector_size {
+        512 | 1024 | 2048 | 4096 => Ok(u64::from(sector_size)),
+        other => Err(VfatError::SectorSize(other)),
+    }
+}
+
+/// Number of `ss`-byte sectors for a partition of `len` bytes, within FAT's limits.
+fn total_sectors(len: u64, ss: u64) -> Result<u32> {
     if len < MIN_VOLUME_BYTES {
         return Err(VfatError::TooSmall {
             size: len,
             min: MIN_VOLUME_BYTES,
         });
     }
-    u32::try_from(len / SECTOR).map_err(|_| VfatError::TooLarge { size: len })
+    u32::try_from(len / ss).map_err(|_| VfatError::TooLarge {
+        size: len,
+        sector: ss as u32,
+    })
 }
 
-/// FAT32 cluster size for a volume of `len` bytes (the Microsoft / mkfs.vfat table).
-fn fat32_cluster_bytes(len: u64) -> u32 {
-    match len {
+/// FAT32 cluster size for a volume of `len` bytes (the Microsoft / mkfs.vfat table), never
+/// smaller than one `ss`-byte sector.
+fn fat32_cluster_bytes(len: u64, ss: u64) -> u32 {
+    let table = match len {
         l if l <= 260 * MIB => 512,
         l if l <= 8 * GIB => 4096,
         l if l <= 16 * GIB => 8192,
         l if l <= 32 * GIB => 16384,
         _ => 32768,
-    }
+    };
+    table.max(ss as u32)
 }
 
-/// Clusters a FAT32 volume of `total_sectors` gets with `sectors_per_cluster`, computed the
-/// way fatfs 0.3.6 sizes the FAT (8 reserved sectors, two FATs, room for two extra entries).
-fn fat32_clusters(total_sectors: u64, sectors_per_cluster: u64) -> u64 {
-    let entries_per_cluster = sectors_per_cluster * SECTOR / 4;
+/// Clusters a FAT32 volume of `total_sectors` `ss`-byte sectors gets with
+/// `sectors_per_cluster`, computed the way fatfs 0.3.6 sizes the FAT (8 reserved sectors, two
+/// FATs, room for two extra entries).
+fn fat32_clusters(total_sectors: u64, sectors_per_cluster: u64, ss: u64) -> u64 {
+    let entries_per_cluster = sectors_per_cluster * ss / 4;
     let t0 = total_sectors.saturating_sub(FAT32_RESERVED_SECTORS);
     let fat_sectors = (t0 + 2 * sectors_per_cluster).div_ceil(entries_per_cluster + FAT_COUNT);
     let used = FAT32_RESERVED_SECTORS + FAT_COUNT * fat_sectors;
     total_sectors.saturating_sub(used) / sectors_per_cluster
 }
 
-/// Smallest FAT32 volume in bytes (512-byte clusters), rounded up to whole MiB.
-fn fat32_min_bytes() -> u64 {
-    let (mut lo, mut hi) = (0u64, 1u64 << 22);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        if fat32_clusters(mid, 1) >= FAT32_MIN_CLUSTERS {
-            hi = mid;
-        } else {
-            lo = mid + 1;
-        }
-    }
-    (lo * SECTOR).div_ceil(MIB) * MIB
-}
-
 /// Fails before anything is written if FAT32 would not fit (fatfs would fall back silently).
-fn check_fat32_fits(len: u64, total_sectors: u64, cluster_bytes: u64) -> Result<()> {
-    if fat32_clusters(total_sectors, cluster_bytes / SECTOR) >= FAT32_MIN_CLUSTERS {
+fn check_fat32_fits(len: u64, total_sectors: u64, cluster_bytes: u64, ss: u64) -> Result<()> {
+    if fat32_clusters(total_sectors, cluster_bytes / ss, ss) >= FAT32_MIN_CLUSTERS {
         Ok(())
     } else {
         Err(VfatError::TooSmallForFat32 {
             size: len,
-            min: fat32_min_bytes(),
+            min: fat32_min_bytes(ss as u32),
+            sector: ss as u32,
         })
     }
 }
@@ -306,8 +357,9 @@ fn wipe_start<D: Write + Seek>(dev: &mut D, len: u64) -> Result<()> {
         .map_err(io_err("wiping the partition start"))
 }
 
-/// Writes `hidden` into the BPB of the boot sector and, on FAT32, of its backup.
-fn set_hidden_sectors<D: Read + Write + Seek>(dev: &mut D, hidden: u32) -> Result<()> {
+/// Writes `hidden` into the BPB of the boot sector and, on FAT32, of its backup (sector
+/// numbers in `ss`-byte sectors).
+fn set_hidden_sectors<D: Read + Write + Seek>(dev: &mut D, hidden: u32, ss: u64) -> Result<()> {
     let boot = read_sector(dev, 0)?;
     let mut sectors = vec![0u64];
     if le16(&boot, 0x16) == 0 {
@@ -317,7 +369,7 @@ fn set_hidden_sectors<D: Read + Write + Seek>(dev: &mut D, hidden: u32) -> Resul
         }
     }
     for sector in sectors {
-        write_at(dev, sector * SECTOR + 0x1C, &hidden.to_le_bytes())?;
+        write_at(dev, sector * ss + 0x1C, &hidden.to_le_bytes())?;
     }
     Ok(())
 }
@@ -356,7 +408,7 @@ fn le16(buf: &[u8], at: usize) -> u16 {
     }
 }
 
-/// Reads 512-byte sector `n`.
+/// Reads the first 512 bytes of the volume starting at byte `n * 512`.
 fn read_sector<D: Read + Seek>(dev: &mut D, n: u64) -> Result<[u8; 512]> {
     let mut buf = [0u8; 512];
     read_at(dev, n * SECTOR, &mut buf)?;
@@ -395,6 +447,16 @@ mod tests {
             volume_id: ID,
             fat32: true,
             hidden_sectors: 2048,
+            sector_size: 512,
+        }
+    }
+
+    /// The ESP options on a disk with 4096-byte logical blocks (4Kn).
+    fn esp_4k_opts() -> VfatOptions {
+        VfatOptions {
+            hidden_sectors: 256,
+            sector_size: 4096,
+            ..esp_opts()
         }
     }
 
@@ -549,7 +611,7 @@ mod tests {
         assert!(matches!(err, VfatError::TooSmallForFat32 { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "partition of 32 MiB is too small for FAT32 (needs at least 33 MiB)"
+            "partition of 32 MiB is too small for FAT32 with 512-byte sectors (needs at least 33 MiB)"
         );
         assert!(
             std::fs::read(img.path()).unwrap() == noise(32 * MIB as usize, 3),
@@ -559,11 +621,94 @@ mod tests {
 
     #[test]
     fn fat32_minimum_reported_is_really_enough() {
-        let min = fat32_min_bytes();
+        let min = fat32_min_bytes(512);
         assert_eq!(min, 33 * MIB);
         let img = formatted(min, &esp_opts());
         assert_fsck_clean(img.path());
         assert_blkid(img.path(), "FAT32", Some("ESP"), "1234-ABCD");
+    }
+
+    /// Bytes per sector as the BPB states it.
+    fn bpb_sector_size(img: &Path) -> u16 {
+        let b = read_range(img, 0, 512);
+        u16::from_le_bytes([b[0x0B], b[0x0C]])
+    }
+
+    #[test]
+    fn fat32_with_4096_byte_sectors_is_fsck_clean_and_mountable() {
+        let len = 300 * MIB;
+        let img = formatted(len, &esp_4k_opts());
+        assert_eq!(bpb_sector_size(img.path()), 4096);
+        assert_fsck_clean(img.path());
+        assert_blkid(img.path(), "FAT32", Some("ESP"), "1234-ABCD");
+        let mut f = open_rw(img.path());
+        let fs = mount(&mut f).unwrap();
+        assert_eq!(fs.fat_type(), FatType::Fat32);
+        assert_eq!(fs.volume_label(), "ESP");
+        drop(fs);
+        let b = read_range(img.path(), 0, 512);
+        assert_eq!(b[0x0D], 1, "one 4096-byte sector per cluster");
+        assert_eq!(
+            u32::from_le_bytes([b[0x1C], b[0x1D], b[0x1E], b[0x1F]]),
+            256
+        );
+        let backup = read_range(img.path(), 6 * 4096, 512);
+        assert!(
+            backup == b,
+            "the backup boot sector (sector 6 of 4096 bytes) differs"
+        );
+    }
+
+    #[test]
+    fn fat32_minimum_with_4096_byte_sectors() {
+        let min = fat32_min_bytes(4096);
+        assert_eq!(min, 257 * MIB);
+        let img = formatted(min, &esp_4k_opts());
+        assert_fsck_clean(img.path());
+        assert_blkid(img.path(), "FAT32", Some("ESP"), "1234-ABCD");
+        let mut dev = io::Cursor::new(Vec::new());
+        let err = format(&mut dev, 256 * MIB, &esp_4k_opts()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "partition of 256 MiB is too small for FAT32 with 4096-byte sectors (needs at least 257 MiB)"
+        );
+        assert!(dev.get_ref().is_empty(), "wrote before failing");
+    }
+
+    #[test]
+    fn fat16_with_4096_byte_sectors() {
+        let opts = VfatOptions {
+            label: Some("data".into()),
+            volume_id: 0xDEAD_BEEF,
+            sector_size: 4096,
+            ..VfatOptions::default()
+        };
+        let img = formatted(64 * MIB, &opts);
+        assert_eq!(bpb_sector_size(img.path()), 4096);
+        assert_fsck_clean(img.path());
+        assert_blkid(img.path(), "FAT16", Some("DATA"), "DEAD-BEEF");
+    }
+
+    #[test]
+    fn mount_options_and_their_modules_agree() {
+        let opts = MOUNT_OPTIONS.to_str().unwrap();
+        for (opt, module) in opts.split(',').zip(MOUNT_NLS_MODULES) {
+            let (key, value) = opt.split_once('=').unwrap();
+            let want = match key {
+                "codepage" => format!("nls_cp{value}"),
+                "iocharset" => format!("nls_{value}"),
+                other => panic!("unexpected option {other}"),
+            };
+            assert_eq!(module, want);
+        }
+    }
+
+    #[test]
+    fn cluster_size_is_at_least_one_sector() {
+        assert_eq!(fat32_cluster_bytes(100 * MIB, 512), 512);
+        assert_eq!(fat32_cluster_bytes(300 * MIB, 4096), 4096);
+        assert_eq!(fat32_cluster_bytes(100 * MIB, 4096), 4096);
+        assert_eq!(fat32_cluster_bytes(20 * GIB, 4096), 16384);
     }
 
     #[test]
@@ -574,6 +719,7 @@ mod tests {
                 volume_id: 0xDEAD_BEEF,
                 fat32: false,
                 hidden_sectors: 0,
+                sector_size: 512,
             };
             let img = formatted(mib * MIB, &opts);
             assert_fsck_clean(img.path());
@@ -588,6 +734,7 @@ mod tests {
             volume_id: 1,
             fat32: true,
             hidden_sectors: 0,
+            sector_size: 512,
         };
         let img = formatted(64 * MIB, &opts);
         assert_fsck_clean(img.path());
@@ -647,6 +794,15 @@ mod tests {
         );
         let e = format(&mut dev, 3 << 40, &VfatOptions::default()).unwrap_err();
         assert!(matches!(e, VfatError::TooLarge { .. }), "{e:?}");
+        let odd = VfatOptions {
+            sector_size: 520,
+            ..VfatOptions::default()
+        };
+        let e = format(&mut dev, 2 * MIB, &odd).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "FAT cannot use 520-byte sectors (512, 1024, 2048 or 4096)"
+        );
         format(&mut dev, 2 * MIB, &with_label("ok")).unwrap();
     }
 }

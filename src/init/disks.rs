@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::blockdev::{device as blockdev, identity};
-use crate::config::layout::{FsKind, Layout};
+use crate::config::layout::Layout;
 use crate::disk::plan::{self, DiskAction, Plan};
 use crate::disk::{fstab, gpt, guard, mkfs};
 
@@ -148,7 +148,7 @@ pub fn mkfs_stage(p: &Plan) -> Result<()> {
                 part.fs_label.as_deref().unwrap_or("-"),
                 crate::util::human(len)
             );
-            mkfs::make(part, &node, len, part.first_lba)
+            mkfs::make(part, &node, len, part.first_lba, d.disk.sector_size)
                 .with_context(|| format!("creating {} on {node}", fs.name()))?;
         }
     }
@@ -186,25 +186,7 @@ pub fn mount_stage(p: &Plan) -> Result<Vec<String>> {
             if m.mount == "/" { "" } else { m.mount.as_str() }
         );
         fs::create_dir_all(&dst).with_context(|| format!("creating {dst}"))?;
-        let fstype = match m.fs {
-            FsKind::Vfat => "vfat",
-            other => other.name(),
-        };
-        rustix::mount::mount(
-            node.as_str(),
-            dst.as_str(),
-            fstype,
-            rustix::mount::MountFlags::empty(),
-            None,
-        )
-        .with_context(|| {
-            let hint = if m.fs == FsKind::Vfat {
-                " (vfat needs its codepage module: pack with --module nls_cp437 nls_ascii)"
-            } else {
-                ""
-            };
-            format!("mounting {node} ({fstype}) on {dst}{hint}")
-        })?;
+        super::mountfail::mount(m.fs, &node, &dst)?;
         log::info!("mounted {node} on {dst}");
         mounted.push(dst);
     }

@@ -17,6 +17,7 @@ pub mod install;
 pub mod logger;
 pub mod makeimg;
 pub mod modules;
+pub mod mountfail;
 pub mod network;
 pub mod payload;
 pub mod pid1;

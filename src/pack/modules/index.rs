@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::sets::{module_set, ModuleSet, SetMember, SETS};
+use super::sets::{companions, module_set, ModuleSet, SetMember, SETS};
 use super::ModuleError;
 use crate::codec::Compression;
 use crate::util::fnmatch;
@@ -362,20 +362,27 @@ impl KernelIndex {
         out
     }
 
-    /// Resolves one request: a set name, module name, builtin or alias.
+    /// Resolves one request: a set name, module name, builtin or alias, plus the companions
+    /// of what it names (see [`super::sets::COMPANIONS`]).
     pub(super) fn resolve_request(&self, request: &str) -> Result<Vec<Target>, ModuleError> {
-        if let Some(set) = module_set(request) {
-            return Ok(self.expand_set(set));
-        }
-        let found = if request.trim().is_empty() {
+        let found = if let Some(set) = module_set(request) {
+            self.expand_set(set)
+        } else if request.trim().is_empty() {
             Vec::new()
         } else {
             self.lookup(request)
         };
-        if found.is_empty() {
+        if found.is_empty() && module_set(request).is_none() {
             return Err(self.unknown(request));
         }
-        Ok(found)
+        let extra: Vec<Target> = found
+            .iter()
+            .flat_map(|t| match t {
+                Target::Module(n) | Target::Builtin(n) => companions(n),
+            })
+            .filter_map(|c| self.lookup_name(c))
+            .collect();
+        Ok(found.into_iter().chain(extra).collect())
     }
 
     /// Builds the unknown-module error with suggestions.

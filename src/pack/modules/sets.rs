@@ -101,6 +101,21 @@ pub(super) const SETS: &[ModuleSet] = &[
     },
 ];
 
+/// Modules that come with another one because the init cannot use it without them (as dracut
+/// adds the codepages with vfat): requesting the first (by name, alias or set) adds the others
+/// this kernel has. vfat: the codepage and IO charset of the init's vfat mount options.
+pub(super) const COMPANIONS: &[(&str, &[&str])] =
+    &[("vfat", &crate::disk::vfat::MOUNT_NLS_MODULES)];
+
+/// The companions of module `name` (see [`COMPANIONS`]).
+pub(super) fn companions(name: &str) -> &'static [&'static str] {
+    COMPANIONS
+        .iter()
+        .find(|(m, _)| *m == name)
+        .map(|(_, c)| *c)
+        .unwrap_or(&[])
+}
+
 /// Looks up a named module set; names are case-sensitive.
 pub fn module_set(name: &str) -> Option<&'static ModuleSet> {
     SETS.iter().find(|s| s.name == name)

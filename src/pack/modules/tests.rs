@@ -502,6 +502,38 @@ fn missing_kdir_and_modules_dep_are_clear_errors() {
 }
 
 #[test]
+fn vfat_brings_the_codepages_of_the_init_mount_options() {
+    let dep = "kernel/fs/fat/fat.ko:\n\
+               kernel/fs/fat/vfat.ko: kernel/fs/fat/fat.ko\n\
+               kernel/fs/nls/nls_cp437.ko:\n\
+               kernel/fs/nls/nls_ascii.ko:\n\
+               kernel/fs/nls/nls_cp850.ko:\n";
+    let k = FakeKdir::new(dep);
+    k.write("modules.alias", b"alias fs-vfat vfat\n");
+    for request in ["vfat", "fs-vfat"] {
+        assert_eq!(
+            names(&k.resolve(&[request]).unwrap()),
+            ["fat", "nls_ascii", "nls_cp437", "vfat"],
+            "{request}"
+        );
+    }
+    assert_eq!(
+        names(&k.resolve(&["fat"]).unwrap()),
+        ["fat"],
+        "only vfat (what the init mounts) brings them"
+    );
+    // A codepage built into the kernel is skipped like any builtin; one the kernel lacks is
+    // not an error (the mount then names it).
+    let k = FakeKdir::new("kernel/fs/fat/vfat.ko:\nkernel/fs/nls/nls_cp437.ko:\n");
+    k.write("modules.builtin", b"kernel/fs/nls/nls_ascii.ko\n");
+    let plan = k.resolve(&["vfat"]).unwrap();
+    assert_eq!(names(&plan), ["nls_cp437", "vfat"]);
+    assert_eq!(plan.builtin_skipped, ["nls_ascii"]);
+    let k = FakeKdir::new("kernel/fs/fat/vfat.ko:\n");
+    assert_eq!(names(&k.resolve(&["vfat"]).unwrap()), ["vfat"]);
+}
+
+#[test]
 fn named_sets_expand_to_existing_members() {
     let k = FakeKdir::new(
         "kernel/drivers/virtio/virtio.ko:\n\
