@@ -165,7 +165,8 @@ pub fn mkfs_stage(p: &Plan) -> Result<()> {
                 .unwrap_or_default(),
             crate::util::human(len)
         );
-        mkfs::make(&a.as_part(), &dev, len, 0)
+        let sector = super::arrays::sector_size(&dev);
+        mkfs::make(&a.as_part(), &dev, len, 0, sector)
             .with_context(|| format!("creating {} on {dev}", fs.name()))?;
     }
     Ok(())
