@@ -907,14 +907,14 @@ fn makeimg_refuses_an_unbuildable_raw_file_system_before_building() {
     assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
 }
 
-/// The raid1 payload of the QEMU scenario on image files: 512 MiB, 640 MiB, and a data disk.
+/// The raid1 payload of the QEMU scenario on image files: 1 GiB, 1.125 GiB, and a data disk.
 fn raid1_disks(dir: &Path) -> (PathBuf, Vec<String>, Vec<PathBuf>) {
     let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/raid1/anemos.toml");
     let mut specs = Vec::new();
     let mut files = Vec::new();
     for (name, size, serial) in [
-        ("a.img", 512u64 << 20, "sys0"),
-        ("b.img", 640 << 20, "sys1"),
+        ("a.img", 1024u64 << 20, "sys0"),
+        ("b.img", 1152 << 20, "sys1"),
         ("data.img", 64 << 20, "data0"),
     ] {
         let p = dir.join(name);
@@ -947,13 +947,17 @@ fn raid1_plan_shows_the_arrays_and_writes_nothing() {
     );
     let j = plan_json(&cfg, &specs);
     let arrays = j["arrays"].as_array().unwrap();
-    assert_eq!(arrays.len(), 2);
-    let root = &arrays[1];
-    // The "rest" members: disk a (512 MiB) decides, minus ESP, /boot member, swap and tables.
-    assert_eq!(root["member_size_bytes"], (512 - 2 - 100 - 96 - 32) << 20);
+    assert_eq!(arrays.len(), 3);
+    let root = &arrays[2];
+    // The "rest" members: disk a (1 GiB) decides, minus ESP, the /boot and /var members, swap
+    // and tables.
+    assert_eq!(
+        root["member_size_bytes"],
+        (1024 - 2 - 100 - 96 - 32 - 320) << 20
+    );
     let b = &j["disks"][1]["partitions"];
-    assert_eq!(b[2]["size_bytes"], root["member_size_bytes"]);
-    assert_eq!(b[3]["first_lba"], b[2]["last_lba"].as_u64().unwrap() + 1);
+    assert_eq!(b[3]["size_bytes"], root["member_size_bytes"]);
+    assert_eq!(b[4]["first_lba"], b[3]["last_lba"].as_u64().unwrap() + 1);
     let fstab = j["fstab"].as_str().unwrap();
     assert!(
         fstab.contains(&format!(
@@ -1022,7 +1026,7 @@ fn raid1_negatives_name_the_field_and_write_nothing() {
     );
     let e = validate_err(&preserved);
     assert!(
-        e.contains("array[1].members[1]: array \"root\": member \"data\" is on the preserved disk \"data\""),
+        e.contains("array[2].members[1]: array \"root\": member \"data\" is on the preserved disk \"data\""),
         "{e}"
     );
     // A missing member disk: valid, but the plan fails naming the array and the member.

@@ -13,7 +13,7 @@ attached read-only with `losetup -r -o OFFSET --sizelimit SIZE` and checked with
 `mdadm --examine` (metadata 1.2, RAID1, the planned array UUID, name any:NAME, one slot per
 member, "Data Offset"). Then each member's data area (from the data offset on) is attached
 and checked: blkid finds the planned filesystem type, UUID and label, `e2fsck -fn` passes
-(every member on its own: RAID1 writes reached both). The array mounted at "/" must hold
+or xfs_repair -n passes (every member on its own: RAID1 writes reached both). The array mounted at "/" must hold
 exactly the planned /etc/fstab and /etc/mdadm/mdadm.conf (debugfs). Each ESP outside the
 arrays passes fsck.vfat -n. Loop devices are detached at the end, also on failure.
 """
@@ -84,6 +84,12 @@ def check(plan, members_only):
                 r = subprocess.run(["e2fsck", "-fn", dev], capture_output=True, text=True)
                 if r.returncode != 0:
                     raise SystemExit(f"FAIL: e2fsck -fn on array {a['name']} (member {m['label']}) exited {r.returncode}:\n{r.stdout}{r.stderr}")
+            elif a["filesystem"] == "xfs":
+                r = subprocess.run(["xfs_repair", "-n", dev], capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise SystemExit(f"FAIL: xfs_repair -n on array {a['name']} (member {m['label']}) exited {r.returncode}:\n{r.stdout}{r.stderr}")
+            else:
+                raise SystemExit(f"FAIL: array {a['name']}: no clean check for {a['filesystem']}")
             if a["mount"] == "/" and root_fs is None:
                 root_fs = dev
         print(f"ok: array {a['name']}: {len(a['members'])} members carry uuid {a['uuid']} name any:{a['name']} "

@@ -330,14 +330,18 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let v = load_config(&config)?;
             eprintln!(
-                "anemos: {} is valid: {} disk(s), {} partition(s) to create",
+                "anemos: {} is valid: {} disk(s), {} partition(s) to create{}",
                 config.display(),
                 v.layout.disks.len(),
                 v.layout
                     .disks
                     .iter()
                     .map(|d| d.partitions.len())
-                    .sum::<usize>()
+                    .sum::<usize>(),
+                match v.layout.arrays.len() {
+                    0 => String::new(),
+                    n => format!(", {n} md array(s)"),
+                }
             );
             if !v.network.interfaces.is_empty() {
                 eprintln!(

@@ -10,7 +10,6 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -62,17 +61,53 @@ fn wait_device(a: &PlannedArray, timeout: Duration) -> Result<String> {
     }
 }
 
+/// Pure: the RAID levels whose personality the kernel lacks, from /proc/mdstat's
+/// `Personalities : [raid1] [raid10]` line.
+pub fn missing_personalities(mdstat: &str, levels: &[u32]) -> Vec<u32> {
+    let line = mdstat
+        .lines()
+        .find(|l| l.starts_with("Personalities"))
+        .unwrap_or("");
+    let mut v: Vec<u32> = levels
+        .iter()
+        .copied()
+        .filter(|l| !line.contains(&format!("[raid{l}]")))
+        .collect();
+    v.dedup();
+    v
+}
+
+/// Checks, before anything is written, that the arrays can be created: mdadm in the image and
+/// the md driver with each level's personality loaded (the init loads every packed module;
+/// nothing loads one on demand).
+pub fn preflight(arrays: &[PlannedArray]) -> Result<()> {
+    if arrays.is_empty() {
+        return Ok(());
+    }
+    mdadm()?;
+    let Ok(stat) = fs::read_to_string("/proc/mdstat") else {
+        return Err(anyhow!(
+            "the kernel has no md driver (/proc/mdstat is missing); pack with `--module md` (md_mod, raid1)"
+        ));
+    };
+    let levels: Vec<u32> = arrays.iter().map(|a| a.level).collect();
+    let missing = missing_personalities(&stat, &levels);
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|l| format!("raid{l}")).collect();
+        return Err(anyhow!(
+            "the kernel's md driver lacks {} (not loaded); pack with `--module md`",
+            names.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// Creates every array; `created(device)` is called as soon as one exists.
 pub fn create_all(arrays: &[PlannedArray], mut created: impl FnMut(&str)) -> Result<()> {
     if arrays.is_empty() {
         return Ok(());
     }
     let prog = mdadm()?;
-    if !Path::new("/proc/mdstat").exists() {
-        return Err(anyhow!(
-            "the kernel has no md driver (/proc/mdstat is missing); pack with `--module md` (md_mod, raid1)"
-        ));
-    }
     for a in arrays {
         let nodes: Vec<String> = a
             .members
@@ -173,4 +208,18 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
     create_all(&p.arrays, |dev| list.push(dev.to_string()))?;
     // Filesystems on the arrays get their by-uuid/by-label links after mkfs.
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personalities_from_mdstat() {
+        let stat = "Personalities : [raid0] [raid1] [raid10] \nunused devices: <none>\n";
+        assert!(missing_personalities(stat, &[1, 1]).is_empty());
+        assert_eq!(missing_personalities(stat, &[1, 5]), [5]);
+        let none = "Personalities : \nunused devices: <none>\n";
+        assert_eq!(missing_personalities(none, &[1, 1]), [1]);
+    }
 }

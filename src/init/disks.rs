@@ -261,6 +261,7 @@ pub(super) fn stage_plan(ctx: &mut super::Ctx) -> Result<()> {
 pub(super) fn stage_verify(ctx: &mut super::Ctx) -> Result<()> {
     let Some(p) = &ctx.plan else { return Ok(()) };
     verify_stage(p)?;
+    super::arrays::preflight(&p.arrays)?;
     log::info!("verify: every target disk is free (nothing mounted, no swap, no holders)");
     if ctx.params.dry_run {
         log::info!("dry run (anemos.dry_run): stopping before the first write; the plan above is what a real run would do");
