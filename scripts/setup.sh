@@ -9,11 +9,12 @@ cd "$(dirname "$0")/.."
 # sgdisk (gdisk), sfdisk/fdisk (fdisk), blkid/partx/mkswap (util-linux), mkfs.vfat/fsck.vfat
 # (dosfstools), mcopy (mtools), mkfs.ext4 (e2fsprogs), ip (iproute2), gcc, mkinitramfs
 # (initramfs-tools), patch and busybox (busybox-static) for makeimg. QEMU scenarios: the rest
-# (mdadm: packed into RAID images and used by the host checks of the md arrays).
+# (mdadm: packed into RAID images and used by the host checks of the md arrays; cryptsetup-bin:
+# the same for LUKS2).
 # The cached Debian artifacts (scripts/build-*.sh): mmdebstrap; the flat mirror also
 # dpkg-scanpackages (dpkg-dev) and apt-ftparchive (apt-utils).
 PKGS=(musl-tools qemu-system-x86 ovmf cpio busybox-static e2fsprogs dosfstools mtools gdisk fdisk
-      util-linux binutils gcc iproute2 mdadm
+      util-linux binutils gcc iproute2 mdadm cryptsetup-bin
       kmod file zstd xz-utils initramfs-tools dracut-core systemd-boot-efi python3 xfsprogs btrfs-progs dropbear-bin openssh-client socat
       mmdebstrap dpkg-dev apt-utils patch)
 missing=()

@@ -121,6 +121,37 @@ pub struct ArraySpec {
     pub uuid: Option<[u8; 16]>,
 }
 
+/// What a LUKS container sits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LuksOn {
+    /// A partition of a wiped disk, by label.
+    Partition(String),
+    /// An array, by name.
+    Array(String),
+}
+
+/// One `[[luks]]` after validation: a LUKS2 container opened as /dev/mapper/NAME, which
+/// carries a filesystem like a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuksSpec {
+    /// The mapping name: /dev/mapper/NAME, and the first field of the crypttab line.
+    pub name: String,
+    pub on: LuksOn,
+    /// The passphrase file, relative to the payload (under `secrets/`).
+    pub passphrase: String,
+    /// Argon2id memory cost in KiB.
+    pub pbkdf_kib: u64,
+    pub format: Option<FsKind>,
+    pub mount: Option<String>,
+    pub mount_options: Option<String>,
+    /// Filesystem label (defaults to the mapping name, truncated to the fs limit).
+    pub fs_label: Option<String>,
+    /// Explicit filesystem UUID; else derived from the seed.
+    pub fs_uuid: Option<[u8; 16]>,
+    /// Explicit LUKS UUID; else derived from the seed.
+    pub uuid: Option<[u8; 16]>,
+}
+
 /// The validated storage description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -129,4 +160,6 @@ pub struct Layout {
     pub disks: Vec<DiskSpec>,
     /// md arrays over partitions of `disks`.
     pub arrays: Vec<ArraySpec>,
+    /// LUKS2 containers on partitions of `disks` or on `arrays`.
+    pub luks: Vec<LuksSpec>,
 }

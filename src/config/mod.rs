@@ -15,6 +15,7 @@
 
 mod arrays;
 pub mod layout;
+mod luks;
 mod schema;
 mod sections;
 mod source;
@@ -51,6 +52,7 @@ pub fn load_network(text: &str, origin: &str) -> Result<Network, ConfigErrors> {
     let net = sections::network(cfg.network.as_ref(), &mut problems);
     let other = !cfg.disk.is_empty()
         || !cfg.array.is_empty()
+        || !cfg.luks.is_empty()
         || cfg.hostname.is_some()
         || cfg.install.is_some()
         || cfg.bootloader.is_some()

@@ -17,6 +17,9 @@ pub struct Config {
     /// `[[array]]` entries: md RAID arrays over partitions of wiped disks.
     #[serde(default)]
     pub array: Vec<ArrayConfig>,
+    /// `[[luks]]` entries: LUKS2 containers on a partition or an array.
+    #[serde(default)]
+    pub luks: Vec<LuksConfig>,
     pub install: Option<InstallConfig>,
     pub bootloader: Option<BootloaderConfig>,
     pub deploy: Option<DeployConfig>,
@@ -85,6 +88,23 @@ pub struct ArrayConfig {
     pub name: Option<String>,
     pub level: Option<i64>,
     pub members: Option<Vec<String>>,
+    pub format: Option<String>,
+    pub mount: Option<String>,
+    pub options: Option<String>,
+    pub fs_label: Option<String>,
+    pub fs_uuid: Option<String>,
+    pub uuid: Option<String>,
+}
+
+/// One `[[luks]]` entry: a LUKS2 container on a partition (by label) or an array (by name);
+/// the opened mapper device carries a filesystem like a partition does.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LuksConfig {
+    pub name: Option<String>,
+    pub device: Option<String>,
+    pub passphrase: Option<String>,
+    pub pbkdf_memory: Option<String>,
     pub format: Option<String>,
     pub mount: Option<String>,
     pub options: Option<String>,

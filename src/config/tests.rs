@@ -406,7 +406,7 @@ fn section_rules_name_their_key() {
             "rootfs without a root partition",
             format!("{}\n[install]\nkind = \"rootfs\"\npath = \"a.tar\"\n", sys(ESP)),
             "install.kind",
-            "no partition or array has mount = \"/\"",
+            "no partition, array or LUKS volume has mount = \"/\"",
         ),
         ("bootloader without kind", with("[bootloader]\noptions = \"quiet\""), "bootloader.kind", "missing"),
         ("unknown bootloader", with("[bootloader]\nkind = \"grub\""), "bootloader.kind", "use one of: systemd-boot, command, none"),

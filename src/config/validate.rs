@@ -92,10 +92,17 @@ pub fn validate(cfg: &Config, p: &mut Problems) -> Validated {
         .enumerate()
         .map(|(i, a)| super::arrays::validate_array(a, i, &cfg.array, &disks, &mut seen, p))
         .collect();
+    let luks = cfg
+        .luks
+        .iter()
+        .enumerate()
+        .map(|(i, l)| super::luks::validate_luks(l, i, cfg, &disks, &mut seen, p))
+        .collect();
     let layout = Layout {
         seed: cfg.hostname.clone().unwrap_or_else(|| "anemos".into()),
         disks,
         arrays,
+        luks,
     };
     let install = cfg.install.as_ref().map(|c| sections::install(c, p));
     let bootloader = sections::bootloader(cfg.bootloader.as_ref(), p);
@@ -124,7 +131,8 @@ fn check_targets(
         || layout
             .arrays
             .iter()
-            .any(|a| a.mount.as_deref() == Some("/"));
+            .any(|a| a.mount.as_deref() == Some("/"))
+        || layout.luks.iter().any(|l| l.mount.as_deref() == Some("/"));
     let esp = part_type_guid("esp");
     let has_esp = parts().any(|s| Some(s.type_guid) == esp && s.format == Some(FsKind::Vfat));
     if let Some(i @ (Install::Makeimg { .. } | Install::Rootfs { .. })) = install {
@@ -137,7 +145,7 @@ fn check_targets(
             p.add(
                 "install.kind",
                 format!(
-                    "{kind:?} installs a system, but no partition or array has mount = \"/\" to hold it"
+                    "{kind:?} installs a system, but no partition, array or LUKS volume has mount = \"/\" to hold it"
                 ),
             );
         }

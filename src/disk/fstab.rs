@@ -10,7 +10,8 @@ pub struct TargetMount {
     /// Partition node, filled in by the caller once nodes exist (e.g. /dev/vda3).
     pub disk_path: String,
     pub number: u32,
-    /// The device to mount when it is not a partition (an array: /dev/md/NAME).
+    /// The device to mount when it is not a partition (an array: /dev/md/NAME; a LUKS
+    /// container: /dev/mapper/NAME).
     pub device: Option<String>,
     pub mount: String,
     pub fs: FsKind,
@@ -45,6 +46,18 @@ pub fn target_mounts(plan: &Plan) -> Vec<TargetMount> {
                 mount: m.clone(),
                 fs,
                 options: a.mount_options.clone().unwrap_or_else(|| "defaults".into()),
+            });
+        }
+    }
+    for l in &plan.luks {
+        if let (Some(m), Some(fs)) = (&l.mount, l.fs) {
+            v.push(TargetMount {
+                disk_path: String::new(),
+                number: 0,
+                device: Some(l.device()),
+                mount: m.clone(),
+                fs,
+                options: l.mount_options.clone().unwrap_or_else(|| "defaults".into()),
             });
         }
     }
@@ -95,7 +108,7 @@ fn created_line(
     ))
 }
 
-/// Renders fstab: created filesystems (on partitions and arrays) by UUID, swap, and preserved
+/// Renders fstab: created filesystems (on partitions, arrays and opened LUKS containers) by UUID, swap, and preserved
 /// disks' mounts by LABEL (with `nofail`, so a missing data disk does not stop the boot).
 pub fn render(plan: &Plan) -> String {
     let mut s = String::from("# /etc/fstab written by anemos from anemos.toml\n# <file system> <mount point> <type> <options> <dump> <pass>\n");
@@ -106,6 +119,14 @@ pub fn render(plan: &Plan) -> String {
             a.fs_uuid,
             a.mount.as_ref(),
             a.mount_options.as_ref(),
+        ));
+    }
+    for l in &plan.luks {
+        lines.extend(created_line(
+            l.fs,
+            l.fs_uuid,
+            l.mount.as_ref(),
+            l.mount_options.as_ref(),
         ));
     }
     for d in &plan.disks {
@@ -167,6 +188,7 @@ mod tests {
         let layout = Layout {
             seed: "h".into(),
             arrays: vec![],
+            luks: vec![],
             disks: vec![
                 DiskSpec {
                     name: "system".into(),

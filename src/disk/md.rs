@@ -368,6 +368,7 @@ mod tests {
                 array("boot", &["boot-a", "boot-b"], FsKind::Ext4, "/boot"),
                 array("root", &["root-a", "root-b"], FsKind::Ext4, "/"),
             ],
+            luks: vec![],
         }
     }
 

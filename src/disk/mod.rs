@@ -3,6 +3,7 @@
 pub mod fstab;
 pub mod gpt;
 pub mod guard;
+pub mod luks;
 pub mod md;
 pub mod mkfs;
 pub mod plan;

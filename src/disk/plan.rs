@@ -48,6 +48,8 @@ pub enum PlanError {
     },
     #[error("array \"{name}\": {problem}")]
     Array { name: String, problem: String },
+    #[error("LUKS volume \"{name}\": {problem}")]
+    Luks { name: String, problem: String },
     #[error("disk \"{name}\" ({path}): sector size {sector} is not supported (512 or 4096)")]
     SectorSize {
         name: String,
@@ -118,6 +120,8 @@ pub struct Plan {
     pub disks: Vec<DiskPlan>,
     /// md arrays over partitions of `disks`.
     pub arrays: Vec<super::md::PlannedArray>,
+    /// LUKS2 containers on partitions of `disks` or on `arrays`.
+    pub luks: Vec<super::luks::PlannedLuks>,
 }
 
 use crate::util::human;
@@ -390,7 +394,12 @@ pub fn plan(layout: &Layout, disks: &[DiskIdentity]) -> Result<Plan, PlanError> 
         }
     }
     let arrays = super::md::plan_arrays(&layout.seed, &layout.arrays, &out)?;
-    Ok(Plan { disks: out, arrays })
+    let luks = super::luks::plan_luks(&layout.seed, &layout.luks, &out)?;
+    Ok(Plan {
+        disks: out,
+        arrays,
+        luks,
+    })
 }
 
 /// Per disk: the cap for its `rest` partition when that partition is an array member, the
@@ -514,6 +523,7 @@ pub fn render(plan: &Plan) -> String {
         }
     }
     s.push_str(&super::md::render(&plan.arrays));
+    s.push_str(&super::luks::render(&plan.luks));
     s
 }
 
@@ -703,6 +713,7 @@ mod tests {
             seed: "h".into(),
             disks: specs,
             arrays: vec![],
+            luks: vec![],
         };
         let m = match_disks(&layout(vec![spec("s", by_serial("sys0"), vec![])]), &disks).unwrap();
         assert_eq!(m[0].path, "/dev/vda");
@@ -775,6 +786,7 @@ mod tests {
         let l = Layout {
             seed: "h".into(),
             arrays: vec![],
+            luks: vec![],
             disks: vec![
                 spec(
                     "system",

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::luks::{self, Backing, PlannedLuks};
 use super::md::{self, PlannedArray};
 use super::mkfs::{display_uuid, stored_label};
 use super::plan::Plan;
@@ -17,10 +18,33 @@ pub struct PlanJson<'a> {
     pub disks: Vec<DiskJson<'a>>,
     /// md arrays over partitions of the disks.
     pub arrays: Vec<ArrayJson<'a>>,
+    /// LUKS2 containers on partitions or arrays.
+    pub luks: Vec<LuksJson<'a>>,
     /// The /etc/fstab the deploy writes.
     pub fstab: String,
     /// The /etc/mdadm/mdadm.conf the deploy writes (empty without arrays).
     pub mdadm_conf: String,
+    /// The /etc/crypttab the deploy writes (empty without LUKS).
+    pub crypttab: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LuksJson<'a> {
+    pub name: &'a str,
+    /// /dev/mapper/NAME.
+    pub device: String,
+    /// The LUKS header UUID (what crypttab names).
+    pub uuid: String,
+    /// The partition label or array name it is made on, and that device's path.
+    pub on: &'a str,
+    pub on_device: String,
+    pub pbkdf: &'static str,
+    pub pbkdf_memory_kib: u64,
+    pub filesystem: Option<&'static str>,
+    pub fs_uuid: Option<String>,
+    pub fs_label: Option<String>,
+    pub mount: Option<&'a str>,
+    pub mount_options: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,8 +136,44 @@ pub fn view(plan: &Plan, fstab: String) -> PlanJson<'_> {
     PlanJson {
         disks: plan.disks.iter().map(disk).collect(),
         arrays: plan.arrays.iter().map(array).collect(),
+        luks: plan.luks.iter().map(luks_view).collect(),
         fstab,
         mdadm_conf: md::render_conf(&plan.arrays),
+        crypttab: luks::render_crypttab(&plan.luks),
+    }
+}
+
+fn luks_view(l: &PlannedLuks) -> LuksJson<'_> {
+    let (on, on_device) = match &l.on {
+        Backing::Partition {
+            label,
+            disk_path,
+            number,
+        } => (
+            label.as_str(),
+            crate::blockdev::device::partition_node(disk_path, *number),
+        ),
+        Backing::Array(n) => (n.as_str(), format!("/dev/md/{n}")),
+    };
+    LuksJson {
+        name: &l.name,
+        device: l.device(),
+        uuid: uuid_string(&l.uuid),
+        on,
+        on_device,
+        pbkdf: "argon2id",
+        pbkdf_memory_kib: l.pbkdf_kib,
+        filesystem: l.fs.map(|f| f.name()),
+        fs_uuid: match (l.fs, l.fs_uuid) {
+            (Some(fs), Some(u)) => Some(display_uuid(fs, &u)),
+            _ => None,
+        },
+        fs_label: match (l.fs, &l.fs_label) {
+            (Some(fs), Some(lb)) => stored_label(fs, lb),
+            _ => None,
+        },
+        mount: l.mount.as_deref(),
+        mount_options: l.mount_options.as_deref(),
     }
 }
 

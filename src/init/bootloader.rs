@@ -47,6 +47,12 @@ pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
             root = Some(format!("UUID={}", uuid_string(&u)));
         }
     }
+    for l in &plan.luks {
+        // The installed initramfs unlocks it from crypttab, then mounts the filesystem inside.
+        if let (Some("/"), Some(u)) = (l.mount.as_deref(), l.fs_uuid) {
+            root = Some(format!("UUID={}", uuid_string(&u)));
+        }
+    }
     let esp = esp.ok_or_else(|| {
         anyhow!("systemd-boot needs an ESP (type = \"esp\") with a mount point in anemos.toml")
     })?;

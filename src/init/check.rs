@@ -6,7 +6,8 @@
 //! after the disks were repartitioned. The install then skips its own pre-scan of that archive.
 //! Only a streamed download (`download = "stream"`) cannot be read twice: its entries are
 //! checked as they are unpacked, after the disks are written, and the stage says so. An
-//! external builder (`[install] command`) is looked up in the tools root here too.
+//! external builder (`[install] command`) is looked up in the tools root here too, and so are
+//! cryptsetup and the passphrase files when the layout has LUKS volumes.
 
 use std::path::Path;
 use std::time::Instant;
@@ -22,6 +23,9 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         return Ok(());
     };
     let dir = Path::new(install::PAYLOAD);
+    if let Some(p) = &ctx.plan {
+        super::luks::check(dir, &p.luks)?;
+    }
     let source = match install::effective(&payload.config.install, dir) {
         Some(Install::Rootfs { source, .. }) => source,
         Some(Install::Makeimg {

@@ -169,6 +169,22 @@ pub fn mkfs_stage(p: &Plan) -> Result<()> {
         mkfs::make(&a.as_part(), &dev, len, 0, sector)
             .with_context(|| format!("creating {} on {dev}", fs.name()))?;
     }
+    for l in &p.luks {
+        let Some(fs) = l.fs else { continue };
+        let dev = l.device();
+        let len = super::arrays::device_size(&dev)?;
+        log::info!(
+            "creating {} on {dev} (label {}, uuid {}, {})",
+            fs.name(),
+            l.fs_label.as_deref().unwrap_or("-"),
+            l.fs_uuid
+                .map(|u| mkfs::display_uuid(fs, &u))
+                .unwrap_or_default(),
+            crate::util::human(len)
+        );
+        mkfs::make(&l.as_part(), &dev, len, 0)
+            .with_context(|| format!("creating {} on {dev}", fs.name()))?;
+    }
     Ok(())
 }
 
@@ -223,13 +239,15 @@ pub fn mount_stage(p: &Plan) -> Result<Vec<String>> {
         .with_context(|| format!("writing {etc}/fstab"))?;
     log::info!("wrote {etc}/fstab");
     super::arrays::write_conf(TARGET, &p.arrays)?;
+    super::luks::write_crypttab(TARGET, &p.luks)?;
     Ok(mounted)
 }
 
-/// Failure cleanup: unmount the target, stop the arrays created (they hold the partitions) and
+/// Failure cleanup: unmount the target, close the LUKS containers, stop the arrays created (they hold the partitions) and
 /// zero both ends of every disk we started writing, so a half-done disk never boots stale data.
-pub fn clear_tables(written: &[(String, u64)], arrays: &[String]) {
+pub fn clear_tables(written: &[(String, u64)], arrays: &[String], luks: &[String]) {
     crate::init::pid1::unmount_all();
+    super::luks::close_all(luks);
     super::arrays::stop_all(arrays);
     for (path, size) in written {
         match fs::OpenOptions::new().read(true).write(true).open(path) {

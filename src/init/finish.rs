@@ -83,10 +83,11 @@ pub(super) fn stage(ctx: &mut Ctx) -> Result<()> {
         // A watcher polls every 200 ms: let it read the end before the network goes.
         std::thread::sleep(std::time::Duration::from_millis(1500));
     }
-    if !ctx.arrays.is_empty() && finish != crate::config::Finish::Kexec {
+    if (!ctx.arrays.is_empty() || !ctx.luks.is_empty()) && finish != crate::config::Finish::Kexec {
         // Stopped cleanly, an array records how far its initial resync got; the installed
         // system resumes it from there.
         pid1::unmount_all();
+        super::luks::close_all(&ctx.luks);
         super::arrays::stop_all(&ctx.arrays);
     }
     match finish {
@@ -114,6 +115,7 @@ pub(super) fn stage(ctx: &mut Ctx) -> Result<()> {
             };
             let cmdline = e.options.clone();
             pid1::unmount_all();
+            super::luks::close_all(&ctx.luks);
             super::arrays::stop_all(&ctx.arrays);
             crate::kexec::load(k, i, &cmdline)?;
             log::info!("kexec into {} with {cmdline}", e.kernel.display());

@@ -475,6 +475,7 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         }
         // An installed mdadm package brings its own mdadm.conf: give it the ARRAY lines.
         super::arrays::write_conf(super::disks::TARGET, &p.arrays)?;
+        super::luks::write_crypttab(super::disks::TARGET, &p.luks)?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod early;
 pub mod finish;
 pub mod install;
 pub mod logger;
+pub mod luks;
 pub mod makeimg;
 pub mod modules;
 pub mod mountfail;
@@ -66,6 +67,8 @@ pub struct Ctx {
     pub written: Vec<(String, u64)>,
     /// md arrays created so far (/dev/md/NAME), stopped before the tables are cleared.
     pub arrays: Vec<String>,
+    /// LUKS containers opened so far (mapping names), closed before the arrays are stopped.
+    pub luks: Vec<String>,
     pub entry: Option<bootloader::Entry>,
     /// A URL rootfs as the fetch stage left it (in RAM, or connected for streaming).
     pub fetched: Option<install::Fetched>,
@@ -96,6 +99,7 @@ impl Ctx {
             plan: None,
             written: Vec::new(),
             arrays: Vec::new(),
+            luks: Vec::new(),
             entry: None,
             timings: Vec::new(),
             fetched: None,
@@ -181,6 +185,11 @@ pub const STAGES: &[Stage] = &[
         name: "arrays",
         writes: true,
         run: arrays::stage,
+    },
+    Stage {
+        name: "luks",
+        writes: true,
+        run: luks::stage,
     },
     Stage {
         name: "mkfs",
@@ -274,6 +283,17 @@ pub fn run() -> ! {
             Err((idx, e)) => {
                 let policy = recovery::policy(ctx.params.on_failure, ctx.destructive_started);
                 fail_banner(STAGES[idx].name, &e, ctx.destructive_started, policy);
+                if !ctx.luks.is_empty() {
+                    logger::console(&format!(
+                        "luks: /dev/mapper/{} was open when the deploy failed{}",
+                        ctx.luks.join(", /dev/mapper/"),
+                        if ctx.written.is_empty() || ctx.params.keep_on_failure {
+                            ""
+                        } else {
+                            "; closed before the written disks' tables are cleared"
+                        }
+                    ));
+                }
                 if !ctx.arrays.is_empty() {
                     logger::console(&format!(
                         "arrays: {} existed when the deploy failed{}",
@@ -299,8 +319,9 @@ pub fn run() -> ! {
                             "anemos.keep_on_failure: leaving the half-written disks as they are"
                         );
                     } else {
-                        disks::clear_tables(&ctx.written, &ctx.arrays);
+                        disks::clear_tables(&ctx.written, &ctx.arrays, &ctx.luks);
                         ctx.arrays.clear();
+                        ctx.luks.clear();
                     }
                 }
                 match recovery::on_failure(policy, ctx.params.countdown, hold, &stage_names()) {

@@ -76,6 +76,23 @@ pub(super) const SETS: &[ModuleSet] = &[
         ],
     },
     ModuleSet {
+        name: "luks",
+        description: "LUKS2 (dm-crypt): device-mapper, dm_crypt, the XTS/AES ciphers and the kernel crypto API for cryptsetup",
+        members: &[
+            Module("dm_mod"),
+            Module("dm_crypt"),
+            Module("xts"),
+            Module("ecb"),
+            Module("cbc"),
+            Module("aes_generic"),
+            Module("aesni_intel"),
+            Module("af_alg"),
+            Module("algif_skcipher"),
+            Module("algif_hash"),
+            Module("sha256_generic"),
+        ],
+    },
+    ModuleSet {
         name: "storage",
         description: "every block, SCSI, ATA, NVMe, MD/DM and MMC driver, plus virtio disks",
         members: &[

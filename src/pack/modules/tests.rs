@@ -566,7 +566,8 @@ fn named_sets_expand_to_existing_members() {
     assert!(k.resolve(&["nvme"]).unwrap().modules.is_empty());
     assert!(module_set("usb-storage").is_some());
     assert!(module_set("USB-storage").is_none());
-    assert_eq!(module_sets().len(), 8);
+    assert_eq!(module_sets().len(), 9);
+    assert!(module_set("luks").is_some());
 }
 
 // -----------------------------------------------------------------------
