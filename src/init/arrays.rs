@@ -167,7 +167,8 @@ pub fn device_size(dev: &str) -> Result<u64> {
         .with_context(|| format!("reading the size of {dev}"))
 }
 
-/// The logical sector size of an array device (the largest of its members'), from sysfs; 512
+/// The logical sector size of an array or mapper device (an array: the largest of its
+/// members'), from sysfs; 512
 /// when it cannot be read. A FAT on the array must use it.
 pub fn sector_size(dev: &str) -> u64 {
     let name = fs::canonicalize(dev)

@@ -182,7 +182,7 @@ pub fn mkfs_stage(p: &Plan) -> Result<()> {
                 .unwrap_or_default(),
             crate::util::human(len)
         );
-        mkfs::make(&l.as_part(), &dev, len, 0)
+        mkfs::make(&l.as_part(), &dev, len, 0, super::arrays::sector_size(&dev))
             .with_context(|| format!("creating {} on {dev}", fs.name()))?;
     }
     Ok(())
