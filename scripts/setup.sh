@@ -10,11 +10,12 @@ cd "$(dirname "$0")/.."
 # (dosfstools), mcopy (mtools), mkfs.ext4 (e2fsprogs), ip (iproute2), gcc, mkinitramfs
 # (initramfs-tools), patch and busybox (busybox-static) for makeimg. QEMU scenarios: the rest
 # (mdadm: packed into RAID images and used by the host checks of the md arrays; cryptsetup-bin:
-# the same for LUKS2).
+# the same for LUKS2; python3-cryptography: the LUKS2 check decrypts in userspace on a host
+# without device-mapper).
 # The cached Debian artifacts (scripts/build-*.sh): mmdebstrap; the flat mirror also
 # dpkg-scanpackages (dpkg-dev) and apt-ftparchive (apt-utils).
 PKGS=(musl-tools qemu-system-x86 ovmf cpio busybox-static e2fsprogs dosfstools mtools gdisk fdisk
-      util-linux binutils gcc iproute2 mdadm cryptsetup-bin
+      util-linux binutils gcc iproute2 mdadm cryptsetup-bin python3-cryptography
       kmod file zstd xz-utils initramfs-tools dracut-core systemd-boot-efi python3 xfsprogs btrfs-progs dropbear-bin openssh-client socat
       mmdebstrap dpkg-dev apt-utils patch)
 missing=()
