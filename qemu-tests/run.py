@@ -60,6 +60,8 @@ Scenario keys:
                                     # sets firmware = "ovmf"
   [boot2] ...                       # a second boot of the same disks (firmware = "ovmf", ...)
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
+  [boot3] ...                       # a third boot, after boot2, the same way (its own keys)
+  [boot2]/[boot3] detach = [1]      # these [[disk]] entries (by index) are left out of that boot
 
 Placeholders (Python format syntax, so a literal brace is doubled in setup/post/host_cmd.run):
   {repo} the repository, {here} qemu-tests/, {out} qemu-tests/out/, {anemos} the binary,
@@ -628,7 +630,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     sc = tomllib.loads(path.read_text())
     name = path.stem
     unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
-                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "setup", "host_cmd", "net", "http",
+                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "boot3", "setup", "host_cmd", "net", "http",
                          "efi"}
     if unknown or not sc.get("expect"):
         # Guards against TOML's rule that keys after [pack] belong to [pack].
@@ -649,21 +651,24 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         efi_vars = OUT / f"{name}.efivars.fd"
         shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", efi_vars)
         sc["efi_vars"] = str(efi_vars)
-        if sc.get("boot2") and sc["boot2"].get("firmware") != "ovmf":
-            sc["boot2"]["efi_vars"] = str(efi_vars)
+        for key in ("boot2", "boot3"):
+            if sc.get(key) and sc[key].get("firmware") != "ovmf":
+                sc[key]["efi_vars"] = str(efi_vars)
     host = sc.get("host_cmd")
     host_proc = []
     if host or sc.get("net"):
         port = free_port()
         sc["net_port"] = port
-        if sc.get("boot2"):
-            sc["boot2"]["net_port"] = port
+        for key in ("boot2", "boot3"):
+            if sc.get(key):
+                sc[key]["net_port"] = port
 
     http_proc = None
     if sc.get("http"):
         sc["http_port"] = free_port()
-        if sc.get("boot2"):
-            sc["boot2"]["http_port"] = sc["http_port"]
+        for key in ("boot2", "boot3"):
+            if sc.get(key):
+                sc[key]["http_port"] = sc["http_port"]
         h = sc["http"]
         argv = ["python3", str(HERE / "http_server.py"), str(repo_path(h["dir"], subs)), str(sc["http_port"])] + (["--drop-first"] if h.get("drop_first") else [])
         with open(OUT / f"{name}.http.log", "wb") as hlog:
@@ -682,7 +687,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         text = (OUT / f"{name}.console.log").read_text(errors="replace")
         raise Failure(f"{name}: {f}\n{excerpt(text)}")
     finally:
-        if not sc.get("boot2"):
+        if not (sc.get("boot2") or sc.get("boot3")):
             terminate(http_proc)
     missing = check_order(text, sc.get("expect", []))
     if missing is not None:
@@ -702,24 +707,32 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         if r.returncode != 0:
             raise Failure(f"{name}: post-check failed: {line}\n{r.stdout}{r.stderr}")
         log(f"{name}: post-check ok: {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else line}")
-    boot2_s = None
-    if sc.get("boot2"):
-        b2 = dict(sc["boot2"])
+    later_s = {}
+    for key in ("boot2", "boot3"):
+        if not sc.get(key):
+            continue
+        b2 = dict(sc[key])
         b2.setdefault("reject", ["Kernel panic"])
+        # detach = [i, ...]: those [[disk]] entries are not attached in this boot (a member
+        # disk pulled from the machine).
+        detach = set(b2.get("detach", []))
+        if not detach <= set(range(len(disks))):
+            raise Failure(f"{name}: [{key}] detach names a disk that does not exist: {sorted(detach)}")
+        attached = [(p, d) for i, (p, d) in enumerate(disks) if i not in detach]
         stop = (lambda: host_proc[0].poll() is not None) if host_proc else None
         try:
-            rc2, text2, _, boot2_s = run_qemu(b2, f"{name}.boot2", kernel, image, disks, stop_when=stop)
+            _, text2, _, later_s[key] = run_qemu(b2, f"{name}.{key}", kernel, image, attached, stop_when=stop)
         except Failure as f:
-            text2 = (OUT / f"{name}.boot2.console.log").read_text(errors="replace")
-            raise Failure(f"{name} (second boot): {f}\n{excerpt(text2)}")
+            text2 = (OUT / f"{name}.{key}.console.log").read_text(errors="replace")
+            raise Failure(f"{name} ({key}): {f}\n{excerpt(text2)}")
         missing = check_order(text2, b2.get("expect", []))
         if missing is not None:
-            raise Failure(f"{name} (second boot): expected console line not seen: {missing!r}\n{excerpt(text2)}")
+            raise Failure(f"{name} ({key}): expected console line not seen: {missing!r}\n{excerpt(text2)}")
         for p, d in disks:
             # "deploy": the deployed system may mount it (e.g. a preserved /home), which
             # changes its superblock; only the deploy itself must leave it as it was.
             if d.get("unchanged") is True and sha256(p) != before[p]:
-                raise Failure(f"{name}: disk {p.name} changed during the second boot but must not")
+                raise Failure(f"{name}: disk {p.name} changed during {key} but must not")
     if host:
         if not host_proc:
             raise Failure(f"{name}: the host command never started (no {host['after']!r} on the console)")
@@ -734,8 +747,8 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
             raise Failure(f"{name}: host command ended with {hrc}; output:\n{hout[-3000:]}")
         log(f"{name}: host command ok: {hout.strip().splitlines()[-1]}")
     figures = {"pack_ms": round(pack_ms), "boot_s": round(secs, 1), "image_bytes": image.stat().st_size}
-    if boot2_s is not None:
-        figures["boot2_s"] = round(boot2_s, 1)
+    for key, secs2 in later_s.items():
+        figures[f"{key}_s"] = round(secs2, 1)
     for f in sc.get("figure", []):
         t0 = next((t for t, l in lines if f["start"] in l), None)
         t1 = next((t for t, l in lines if f["end"] in l), None)
@@ -759,8 +772,9 @@ def weight(path):
         return 0
     try:
         w = sc.get("timeout", 90)
-        if isinstance(sc.get("boot2"), dict):
-            w += sc["boot2"].get("timeout", 90)
+        for key in ("boot2", "boot3"):
+            if isinstance(sc.get(key), dict):
+                w += sc[key].get("timeout", 90)
         return float(w)
     except (TypeError, ValueError):
         return 0

@@ -18,7 +18,10 @@
 # The system: mmdebstrap's minbase variant of bookworm (main, with bookworm-updates and the
 # security archive), without Recommends, plus systemd-sysv, udev, Debian's cloud kernel
 # (linux-image-cloud-amd64) with an initramfs-tools initrd, systemd-boot-efi (the EFI binary
-# a systemd-boot deploy copies to the ESP), login tools and iproute2. It boots to a serial
+# a systemd-boot deploy copies to the ESP), login tools and iproute2, and mdadm and
+# cryptsetup-initramfs: a deploy onto RAID1 and LUKS2 regenerates the initrd in the target
+# (`update-initramfs -u` in its provision script) once anemos has written mdadm.conf and
+# crypttab, and the initrd then assembles the arrays and asks for the passphrase. It boots to a serial
 # login prompt (systemd starts a getty on the console= device); root has an empty password,
 # as this is a test image. The kernel, initrd, config and System.map in boot/ are regular
 # files, so the archive can be deployed with the ESP (vfat) mounted at /boot. Falls back to
@@ -41,9 +44,9 @@ level="${ZSTD_LEVEL:-9}"
 suite=bookworm
 force=0
 # Bump when the steps below change in a way that changes the archive.
-RECIPE=1
+RECIPE=3
 INCLUDE=(systemd-sysv systemd udev login passwd iproute2 linux-image-cloud-amd64 initramfs-tools
-         systemd-boot-efi)
+         systemd-boot-efi mdadm cryptsetup-initramfs zstd)
 
 NAME=build-debian-root
 # shellcheck source=scripts/lib/cache.sh

@@ -48,10 +48,17 @@ def check(anemos, payload, disk0, disk1, console):
     secret = open(key_path, "rb").read()
     passphrase = secret[:-1] if secret.endswith(b"\n") else secret
 
+    secrets = [passphrase]
+    recovery = None
+    if luks["recovery_keyslot"]:
+        r = open(os.path.join(payload, "secrets", "recovery.pass"), "rb").read()
+        recovery = r[:-1] if r.endswith(b"\n") else r
+        secrets.append(recovery)
+
     log = open(console, "rb").read()
-    if passphrase in log:
-        fail(f"the passphrase appears on the console ({console})")
-    print(f"ok: the passphrase is not on the console ({len(log)} bytes)")
+    if any(s in log for s in secrets):
+        fail(f"a passphrase appears on the console ({console})")
+    print(f"ok: no passphrase is on the console ({len(log)} bytes)")
 
     loop = run("losetup", "-f", "--show", "-r", "-o", str(part["start_bytes"]),
                "--sizelimit", str(part["size_bytes"]), disk0).strip()
@@ -62,6 +69,14 @@ def check(anemos, payload, disk0, disk1, console):
         if want not in dump:
             fail(f"luksDump of {on} lacks {want!r}:\n{dump}")
     print(f"ok: {on} is LUKS2, uuid {luks['uuid']}, argon2id {luks['pbkdf_memory_kib']} KiB")
+    slots = [ln.split(":")[0].strip() for ln in dump.split("Keyslots:", 1)[1].split("Tokens:", 1)[0].splitlines()
+             if ln.rstrip().endswith(": luks2")]
+    if slots != (["0", "1"] if recovery else ["0"]):
+        fail(f"keyslots {slots}, planned {'0 and 1 (recovery)' if recovery else '0 only'}:\n{dump}")
+    if recovery:
+        run("cryptsetup", "open", "--test-passphrase", "--type", "luks2", "--key-slot", "1", "--key-file", "-",
+            loop, stdin=recovery.decode())
+        print("ok: keyslot 1 opens with the recovery passphrase")
 
     fsdev = open_container(loop, passphrase, dump)
     print(f"ok: the container opens with the passphrase of {key_path}")
@@ -86,8 +101,8 @@ def check(anemos, payload, disk0, disk1, console):
     report = cat("/var/log/anemos/deploy-report.txt")
     if "deploy" not in report:
         fail("no deploy report in the target")
-    if passphrase.decode() in report:
-        fail("the passphrase is in the deploy report")
+    if any(s.decode() in report for s in secrets):
+        fail("a passphrase is in the deploy report")
     # Every byte of the filesystem, free blocks included: no file, log or leftover holds it.
     with open(fsdev, "rb") as f:
         tail = b""
@@ -95,9 +110,9 @@ def check(anemos, payload, disk0, disk1, console):
             chunk = f.read(16 << 20)
             if not chunk:
                 break
-            if passphrase in tail + chunk:
-                fail(f"the passphrase is in the filesystem inside {name}")
-            tail = chunk[-len(passphrase):]
+            if any(s in tail + chunk for s in secrets):
+                fail(f"a passphrase is in the filesystem inside {name}")
+            tail = chunk[-max(len(s) for s in secrets):]
     print("ok: busybox installed, crypttab as planned, fstab mounts / by UUID, deploy report present; "
           "the passphrase is nowhere in the filesystem (report and free blocks included)")
 

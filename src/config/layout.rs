@@ -139,6 +139,8 @@ pub struct LuksSpec {
     pub on: LuksOn,
     /// The passphrase file, relative to the payload (under `secrets/`).
     pub passphrase: String,
+    /// A second passphrase file for a recovery keyslot (under `secrets/`), if any.
+    pub recovery: Option<String>,
     /// Argon2id memory cost in KiB.
     pub pbkdf_kib: u64,
     pub format: Option<FsKind>,

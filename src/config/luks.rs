@@ -70,16 +70,15 @@ pub(super) fn validate_luks(
             key("passphrase"),
             "missing: the passphrase file in the payload, e.g. passphrase = \"secrets/luks.pass\"",
         ),
-        Some(f) => {
-            let safe = f.starts_with("secrets/")
-                && !f.ends_with('/')
-                && f.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
-            if !safe {
-                p.add(
-                    key("passphrase"),
-                    format!("{f:?}: the passphrase must be a file under the payload's secrets/ (e.g. \"secrets/luks.pass\"): payload secrets live only in RAM, are never logged and are wiped after the install"),
-                );
-            }
+        Some(f) => check_secret_path(f, &key("passphrase"), p),
+    }
+    if let Some(f) = c.recovery_passphrase.as_deref() {
+        check_secret_path(f, &key("recovery_passphrase"), p);
+        if c.passphrase.as_deref() == Some(f) {
+            p.add(
+                key("recovery_passphrase"),
+                format!("{f:?} is also the passphrase: a recovery keyslot needs a passphrase of its own"),
+            );
         }
     }
     let pbkdf = match c.pbkdf_memory.as_deref() {
@@ -164,6 +163,7 @@ pub(super) fn validate_luks(
         name,
         on,
         passphrase,
+        recovery: c.recovery_passphrase.clone(),
         pbkdf_kib: pbkdf / 1024,
         format,
         mount: c.mount.clone(),
@@ -290,6 +290,19 @@ fn check_device(
     }
 }
 
+/// A passphrase file must be a payload secret: a plain relative path under `secrets/`.
+fn check_secret_path(f: &str, key: &str, p: &mut Problems) {
+    let safe = f.starts_with("secrets/")
+        && !f.ends_with('/')
+        && f.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    if !safe {
+        p.add(
+            key,
+            format!("{f:?}: a passphrase must be a file under the payload's secrets/ (e.g. \"secrets/luks.pass\"): payload secrets live only in RAM, are never logged and are wiped after the install"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::layout::{FsKind, LuksOn};
@@ -392,6 +405,16 @@ mod tests {
                 luks("").replace("secrets/luks.pass", "luks.pass"),
                 "luks[0].passphrase",
                 "under the payload's secrets/",
+            ),
+            (
+                luks("recovery_passphrase = \"recovery.pass\"\n"),
+                "luks[0].recovery_passphrase",
+                "under the payload's secrets/",
+            ),
+            (
+                luks("recovery_passphrase = \"secrets/luks.pass\"\n"),
+                "luks[0].recovery_passphrase",
+                "a recovery keyslot needs a passphrase of its own",
             ),
             (
                 luks("").replace("secrets/luks.pass", "secrets/../x"),

@@ -104,6 +104,7 @@ pub struct LuksConfig {
     pub name: Option<String>,
     pub device: Option<String>,
     pub passphrase: Option<String>,
+    pub recovery_passphrase: Option<String>,
     pub pbkdf_memory: Option<String>,
     pub format: Option<String>,
     pub mount: Option<String>,

@@ -420,6 +420,15 @@ fn section_rules_name_their_key() {
             "bootloader.kind",
             "no partition has type = \"esp\"",
         ),
+        (
+            "systemd-boot with an unmounted ESP",
+            format!(
+                "{}\n[bootloader]\nkind = \"systemd-boot\"\n",
+                sys(&format!("{}\n{ROOT}", ESP.replace(", mount = \"/boot\"", "")))
+            ),
+            "bootloader.kind",
+            "and a mount",
+        ),
         ("unknown finish", with("[deploy]\nfinish = \"halt\""), "deploy.finish", "use one of: reboot, kexec, poweroff"),
         ("kexec without systemd-boot", with("[deploy]\nfinish = \"kexec\""), "deploy.finish", "needs [bootloader] kind = \"systemd-boot\""),
         ("interface without match", with("[[network.interface]]\ndhcp = true"), "network.interface[0].match", "missing"),

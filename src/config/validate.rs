@@ -134,7 +134,8 @@ fn check_targets(
             .any(|a| a.mount.as_deref() == Some("/"))
         || layout.luks.iter().any(|l| l.mount.as_deref() == Some("/"));
     let esp = part_type_guid("esp");
-    let has_esp = parts().any(|s| Some(s.type_guid) == esp && s.format == Some(FsKind::Vfat));
+    let has_esp = parts()
+        .any(|s| Some(s.type_guid) == esp && s.format == Some(FsKind::Vfat) && s.mount.is_some());
     if let Some(i @ (Install::Makeimg { .. } | Install::Rootfs { .. })) = install {
         if !has_root {
             let kind = if matches!(i, Install::Makeimg { .. }) {
@@ -153,7 +154,7 @@ fn check_targets(
     if matches!(bootloader, Bootloader::SystemdBoot { .. }) && !has_esp {
         p.add(
             "bootloader.kind",
-            "\"systemd-boot\" is installed onto the ESP, but no partition has type = \"esp\" and format = \"vfat\"",
+            "\"systemd-boot\" is installed onto the ESP, but no partition has type = \"esp\", format = \"vfat\" and a mount (e.g. mount = \"/boot\" or \"/boot/efi\")",
         );
     }
 }

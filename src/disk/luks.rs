@@ -28,6 +28,8 @@ pub struct PlannedLuks {
     pub on: Backing,
     /// The passphrase file, relative to the payload.
     pub passphrase: String,
+    /// The recovery passphrase file (a second keyslot), relative to the payload.
+    pub recovery: Option<String>,
     pub pbkdf_kib: u64,
     pub fs: Option<FsKind>,
     pub fs_uuid: Option<[u8; 16]>,
@@ -127,6 +129,7 @@ pub fn plan_luks(
                 .unwrap_or_else(|| derive_uuid("luksuuid", seed, SEED_DISK, &l.name)),
             on,
             passphrase: l.passphrase.clone(),
+            recovery: l.recovery.clone(),
             pbkdf_kib: l.pbkdf_kib,
             fs: l.format,
             fs_uuid: l.format.map(|_| {
@@ -172,6 +175,34 @@ pub fn format_args(l: &PlannedLuks, node: &str, key: &[String]) -> Vec<String> {
     ];
     v.extend(key.iter().cloned());
     v.push(node.into());
+    v
+}
+
+/// The `cryptsetup luksAddKey` arguments adding the recovery keyslot to `l` on `node`:
+/// unlocked with `key` (from [`key_args`]), the new passphrase read from `new_file`, without
+/// its trailing newline when it has one, with the same argon2id cost as the first keyslot.
+pub fn add_key_args(
+    l: &PlannedLuks,
+    node: &str,
+    key: &[String],
+    new_file: &str,
+    new_ends_in_newline: bool,
+    new_len: u64,
+) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "luksAddKey".into(),
+        "--batch-mode".into(),
+        "--pbkdf".into(),
+        "argon2id".into(),
+        "--pbkdf-memory".into(),
+        l.pbkdf_kib.to_string(),
+    ];
+    v.extend(key.iter().cloned());
+    if new_ends_in_newline {
+        v.push(format!("--new-keyfile-size={}", new_len - 1));
+    }
+    v.push(node.into());
+    v.push(new_file.into());
     v
 }
 
@@ -246,12 +277,17 @@ pub fn render(luks: &[PlannedLuks]) -> String {
     let mut s = String::new();
     for l in luks {
         s.push_str(&format!(
-            "luks \"{}\" = {}: LUKS2 on {}, uuid {}, argon2id {} KiB\n",
+            "luks \"{}\" = {}: LUKS2 on {}, uuid {}, argon2id {} KiB{}\n",
             l.name,
             l.device(),
             l.backing_text(),
             uuid_string(&l.uuid),
-            l.pbkdf_kib
+            l.pbkdf_kib,
+            if l.recovery.is_some() {
+                ", recovery keyslot"
+            } else {
+                ""
+            }
         ));
         s.push_str(&format!(
             "  fs {}  label {}  mount {}  fs-uuid {}\n",
@@ -386,5 +422,31 @@ mod tests {
         assert!(f.ends_with("--keyfile-size=11 /dev/vda2"), "{f}");
         let o = open_args(l, "/dev/vda2", &key).join(" ");
         assert!(o.ends_with("--keyfile-size=11 /dev/vda2 cryptroot"), "{o}");
+        // The recovery keyslot: unlocked with the first passphrase, the new one from its file
+        // without the newline, the same argon2id cost.
+        let a = add_key_args(l, "/dev/vda2", &key, "/payload/secrets/rec.pass", true, 20).join(" ");
+        assert_eq!(
+            a,
+            "luksAddKey --batch-mode --pbkdf argon2id --pbkdf-memory 65536 --key-file /payload/secrets/luks.pass --keyfile-size=11 --new-keyfile-size=19 /dev/vda2 /payload/secrets/rec.pass"
+        );
+        let a = add_key_args(l, "/dev/vda2", &key, "/r", false, 20);
+        assert!(!a.join(" ").contains("--new-keyfile-size"), "{a:?}");
+    }
+
+    #[test]
+    fn recovery_keyslot_is_planned_and_shown() {
+        let p = planned(CFG);
+        assert_eq!(p.luks[0].recovery, None);
+        assert!(!render(&p.luks).contains("recovery"));
+        let p = planned(&CFG.replace(
+            "passphrase = \"secrets/luks.pass\"\n",
+            "passphrase = \"secrets/luks.pass\"\nrecovery_passphrase = \"secrets/rec.pass\"\n",
+        ));
+        assert_eq!(p.luks[0].recovery.as_deref(), Some("secrets/rec.pass"));
+        assert!(
+            render(&p.luks).contains("argon2id 65536 KiB, recovery keyslot"),
+            "{}",
+            render(&p.luks)
+        );
     }
 }

@@ -40,6 +40,8 @@ pub struct LuksJson<'a> {
     pub on_device: String,
     pub pbkdf: &'static str,
     pub pbkdf_memory_kib: u64,
+    /// A second keyslot for a recovery passphrase is added.
+    pub recovery_keyslot: bool,
     pub filesystem: Option<&'static str>,
     pub fs_uuid: Option<String>,
     pub fs_label: Option<String>,
@@ -163,6 +165,7 @@ fn luks_view(l: &PlannedLuks) -> LuksJson<'_> {
         on_device,
         pbkdf: "argon2id",
         pbkdf_memory_kib: l.pbkdf_kib,
+        recovery_keyslot: l.recovery.is_some(),
         filesystem: l.fs.map(|f| f.name()),
         fs_uuid: match (l.fs, l.fs_uuid) {
             (Some(fs), Some(u)) => Some(display_uuid(fs, &u)),

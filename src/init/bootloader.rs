@@ -26,14 +26,16 @@ pub struct Entry {
 }
 
 /// (ESP mount point in the target, the `root=` value: `PARTUUID=…` of the partition mounted at
-/// "/", or `UUID=…` of the filesystem when "/" is on an array, which has no PARTUUID).
+/// "/", or `UUID=…` of the filesystem when "/" is on an array, which has no PARTUUID). The ESP
+/// is the first one with a mount point, in disk order; ESPs without one (a second disk's,
+/// kept for a mirror) are not it.
 pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
     let mut esp = None;
     let mut root = None;
     for d in &plan.disks {
         if let DiskAction::Repartition { parts, .. } = &d.action {
             for p in parts {
-                if p.type_name == "esp" {
+                if p.type_name == "esp" && esp.is_none() {
                     esp = p.mount.clone();
                 }
                 if p.mount.as_deref() == Some("/") {
@@ -339,5 +341,31 @@ mod tests {
             "root=PARTUUID=abc rw",
         );
         assert_eq!(e, "# written by anemos\ntitle web1 (anemos)\nversion 6.1.0\nlinux /vmlinuz-6.1.0\ninitrd /initrd.img-6.1.0\noptions root=PARTUUID=abc rw\n");
+    }
+
+    #[test]
+    fn the_esp_is_the_first_mounted_one() {
+        use crate::blockdev::identity::DiskIdentity;
+        let cfg = "hostname = \"h\"\n\
+            [[disk]]\nname = \"a\"\nmatch = { serial = \"s0\" }\nwipe = true\npartitions = [\n\
+            { label = \"esp-a\", type = \"esp\", size = \"100MiB\", format = \"vfat\", mount = \"/boot\" },\n\
+            { label = \"root\", type = \"root\", size = \"rest\", format = \"ext4\", mount = \"/\" },\n]\n\
+            [[disk]]\nname = \"b\"\nmatch = { serial = \"s1\" }\nwipe = true\npartitions = [\n\
+            { label = \"esp-b\", type = \"esp\", size = \"100MiB\", format = \"vfat\" },\n]\n\
+            [bootloader]\nkind = \"systemd-boot\"\n";
+        let v = crate::config::load(cfg, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+        let disk = |path: &str, serial: &str| DiskIdentity {
+            path: path.into(),
+            size_bytes: 1 << 30,
+            sector_size: 512,
+            serial: Some(serial.into()),
+            ..Default::default()
+        };
+        let p =
+            crate::disk::plan::plan(&v.layout, &[disk("/dev/vda", "s0"), disk("/dev/vdb", "s1")])
+                .unwrap();
+        let (esp, root) = esp_and_root(&p).unwrap();
+        assert_eq!(esp, "/boot", "disk b's unmounted ESP is not the one");
+        assert!(root.starts_with("PARTUUID="), "{root}");
     }
 }

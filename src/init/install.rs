@@ -307,6 +307,7 @@ pub fn run(
     fetched: Option<Fetched>,
     imgbuild: Option<&crate::makeimg::imgbuild::ImgBuild>,
     checked: Option<&(PathBuf, u64)>,
+    configure: &dyn Fn() -> Result<()>,
 ) -> Result<()> {
     let checked_entries = |a: &Path| checked.filter(|(p, _)| p == a).map(|(_, n)| *n);
     let payload = Path::new(PAYLOAD);
@@ -333,6 +334,9 @@ pub fn run(
                     bail!("rootfs from {u}: no download to install (a streamed download can be read only once: reboot to start the deploy again)")
                 }
             }
+            // fstab, mdadm.conf and crypttab go in before the provision script runs: it may
+            // build an initramfs that has to know the arrays and the encrypted root.
+            configure()?;
             if let Some(script) = provision {
                 let dst = target.join("tmp/anemos-provision");
                 fs::create_dir_all(target.join("tmp"))?;
@@ -452,15 +456,23 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         fetched,
         ctx.imgbuild.as_ref(),
         ctx.archive_checked.as_ref(),
+        &|| write_target_config(ctx.plan.as_ref()),
     );
     let n = wipe_secrets(payload_dir);
     if n > 0 {
         log::info!("wiped {n} secret file(s) from RAM");
     }
     r?;
+    write_target_config(ctx.plan.as_ref())
+}
+
+/// Writes the target's storage configuration after the install put its files in: fstab unless
+/// the installed system brought a non-empty one, and the arrays' and containers' lines merged
+/// into its mdadm.conf and crypttab. Runs again after a provision script (idempotent).
+fn write_target_config(plan: Option<&Plan>) -> Result<()> {
     // A rootfs may ship its own /etc/fstab; otherwise (or if the archive replaced ours with an
     // empty one) keep the generated one.
-    if let Some(p) = &ctx.plan {
+    if let Some(p) = plan {
         let f = format!("{}/etc/fstab", super::disks::TARGET);
         let keep = std::fs::read_to_string(&f)
             .map(|t| {

@@ -24,17 +24,26 @@ fn cryptsetup() -> Result<String> {
     cmd::which("cryptsetup").ok_or_else(|| anyhow!(NOT_FOUND))
 }
 
-/// The passphrase file of `l` in the payload: its path and key-file arguments. The content is
-/// looked at only for its length and its last byte.
+/// The passphrase file of `l` in the payload: its path and key-file arguments.
 pub fn key_file(payload: &Path, l: &PlannedLuks) -> Result<(String, Vec<String>)> {
-    let path = payload.join(&l.passphrase);
+    let (shown, newline, len) = secret_file(payload, l, &l.passphrase, "passphrase")?;
+    let args = luks::key_args(&shown, newline, len);
+    Ok((shown, args))
+}
+
+/// A passphrase file of `l` in the payload: its path, whether it ends in a newline (which is
+/// not part of the passphrase) and its length. The content is looked at only for its length and
+/// its last byte.
+fn secret_file(
+    payload: &Path,
+    l: &PlannedLuks,
+    rel: &str,
+    what: &str,
+) -> Result<(String, bool, u64)> {
+    let path = payload.join(rel);
     let shown = path.display().to_string();
-    let mut f = fs::File::open(&path).with_context(|| {
-        format!(
-            "LUKS volume {:?}: opening its passphrase file {shown}",
-            l.name
-        )
-    })?;
+    let mut f = fs::File::open(&path)
+        .with_context(|| format!("LUKS volume {:?}: opening its {what} file {shown}", l.name))?;
     let len = f.seek(SeekFrom::End(0))?;
     let mut last = [0u8; 1];
     if len > 0 {
@@ -43,13 +52,17 @@ pub fn key_file(payload: &Path, l: &PlannedLuks) -> Result<(String, Vec<String>)
     }
     let newline = len > 0 && last[0] == b'\n';
     if len <= u64::from(newline) {
-        bail!(
-            "LUKS volume {:?}: the passphrase file {shown} is empty",
-            l.name
-        );
+        bail!("LUKS volume {:?}: the {what} file {shown} is empty", l.name);
     }
-    let args = luks::key_args(&shown, newline, len);
-    Ok((shown, args))
+    Ok((shown, newline, len))
+}
+
+/// The recovery passphrase file of `l`, when it has one: (path, ends in newline, length).
+fn recovery_file(payload: &Path, l: &PlannedLuks) -> Result<Option<(String, bool, u64)>> {
+    l.recovery
+        .as_deref()
+        .map(|r| secret_file(payload, l, r, "recovery passphrase"))
+        .transpose()
 }
 
 /// The node the container is made on.
@@ -102,6 +115,20 @@ pub fn open_all(payload: &Path, all: &[PlannedLuks], mut opened: impl FnMut(&str
         );
         cmd::run(&prog, &args)
             .with_context(|| format!("creating the LUKS2 container {:?} on {node}", l.name))?;
+        if let Some((file, newline, len)) = recovery_file(payload, l)? {
+            let args = luks::add_key_args(l, &node, &key, &file, newline, len);
+            log::info!(
+                "adding the recovery keyslot to {}: {}",
+                l.name,
+                cmd::render(&prog, &args)
+            );
+            cmd::run(&prog, &args).with_context(|| {
+                format!(
+                    "adding the recovery keyslot to the LUKS2 container {:?}",
+                    l.name
+                )
+            })?;
+        }
         let args = luks::open_args(l, &node, &key);
         cmd::run(&prog, &args)
             .with_context(|| format!("opening the LUKS2 container {:?} on {node}", l.name))?;
@@ -162,6 +189,7 @@ pub fn check(payload: &Path, all: &[PlannedLuks]) -> Result<()> {
         cmd::which("cryptsetup").ok_or_else(|| anyhow!("{NOT_FOUND}; nothing was written"))?;
     for l in all {
         key_file(payload, l).map_err(|e| e.context("nothing was written"))?;
+        recovery_file(payload, l).map_err(|e| e.context("nothing was written"))?;
     }
     log::info!(
         "check: {prog} is in the tools root and the passphrase of every LUKS volume is in the payload"
