@@ -2,12 +2,8 @@
 //! the members are partition labels. Every problem names its key path (`array[0].members[1]`).
 
 use super::schema::ArrayConfig;
-use super::units::{
-    check_absolute_path, check_mount_options, format_size, parse_guid, part_type_guid, MIB,
-};
-use super::validate::{
-    check_fs_label, check_unique_mount, parse_format, unique_guid, Problems, Seen,
-};
+use super::units::{format_size, parse_guid, part_type_guid, MIB};
+use super::validate::{check_fs_keys, FsKeys, Problems, Seen};
 use crate::config::layout::{ArraySpec, DiskSpec, FsKind, PartSpec, SizeSpec};
 
 /// Longest array name: the md superblock holds 32 bytes for `any:NAME` and a NUL.
@@ -99,52 +95,25 @@ pub(super) fn validate_array(
     let members = c.members.clone().unwrap_or_default();
     check_members(c, i, all, &who, &members, disks, p);
 
-    let format = c
-        .format
-        .as_deref()
-        .and_then(|f| parse_format(f).map_err(|e| p.add(key("format"), e)).ok());
+    let (format, fs_uuid) = check_fs_keys(
+        &FsKeys {
+            format: c.format.as_deref(),
+            mount: c.mount.as_deref(),
+            options: c.options.as_deref(),
+            fs_label: c.fs_label.as_deref(),
+            fs_uuid: c.fs_uuid.as_deref(),
+        },
+        "array",
+        &key,
+        seen,
+        p,
+    );
     if format == Some(FsKind::Vfat) {
         p.add(
             key("format"),
             format!("{who}: \"vfat\" on an array is an ESP on md: {ESP_ON_MD}"),
         );
     }
-    let no_format = c.format.is_none();
-    if let Some(m) = c.mount.as_deref() {
-        if p.check(&key("mount"), check_absolute_path(m)) {
-            check_unique_mount(m, &key("mount"), seen, p);
-        }
-        match format {
-            None if no_format => p.add(
-                key("mount"),
-                "a mount needs a format: anemos mounts only filesystems it creates (add e.g. format = \"ext4\")",
-            ),
-            Some(FsKind::Swap) => p.add(key("mount"), "swap is not mounted; remove mount"),
-            _ => {}
-        }
-    }
-    if let Some(o) = c.options.as_deref() {
-        p.check(&key("options"), check_mount_options(o));
-        if c.mount.is_none() && format != Some(FsKind::Swap) {
-            p.add(
-                key("options"),
-                "options are for the fstab line, but this array has no mount",
-            );
-        }
-    }
-    if let Some(l) = c.fs_label.as_deref() {
-        match format {
-            None if no_format => p.add(key("fs_label"), "a filesystem label needs a format"),
-            None => {}
-            Some(f) => {
-                p.check(&key("fs_label"), check_fs_label(l, f));
-            }
-        }
-    }
-    if c.fs_uuid.is_some() && no_format {
-        p.add(key("fs_uuid"), "a filesystem UUID needs a format");
-    }
-    let fs_uuid = unique_guid(c.fs_uuid.as_deref(), &key("fs_uuid"), &mut seen.fs_uuids, p);
     let uuid = c
         .uuid
         .as_deref()

@@ -3,11 +3,8 @@
 //! names its key path (`luks[0].device`).
 
 use super::schema::{Config, LuksConfig};
-use super::units::{check_absolute_path, check_mount_options, format_size, parse_guid, parse_size};
-use super::units::{part_type_guid, MIB};
-use super::validate::{
-    check_fs_label, check_unique_mount, parse_format, unique_guid, Problems, Seen,
-};
+use super::units::{format_size, parse_guid, parse_size, part_type_guid, MIB};
+use super::validate::{check_fs_keys, FsKeys, Problems, Seen};
 use crate::config::layout::{DiskSpec, FsKind, LuksOn, LuksSpec};
 
 /// Longest mapping name accepted (device-mapper allows 127; short names read well in crypttab
@@ -103,58 +100,33 @@ pub(super) fn validate_luks(
         },
     };
 
-    let format = c
-        .format
-        .as_deref()
-        .and_then(|f| parse_format(f).map_err(|e| p.add(key("format"), e)).ok());
+    let (format, fs_uuid) = check_fs_keys(
+        &FsKeys {
+            format: c.format.as_deref(),
+            mount: c.mount.as_deref(),
+            options: c.options.as_deref(),
+            fs_label: c.fs_label.as_deref(),
+            fs_uuid: c.fs_uuid.as_deref(),
+        },
+        "LUKS volume",
+        &key,
+        seen,
+        p,
+    );
     if format == Some(FsKind::Vfat) {
         p.add(
             key("format"),
             format!("{who}: \"vfat\" inside LUKS would be an encrypted ESP: {BOOT_OUTSIDE}"),
         );
     }
-    let no_format = c.format.is_none();
     if let Some(m) = c.mount.as_deref() {
-        if p.check(&key("mount"), check_absolute_path(m)) {
-            check_unique_mount(m, &key("mount"), seen, p);
-            if m == "/boot" || m.starts_with("/boot/") {
-                p.add(
-                    key("mount"),
-                    format!("{who}: {m:?} cannot be encrypted: {BOOT_OUTSIDE}"),
-                );
-            }
-        }
-        match format {
-            None if no_format => p.add(
-                key("mount"),
-                "a mount needs a format: anemos mounts only filesystems it creates (add e.g. format = \"ext4\")",
-            ),
-            Some(FsKind::Swap) => p.add(key("mount"), "swap is not mounted; remove mount"),
-            _ => {}
-        }
-    }
-    if let Some(o) = c.options.as_deref() {
-        p.check(&key("options"), check_mount_options(o));
-        if c.mount.is_none() && format != Some(FsKind::Swap) {
+        if m == "/boot" || m.starts_with("/boot/") {
             p.add(
-                key("options"),
-                "options are for the fstab line, but this LUKS volume has no mount",
+                key("mount"),
+                format!("{who}: {m:?} cannot be encrypted: {BOOT_OUTSIDE}"),
             );
         }
     }
-    if let Some(l) = c.fs_label.as_deref() {
-        match format {
-            None if no_format => p.add(key("fs_label"), "a filesystem label needs a format"),
-            None => {}
-            Some(f) => {
-                p.check(&key("fs_label"), check_fs_label(l, f));
-            }
-        }
-    }
-    if c.fs_uuid.is_some() && no_format {
-        p.add(key("fs_uuid"), "a filesystem UUID needs a format");
-    }
-    let fs_uuid = unique_guid(c.fs_uuid.as_deref(), &key("fs_uuid"), &mut seen.fs_uuids, p);
     let uuid = c
         .uuid
         .as_deref()

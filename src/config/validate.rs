@@ -544,6 +544,70 @@ fn check_format_rules(
     }
 }
 
+/// The filesystem keys that an array or a LUKS volume carries the way a partition does.
+pub(super) struct FsKeys<'a> {
+    pub format: Option<&'a str>,
+    pub mount: Option<&'a str>,
+    pub options: Option<&'a str>,
+    pub fs_label: Option<&'a str>,
+    pub fs_uuid: Option<&'a str>,
+}
+
+/// Checks [`FsKeys`] of `what` ("array", "LUKS volume"), each problem under `key(field)`:
+/// the format parses; the mount is absolute, unique and has a mountable format; options go with
+/// a mount (or swap); a label fits the format; a UUID needs a format and is unique. Returns
+/// the format and the explicit filesystem UUID. What only one kind refuses (vfat on md, an
+/// encrypted /boot) is the caller's.
+pub(super) fn check_fs_keys(
+    k: &FsKeys,
+    what: &str,
+    key: &dyn Fn(&str) -> String,
+    seen: &mut Seen,
+    p: &mut Problems,
+) -> (Option<FsKind>, Option<[u8; 16]>) {
+    let format = k
+        .format
+        .and_then(|f| parse_format(f).map_err(|e| p.add(key("format"), e)).ok());
+    // A format that was given but is invalid is already reported; "needs a format" would mislead.
+    let no_format = k.format.is_none();
+    if let Some(m) = k.mount {
+        if p.check(&key("mount"), check_absolute_path(m)) {
+            check_unique_mount(m, &key("mount"), seen, p);
+        }
+        match format {
+            None if no_format => p.add(
+                key("mount"),
+                "a mount needs a format: anemos mounts only filesystems it creates (add e.g. format = \"ext4\")",
+            ),
+            Some(FsKind::Swap) => p.add(key("mount"), "swap is not mounted; remove mount"),
+            _ => {}
+        }
+    }
+    if let Some(o) = k.options {
+        p.check(&key("options"), check_mount_options(o));
+        if k.mount.is_none() && format != Some(FsKind::Swap) {
+            p.add(
+                key("options"),
+                format!("options are for the fstab line, but this {what} has no mount"),
+            );
+        }
+    }
+    if let Some(l) = k.fs_label {
+        match format {
+            None if no_format => p.add(key("fs_label"), "a filesystem label needs a format"),
+            None => {}
+            Some(f) => {
+                p.check(&key("fs_label"), check_fs_label(l, f));
+            }
+        }
+    }
+    if k.fs_uuid.is_some() && no_format {
+        p.add(key("fs_uuid"), "a filesystem UUID needs a format");
+    }
+    let fs_uuid = unique_guid(k.fs_uuid, &key("fs_uuid"), &mut seen.fs_uuids, p);
+    (format, fs_uuid)
+}
+
 fn check_unique_label(label: &str, key: &str, seen: &mut Seen, p: &mut Problems) {
     if let Some(prev) = first_use(&mut seen.labels, label.to_string(), key) {
         p.add(
