@@ -289,15 +289,11 @@ pub fn render(luks: &[PlannedLuks]) -> String {
                 ""
             }
         ));
-        s.push_str(&format!(
-            "  fs {}  label {}  mount {}  fs-uuid {}\n",
-            l.fs.map(|f| f.name()).unwrap_or("-"),
-            l.fs_label.as_deref().unwrap_or("-"),
-            l.mount.as_deref().unwrap_or("-"),
-            match (l.fs, l.fs_uuid) {
-                (Some(fs), Some(u)) => super::mkfs::display_uuid(fs, &u),
-                _ => "-".into(),
-            }
+        s.push_str(&super::mkfs::plan_fs_line(
+            l.fs,
+            l.fs_label.as_deref(),
+            l.mount.as_deref(),
+            l.fs_uuid,
         ));
     }
     s

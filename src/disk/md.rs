@@ -257,15 +257,11 @@ pub fn render(arrays: &[PlannedArray]) -> String {
             mdadm_uuid(&a.uuid),
             crate::util::human(a.member_bytes),
         ));
-        s.push_str(&format!(
-            "  fs {}  label {}  mount {}  fs-uuid {}\n",
-            a.fs.map(|f| f.name()).unwrap_or("-"),
-            a.fs_label.as_deref().unwrap_or("-"),
-            a.mount.as_deref().unwrap_or("-"),
-            match (a.fs, a.fs_uuid) {
-                (Some(fs), Some(u)) => super::mkfs::display_uuid(fs, &u),
-                _ => "-".into(),
-            }
+        s.push_str(&super::mkfs::plan_fs_line(
+            a.fs,
+            a.fs_label.as_deref(),
+            a.mount.as_deref(),
+            a.fs_uuid,
         ));
     }
     s

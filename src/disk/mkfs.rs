@@ -168,6 +168,25 @@ pub fn make(p: &PlannedPart, dev: &str, len: u64, first_lba: u64, sector_size: u
     }
 }
 
+/// The plan table's second line for an array or a LUKS volume: the filesystem it carries.
+pub fn plan_fs_line(
+    fs: Option<FsKind>,
+    label: Option<&str>,
+    mount: Option<&str>,
+    fs_uuid: Option<[u8; 16]>,
+) -> String {
+    format!(
+        "  fs {}  label {}  mount {}  fs-uuid {}\n",
+        fs.map(|f| f.name()).unwrap_or("-"),
+        label.unwrap_or("-"),
+        mount.unwrap_or("-"),
+        match (fs, fs_uuid) {
+            (Some(fs), Some(u)) => display_uuid(fs, &u),
+            _ => "-".into(),
+        }
+    )
+}
+
 /// The filesystem UUID as blkid shows it (vfat: "XXXX-XXXX" from the volume id).
 pub fn display_uuid(fs: FsKind, uuid: &[u8; 16]) -> String {
     match fs {
