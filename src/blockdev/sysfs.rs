@@ -18,6 +18,22 @@ pub(super) fn read_attr(dir: &Path, name: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// The logical sector size of the block device node `dev` (a disk, an md array, a
+/// device-mapper device; symlinks such as /dev/md/NAME are followed), from sysfs; 512 when it
+/// cannot be read. A FAT made on the device must use it.
+pub fn logical_sector_size(dev: &str) -> u64 {
+    fs::canonicalize(dev)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .and_then(|n| {
+            read_num(
+                &Path::new("/sys/class/block").join(n).join("queue"),
+                "logical_block_size",
+            )
+        })
+        .unwrap_or(512)
+}
+
 pub(super) fn read_num<T: std::str::FromStr>(dir: &Path, name: &str) -> Option<T> {
     read_attr(dir, name)?.trim().parse().ok()
 }

@@ -167,20 +167,6 @@ pub fn device_size(dev: &str) -> Result<u64> {
         .with_context(|| format!("reading the size of {dev}"))
 }
 
-/// The logical sector size of an array or mapper device (an array: the largest of its
-/// members'), from sysfs; 512
-/// when it cannot be read. A FAT on the array must use it.
-pub fn sector_size(dev: &str) -> u64 {
-    let name = fs::canonicalize(dev)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    name.and_then(|n| {
-        fs::read_to_string(format!("/sys/class/block/{n}/queue/logical_block_size")).ok()
-    })
-    .and_then(|t| t.trim().parse().ok())
-    .unwrap_or(512)
-}
-
 /// Writes the target's /etc/mdadm/mdadm.conf under `target`, keeping the settings of one the
 /// installed system brought.
 pub fn write_conf(target: &str, arrays: &[PlannedArray]) -> Result<()> {

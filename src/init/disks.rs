@@ -165,7 +165,7 @@ pub fn mkfs_stage(p: &Plan) -> Result<()> {
                 .unwrap_or_default(),
             crate::util::human(len)
         );
-        let sector = super::arrays::sector_size(&dev);
+        let sector = crate::blockdev::sysfs::logical_sector_size(&dev);
         mkfs::make(&a.as_part(), &dev, len, 0, sector)
             .with_context(|| format!("creating {} on {dev}", fs.name()))?;
     }
@@ -182,8 +182,14 @@ pub fn mkfs_stage(p: &Plan) -> Result<()> {
                 .unwrap_or_default(),
             crate::util::human(len)
         );
-        mkfs::make(&l.as_part(), &dev, len, 0, super::arrays::sector_size(&dev))
-            .with_context(|| format!("creating {} on {dev}", fs.name()))?;
+        mkfs::make(
+            &l.as_part(),
+            &dev,
+            len,
+            0,
+            crate::blockdev::sysfs::logical_sector_size(&dev),
+        )
+        .with_context(|| format!("creating {} on {dev}", fs.name()))?;
     }
     Ok(())
 }
