@@ -9,6 +9,7 @@ mod codec;
 mod config;
 mod deploy_id;
 mod disk;
+mod efiboot;
 mod efivar;
 mod elf;
 mod failreport;
