@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: unit and CLI tests (no root, no VM), the Ansible module's unit tests, then the
+# Runs every test: unit and CLI tests (no root, no VM), the Ansible module's unit tests and
+# ansible-test sanity, then the
 # QEMU scenarios and the QEMU fleet test (two VMs deployed by Ansible). Arguments go to
 # qemu-tests/run.py: scenario names, -j N (scenarios at once; default 2 or $ANEMOS_QEMU_JOBS).
 # The fleet test runs after the scenarios, on its own (it runs two VMs itself). Naming scenarios
@@ -12,6 +13,8 @@ cargo test --release 2>&1
 echo "== Ansible module unit tests" >&2
 venv="$(scripts/ansible-venv.sh)"
 "$venv/bin/python" -m pytest -q ansible/ansible_collections/anemos/fleet/tests/unit
+echo "== ansible-test sanity (the collection)" >&2
+scripts/ansible-sanity.sh
 # Arguments: options for run.py, scenario names, and "fleet" for the fleet test. None: all of it.
 opts=(); scenarios=(); fleet=0; named=0
 while (($#)); do

@@ -24,7 +24,7 @@ description:
     needs into O(remote_dir), prints the server's plan and changes no disk. With C(--diff) the
     plan is shown as the diff.
 author:
-  - anemos developers
+  - anemos developers (@anemos)
 options:
   host:
     description:
@@ -77,7 +77,7 @@ options:
     default: anemos
   log_lines:
     description:
-      - How many lines of the deploy log O(log_tail) keeps on failure.
+      - How many lines of the deploy log RV(log_tail) keeps on failure.
     type: int
     default: 30
 notes:
@@ -280,7 +280,8 @@ def run_anemos(argv, timeout):
     """Runs anemos deploy: (exit status, stdout, stderr). `timeout` None: no limit."""
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+                              check=False)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode('utf-8', 'replace') if isinstance(e.stdout, bytes) else (e.stdout or '')
         err = e.stderr.decode('utf-8', 'replace') if isinstance(e.stderr, bytes) else (e.stderr or '')
