@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit and CLI tests (no root, no VM), the Ansible module's unit tests and
-# ansible-test sanity, then the
-# QEMU scenarios and the QEMU fleet test (two VMs deployed by Ansible). Arguments go to
-# qemu-tests/run.py: scenario names, -j N (scenarios at once; default 2 or $ANEMOS_QEMU_JOBS).
+# ansible-test sanity, then the QEMU scenarios and the QEMU fleet test (two VMs deployed by
+# Ansible). Arguments go to qemu-tests/run.py: scenario names, -j N (scenarios at once; default
+# 2 or $ANEMOS_QEMU_JOBS).
 # The fleet test runs after the scenarios, on its own (it runs two VMs itself). Naming scenarios
 # runs only those; the name "fleet" selects the fleet test.
 set -euo pipefail

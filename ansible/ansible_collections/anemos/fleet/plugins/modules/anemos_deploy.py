@@ -176,6 +176,8 @@ log_tail:
 '''
 
 import json
+import os
+import signal
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
@@ -277,16 +279,17 @@ def summarize(events, stderr, log_lines=30):
 
 
 def run_anemos(argv, timeout):
-    """Runs anemos deploy: (exit status, stdout, stderr). `timeout` None: no limit."""
+    """Runs anemos deploy: (exit status, stdout, stderr). Past `timeout` seconds it is stopped,
+    with everything it started (its ssh connections), and the status is None."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, start_new_session=True)
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
-                              check=False)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode('utf-8', 'replace') if isinstance(e.stdout, bytes) else (e.stdout or '')
-        err = e.stderr.decode('utf-8', 'replace') if isinstance(e.stderr, bytes) else (e.stderr or '')
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
         return None, out, err + '\nanemos deploy did not end within %d s and was stopped' % timeout
-    return proc.returncode, proc.stdout, proc.stderr
+    return proc.returncode, out, err
 
 
 def main():

@@ -1,6 +1,8 @@
 # Unit tests of the anemos_deploy module: its command line, its reading of `anemos deploy
-# --json` events (recorded from real QEMU deploys in fixtures/), and whole module runs against a
-# stand-in anemos binary that prints those events.
+# --json` events, and whole module runs against a stand-in anemos binary that prints them.
+# fixtures/: success.events and failed-before-write.events were recorded from QEMU deploys (the
+# deploy-watch and redeploy-fails-early scenarios); plan-only.events is the start of
+# success.events up to the plan, as `anemos deploy --plan-only` ends (3 steps, then the result).
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
@@ -189,3 +191,18 @@ def test_ansible_doc_renders_the_module():
     assert 'MODULE anemos.fleet.anemos_deploy' in r.stdout
     for word in ('OPTIONS', 'EXAMPLES', 'RETURN VALUES', 'failed_stage', 'stage_ms', 'network_keep'):
         assert word in r.stdout, word
+
+
+def test_a_deploy_past_the_timeout_is_stopped_with_its_children(tmp_path):
+    marker = tmp_path / 'child-alive'
+    script = tmp_path / 'slow'
+    # The child outlives its parent unless the whole session is stopped.
+    script.write_text('#!/bin/sh\n(sleep 3; touch %s) &\necho started\nsleep 30\n' % marker)
+    script.chmod(0o755)
+    rc, out, err = anemos_deploy.run_anemos([str(script)], timeout=1)
+    assert rc is None
+    assert out == 'started\n'
+    assert err.endswith('did not end within 1 s and was stopped')
+    import time
+    time.sleep(4)
+    assert not marker.exists()
