@@ -344,6 +344,7 @@ def main():
     ctx = (venv, anemos, kernel, oldsys, base)
     steps = {"check": run_check, "deploy": run_deploy, "partial": run_partial, "serial-stop": run_serial_stop}
     figures = []
+    t0 = time.monotonic()
     for run in runs:
         log(f"== {run}")
         secs, r = steps[run](ctx)
@@ -351,6 +352,7 @@ def main():
     for run, secs, r in figures:
         log(f"figures: {run}: playbook {secs:.0f} s; recap " +
             "; ".join(f"{host} changed={v['changed']} failed={v['failed']}" for host, v in r.items()))
+    log(f"wall time {time.monotonic() - t0:.0f} s for the runs (VM boots included)")
     log(f"PASS: {', '.join(runs)}")
 
 
