@@ -12,12 +12,14 @@ cd "$(dirname "$0")/.."
 # (mdadm: packed into RAID images and used by the host checks of the md arrays; cryptsetup-bin:
 # the same for LUKS2; python3-cryptography: the LUKS2 check decrypts in userspace on a host
 # without device-mapper).
+# The fleet test (Ansible): python3-venv for the virtualenv scripts/ansible-venv.sh makes with
+# ansible-core and pytest from PyPI (pinned there), ssh-keygen (openssh-client).
 # The cached Debian artifacts (scripts/build-*.sh): mmdebstrap; the flat mirror also
 # dpkg-scanpackages (dpkg-dev) and apt-ftparchive (apt-utils).
 PKGS=(musl-tools qemu-system-x86 ovmf cpio busybox-static e2fsprogs dosfstools mtools gdisk fdisk
       util-linux binutils gcc iproute2 mdadm cryptsetup-bin python3-cryptography
       kmod file zstd xz-utils initramfs-tools dracut-core systemd-boot-efi python3 xfsprogs btrfs-progs dropbear-bin openssh-client socat
-      mmdebstrap dpkg-dev apt-utils patch)
+      mmdebstrap dpkg-dev apt-utils patch python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -35,3 +37,4 @@ for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
 qemu-tests/fetch-kernel.sh >/dev/null
+scripts/ansible-venv.sh >/dev/null

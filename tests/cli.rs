@@ -1043,3 +1043,27 @@ fn raid1_negatives_name_the_field_and_write_nothing() {
     let after: Vec<String> = files.iter().map(|f| sha256(f)).collect();
     assert_eq!(before, after, "nothing is written");
 }
+
+/// `anemos deploy --plan-only` stops at the plan, so confirming a deploy with it makes no sense.
+#[test]
+fn deploy_plan_only_is_documented_and_excludes_yes() {
+    let mut c = anemos();
+    c.args(["deploy", "--help"]);
+    let help = String::from_utf8_lossy(&ok(c).stdout).to_string();
+    assert!(help.contains("--plan-only"), "{help}");
+    let mut c = anemos();
+    c.args([
+        "deploy",
+        "root@h",
+        "--payload",
+        "p",
+        "--image",
+        "i",
+        "--plan-only",
+        "--yes",
+    ]);
+    let o = run(c);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("--plan-only") && e.contains("--yes"), "{e}");
+}

@@ -33,6 +33,8 @@ pub struct DeployArgs {
     pub hold: u64,
     /// Give the deploy image an ssh server to watch it through.
     pub watch: bool,
+    /// Stop once the server has shown its plan (`--plan-only`).
+    pub plan_only: bool,
 }
 
 /// The ssh argv for running `cmd` on `host`. Pure.
@@ -272,10 +274,15 @@ fn prepare_watch(a: &DeployArgs, deploy_id: &str) -> Result<Option<super::watch:
 }
 
 fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<()> {
-    let total = 6;
+    let total = if a.plan_only { 3 } else { 6 };
     let deploy_id = crate::deploy_id::new();
     *id_out = Some(deploy_id.clone());
-    let pinned = prepare_watch(a, &deploy_id)?;
+    // A plan needs no access to a deploy image that will not start.
+    let pinned = if a.plan_only {
+        None
+    } else {
+        prepare_watch(a, &deploy_id)?
+    };
     step(
         ev,
         1,
@@ -383,6 +390,14 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
     }
     if !ok {
         bail!("the server refused the deploy (see above); nothing was changed");
+    }
+    if a.plan_only {
+        let _ = std::fs::remove_dir_all(&tmp);
+        eprintln!(
+            "deploy: plan only: {} accepts this deploy; nothing was changed",
+            a.host
+        );
+        return Ok(());
     }
     if !a.yes {
         eprint!(

@@ -193,6 +193,11 @@ enum Cmd {
         /// Do not give the deploy image an ssh server: no watching, no recovery over ssh.
         #[arg(long)]
         no_watch: bool,
+        /// Stop after showing the server's plan: upload what the plan needs (into
+        /// --remote-dir), print the plan, exit 0 when the server accepts it, nonzero when it
+        /// refuses it. No kexec, no disk is touched.
+        #[arg(long, conflicts_with = "yes")]
+        plan_only: bool,
     },
     /// In the deploy image (over its ssh server): print the deploy's log, live, until it ends.
     Follow(follow::FollowArgs),
@@ -424,6 +429,7 @@ fn run(cli: Cli) -> Result<()> {
             authorized_key,
             hold,
             no_watch,
+            plan_only,
         } => deploy::run(deploy::DeployArgs {
             host,
             payload,
@@ -438,6 +444,7 @@ fn run(cli: Cli) -> Result<()> {
             authorized_keys: authorized_key,
             hold,
             watch: !no_watch,
+            plan_only,
         }),
         Cmd::Kexec {
             image,
