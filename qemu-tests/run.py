@@ -62,6 +62,8 @@ Scenario keys:
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
   [boot3] ...                       # a third boot, after boot2, the same way (its own keys)
   [boot2]/[boot3] detach = [1]      # these [[disk]] entries (by index) are left out of that boot
+  [boot2] keep_efi_vars = true      # with efi = true and firmware = "ovmf": boot the disks with
+                                    # the variable store the deploy wrote (its boot entries)
 
 Placeholders (Python format syntax, so a literal brace is doubled in setup/post/host_cmd.run):
   {repo} the repository, {here} qemu-tests/, {out} qemu-tests/out/, {anemos} the binary,
@@ -516,8 +518,12 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
         qemu += ["-nic", "none"]
     if sc.get("firmware") == "ovmf":
         # Boot the disks through UEFI firmware: OVMF -> systemd-boot on the ESP -> the entry.
-        vars_copy = OUT / f"{name}.OVMF_VARS.fd"
-        shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars_copy)
+        if sc.get("keep_efi_vars"):
+            # The variable store the first boot (efi = true) wrote into, e.g. its boot entries.
+            vars_copy = sc["efi_vars"]
+        else:
+            vars_copy = OUT / f"{name}.OVMF_VARS.fd"
+            shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars_copy)
         qemu += ["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
                  "-drive", f"if=pflash,format=raw,file={vars_copy}"]
     else:
@@ -652,7 +658,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", efi_vars)
         sc["efi_vars"] = str(efi_vars)
         for key in ("boot2", "boot3"):
-            if sc.get(key) and sc[key].get("firmware") != "ovmf":
+            if sc.get(key) and (sc[key].get("firmware") != "ovmf" or sc[key].get("keep_efi_vars")):
                 sc[key]["efi_vars"] = str(efi_vars)
     host = sc.get("host_cmd")
     host_proc = []

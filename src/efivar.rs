@@ -1,6 +1,7 @@
-//! One EFI variable of our own, through efivarfs: mounting it, writing (overwrite, read back),
-//! reading and deleting. Used for the failure report (`crate::failreport`), which must reach
-//! the operator without writing to any disk.
+//! EFI variables through efivarfs: mounting it, writing (overwrite, read back), reading,
+//! listing and deleting. Used for the failure report (`crate::failreport`, one variable of our
+//! own, which must reach the operator without writing to any disk) and for the firmware's boot
+//! entries (`crate::efiboot`, global variables).
 //!
 //! efivarfs represents a variable as the file `<Name>-<vendor GUID>` whose content is a 4-byte
 //! little-endian attribute word followed by the data; a write must carry both in one write(2).
@@ -38,8 +39,24 @@ pub fn var_file(name: &str) -> String {
     format!("{name}-{VENDOR_GUID}")
 }
 
-fn var_path(name: &str) -> PathBuf {
-    Path::new(EFIVARS).join(var_file(name))
+fn var_path_in(guid: &str, name: &str) -> PathBuf {
+    Path::new(EFIVARS).join(format!("{name}-{guid}"))
+}
+
+/// The names of the variables of vendor `guid` (sorted).
+pub fn list_in(guid: &str) -> io::Result<Vec<String>> {
+    let suffix = format!("-{guid}");
+    let mut v: Vec<String> = fs::read_dir(EFIVARS)?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(&suffix))
+                .map(str::to_string)
+        })
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 /// Pure: the efivarfs file content for `data` (attributes first, little-endian).
@@ -125,7 +142,12 @@ fn make_mutable(path: &Path) -> io::Result<()> {
 
 /// Reads variable `name`: None when it does not exist.
 pub fn read(name: &str) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(var_path(name)) {
+    read_in(VENDOR_GUID, name)
+}
+
+/// Reads variable `name` of vendor `guid` (attributes first): None when it does not exist.
+pub fn read_in(guid: &str, name: &str) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(var_path_in(guid, name)) {
         Ok(c) => Ok(Some(c)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -134,7 +156,12 @@ pub fn read(name: &str) -> io::Result<Option<Vec<u8>>> {
 
 /// Deletes variable `name` (no error when it does not exist).
 pub fn delete(name: &str) -> io::Result<()> {
-    let p = var_path(name);
+    delete_in(VENDOR_GUID, name)
+}
+
+/// Deletes variable `name` of vendor `guid` (no error when it does not exist).
+pub fn delete_in(guid: &str, name: &str) -> io::Result<()> {
+    let p = var_path_in(guid, name);
     if !p.exists() {
         return Ok(());
     }
@@ -159,7 +186,12 @@ pub enum WriteError {
 /// Writes variable `name` with `data` (one variable, overwritten, never appended), then reads
 /// it back through the firmware to check it. Returns the bytes stored (attributes included).
 pub fn write(name: &str, data: &[u8]) -> Result<usize, WriteError> {
-    let p = var_path(name);
+    write_in(VENDOR_GUID, name, data)
+}
+
+/// [`write`] for variable `name` of vendor `guid`.
+pub fn write_in(guid: &str, name: &str, data: &[u8]) -> Result<usize, WriteError> {
+    let p = var_path_in(guid, name);
     let content = with_attributes(data);
     if p.exists() {
         // Replace, never accumulate: a write to an existing variable sets it as a whole, but

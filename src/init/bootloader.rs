@@ -285,6 +285,12 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
                 &title,
             )?;
             ctx.entry = Some(e);
+            let (esp_mount, _) = esp_and_root(plan)?;
+            if let Err(e) = super::bootentry::load_option(plan, &esp_mount, &title)
+                .and_then(|o| super::bootentry::register(&o))
+            {
+                log::warn!("boot entry not written: {e:#}; the firmware can still find systemd-boot at the fallback path \\EFI\\BOOT\\BOOTX64.EFI");
+            }
         }
         crate::config::Bootloader::Command { command } => {
             let target = Path::new(super::disks::TARGET);

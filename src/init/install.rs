@@ -439,11 +439,9 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
     if ctx.plan.is_none() {
         anyhow::bail!("[install] needs a target: anemos.toml has no [[disk]] with a partition mounted at \"/\"");
     }
-    let env = builder_env(
-        ctx.plan.as_ref(),
-        super::disks::TARGET,
-        payload.config.hostname.as_deref(),
-    );
+    let hostname = payload.config.hostname.clone();
+    let hostname = hostname.as_deref();
+    let env = builder_env(ctx.plan.as_ref(), super::disks::TARGET, hostname);
     // A file in RAM stays for a retry of this stage; a stream can be read only once.
     let fetched = match &ctx.fetched {
         Some(Fetched::File(p)) => Some(Fetched::File(p.clone())),
@@ -456,20 +454,31 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         fetched,
         ctx.imgbuild.as_ref(),
         ctx.archive_checked.as_ref(),
-        &|| write_target_config(ctx.plan.as_ref()),
+        &|| write_target_config(ctx.plan.as_ref(), hostname),
     );
     let n = wipe_secrets(payload_dir);
     if n > 0 {
         log::info!("wiped {n} secret file(s) from RAM");
     }
     r?;
-    write_target_config(ctx.plan.as_ref())
+    write_target_config(ctx.plan.as_ref(), hostname)
 }
 
-/// Writes the target's storage configuration after the install put its files in: fstab unless
-/// the installed system brought a non-empty one, and the arrays' and containers' lines merged
-/// into its mdadm.conf and crypttab. Runs again after a provision script (idempotent).
-fn write_target_config(plan: Option<&Plan>) -> Result<()> {
+/// Writes the target's configuration after the install put its files in: /etc/hostname from
+/// anemos.toml's `hostname` (an archive built for several machines carries some other name),
+/// fstab unless the installed system brought a non-empty one, and the arrays' and containers'
+/// lines merged into its mdadm.conf and crypttab. Runs again after a provision script
+/// (idempotent).
+fn write_target_config(plan: Option<&Plan>, hostname: Option<&str>) -> Result<()> {
+    if let Some(h) = hostname {
+        let f = format!("{}/etc/hostname", super::disks::TARGET);
+        let want = format!("{h}\n");
+        if std::fs::read_to_string(&f).ok().as_deref() != Some(want.as_str()) {
+            let _ = std::fs::create_dir_all(format!("{}/etc", super::disks::TARGET));
+            std::fs::write(&f, &want).with_context(|| format!("writing {f}"))?;
+            log::info!("wrote {f}: {h}");
+        }
+    }
     // A rootfs may ship its own /etc/fstab; otherwise (or if the archive replaced ours with an
     // empty one) keep the generated one.
     if let Some(p) = plan {

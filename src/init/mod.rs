@@ -5,6 +5,7 @@
 //! sees init exit. The boot sequence is the explicit list in [`STAGES`], one module each.
 
 pub mod arrays;
+pub mod bootentry;
 pub mod bootloader;
 pub mod check;
 pub mod cmdline;
