@@ -16,6 +16,7 @@ mod fetch;
 mod init;
 mod kcmdline;
 mod kexec;
+mod kver;
 mod makeimg;
 mod module_manifest;
 mod net;

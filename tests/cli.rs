@@ -1043,3 +1043,124 @@ fn raid1_negatives_name_the_field_and_write_nothing() {
     let after: Vec<String> = files.iter().map(|f| sha256(f)).collect();
     assert_eq!(before, after, "nothing is written");
 }
+
+/// A copy of the cached modules tree (files symlinked) under another release name: what a base
+/// image packed for another kernel carries.
+fn renamed_modules_tree(k: &Path, dir: &Path, release: &str) -> PathBuf {
+    let dest = dir.join("lib/modules").join(release);
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let st = Command::new("cp")
+        .arg("-rs")
+        .arg(fs::canonicalize(k).unwrap())
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dest
+}
+
+fn kexec_check(img: &Path, payload: &Path, kernel: &Path) -> Output {
+    let mut c = anemos();
+    c.args(["kexec", "--image"])
+        .arg(img)
+        .arg("--payload")
+        .arg(payload)
+        .arg("--kernel")
+        .arg(kernel);
+    run(c)
+}
+
+#[test]
+fn kexec_refuses_a_base_image_for_another_kernel() {
+    let Some(k) = kernel_modules("kexec_refuses_a_base_image_for_another_kernel") else {
+        return;
+    };
+    let kernel = k.join("../../../boot").join(format!(
+        "vmlinuz-{}",
+        fs::canonicalize(&k)
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    ));
+    let release = "6.1.0-57-cloud-amd64";
+    assert!(kernel.is_file(), "{} missing", kernel.display());
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p");
+    fs::create_dir(&p).unwrap();
+    fs::write(p.join("anemos.toml"), "# no disks\n").unwrap();
+
+    // Modules of another release: refused before the plan, both releases named.
+    let other = renamed_modules_tree(&k, d.path(), "6.1.0-99-other-amd64");
+    let img = d.path().join("other.img");
+    ok(pack_cmd(
+        &img,
+        &[
+            "--kernel-modules",
+            other.to_str().unwrap(),
+            "--module",
+            "virtio_blk",
+        ],
+    ));
+    let o = kexec_check(&img, &p, &kernel);
+    let (out, e) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!o.status.success(), "{out}{e}");
+    assert!(out.is_empty(), "nothing but the refusal: {out}");
+    assert!(
+        e.contains("has kernel modules for 6.1.0-99-other-amd64, but the kernel it would boot")
+            && e.contains(&format!("is {release}: "))
+            && e.contains("Nothing was changed")
+            && e.contains("--image auto"),
+        "{e}"
+    );
+
+    // The matching release passes the check (what follows depends on this host's disks).
+    let good = d.path().join("good.img");
+    ok(pack_cmd(
+        &good,
+        &[
+            "--kernel-modules",
+            k.to_str().unwrap(),
+            "--module",
+            "virtio_blk",
+        ],
+    ));
+    let o = kexec_check(&good, &p, &kernel);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with(&format!(
+            "kernel release: {release} (kernel {} and the base image's ",
+            kernel.display()
+        )),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The same image with one module file removed: its own manifest refuses it.
+    let x = d.path().join("x");
+    ok({
+        let mut c = anemos();
+        c.arg("inspect").arg(&good).arg("--extract").arg(&x);
+        c
+    });
+    let ko = x.join(format!(
+        "lib/modules/{release}/kernel/drivers/block/virtio_blk.ko"
+    ));
+    fs::remove_file(&ko).unwrap();
+    fs::remove_file(x.join("init")).unwrap();
+    let broken = d.path().join("broken.img");
+    ok(pack_cmd(&broken, &["--rootfs", x.to_str().unwrap()]));
+    let o = kexec_check(&broken, &p, &kernel);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("lacks 1 of the ")
+            && e.contains(&format!(
+                "virtio_blk (/lib/modules/{release}/kernel/drivers/block/virtio_blk.ko)"
+            )),
+        "{e}"
+    );
+}
