@@ -384,6 +384,35 @@ fn help_and_completions() {
         c
     });
     assert!(String::from_utf8_lossy(&o.stdout).contains("pack-payload"));
+    // What happens without --image, and the kernel release check, are in the help.
+    let o = ok({
+        let mut c = anemos();
+        c.args(["deploy", "--help"]);
+        c
+    });
+    let h = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        h.contains(
+            "Without it the server builds the base image itself for the kernel it will boot"
+        ),
+        "{h}"
+    );
+    let o = ok({
+        let mut c = anemos();
+        c.args(["kexec", "--help"]);
+        c
+    });
+    let h = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        h.contains("or `auto`: build it here") && h.contains("is refused with both releases named"),
+        "{h}"
+    );
 }
 
 /// The QEMU tests' cached kernel modules tree ($ANEMOS_CACHE or qemu-tests/cache, filled by

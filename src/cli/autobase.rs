@@ -158,11 +158,22 @@ pub fn ensure(
     if image.is_file() && pack::inspect::read_segments(&image).is_ok() {
         let info = read_info(&info_path).unwrap_or_default();
         println!(
-            "base image: reusing {} (cached for kernel {release} and this anemos, {} MiB{}); building it took {:.1} s, saved now",
+            "base image: reusing {} (cached for kernel {release} and this anemos, {} MiB{}); {}",
             image.display(),
             fs::metadata(&image).map(|m| m.len() >> 20).unwrap_or(0),
-            if info.summary.is_empty() { String::new() } else { format!(": {}", info.summary) },
-            info.build_ms as f64 / 1000.0
+            if info.summary.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", info.summary)
+            },
+            if info.build_ms == 0 {
+                "no build now".to_string()
+            } else {
+                format!(
+                    "building it took {:.1} s, saved now",
+                    info.build_ms as f64 / 1000.0
+                )
+            }
         );
         return Ok(image);
     }

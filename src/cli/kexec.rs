@@ -174,10 +174,23 @@ pub fn check_image_fits_kernel(
     let base = base_modules_of(image, segments)?;
     Ok(
         match crate::kver::check_base(&base, image, kernel, &kv.release)? {
-            crate::kver::Verdict::Matches { release, modules } => format!(
-                "kernel release: {release} (kernel {} and the base image's {modules} modules agree)",
-                kernel.display()
-            ),
+            crate::kver::Verdict::Matches { release, modules } => {
+                let mut line = format!(
+                    "kernel release: {release} (kernel {} and the base image's {modules} modules agree)",
+                    kernel.display()
+                );
+                // The drivers this system uses for its disks and NICs, when it runs that kernel.
+                let running = rustix::system::uname().release().to_string_lossy() == release;
+                if running {
+                    let drivers = super::autobase::device_driver_modules(Path::new("/sys"));
+                    for (dev, m) in crate::kver::absent_drivers(&base, &drivers) {
+                        line.push_str(&format!(
+                            "\nwarning: this system drives {dev} with the module {m}, which the base image lacks: the deploy image may not see {dev} (pack it with --module {m}, or use --image auto)"
+                        ));
+                    }
+                }
+                line
+            }
             crate::kver::Verdict::NoModules => format!(
                 "kernel release: {} ({}); the base image has no kernel modules, so the deploy image relies on the drivers built into that kernel",
                 kv.release,

@@ -165,6 +165,11 @@ enum Cmd {
     /// payload) through your own ssh (config, agent, keys), shows the remote plan, asks for
     /// confirmation (or --yes), runs `anemos kexec --yes` there, then waits for the host to
     /// answer on ssh again as the deployed system.
+    ///
+    /// Without --image nothing but this binary and the payload is uploaded: the server builds
+    /// the base image for its own kernel (`anemos kexec --image auto`), caches it in
+    /// --remote-dir and reuses it next time. A base image whose modules are for another kernel
+    /// release than the one the server would boot is refused there before anything changes.
     Deploy {
         /// [user@]host, as you would give it to ssh.
         host: String,

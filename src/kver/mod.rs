@@ -132,6 +132,8 @@ pub struct BaseModules {
     pub manifest: Option<String>,
     /// Modules the manifest lists.
     pub listed: usize,
+    /// Names of the modules the manifest lists.
+    pub names: BTreeSet<String>,
     /// Manifest entries whose file is not in the image: `(name, path)`.
     pub missing: Vec<(String, PathBuf)>,
     /// Releases under `lib/modules/` that hold module files (`.ko`, `.ko.xz`, ...).
@@ -173,6 +175,7 @@ pub fn base_modules<'a>(
         let entries = module_manifest::parse(text)?;
         out.listed = entries.len();
         for e in entries {
+            out.names.insert(e.name.clone());
             if !files.contains(canonical(&e.path.to_string_lossy())) {
                 out.missing.push((e.name, e.path));
             }
@@ -303,6 +306,21 @@ pub fn check_base(
         release: modules,
         modules: base.listed,
     })
+}
+
+/// The modules among `wanted` (device, module names) that the base image does not carry, as
+/// (device, module); module names compare with `-` and `_` alike, as the kernel does.
+pub fn absent_drivers(
+    base: &BaseModules,
+    wanted: &[(String, Vec<String>)],
+) -> Vec<(String, String)> {
+    let norm = |s: &str| s.replace('-', "_");
+    let have: BTreeSet<String> = base.names.iter().map(|n| norm(n)).collect();
+    wanted
+        .iter()
+        .flat_map(|(dev, mods)| mods.iter().map(move |m| (dev.clone(), m.clone())))
+        .filter(|(_, m)| !have.contains(&norm(m)))
+        .collect()
 }
 
 /// Whether modules built for release `modules` load into a kernel of release `kernel`: only

@@ -256,3 +256,19 @@ fn cache_key_names_release_version_and_binary() {
     assert_eq!(odd, "base-6.1_.._x_y-anemos-0.1.0__git_abc_-ab.img");
     assert!(!odd.contains('/'));
 }
+
+#[test]
+fn drivers_of_this_machine_missing_from_the_image_are_named() {
+    let base = base_modules(files(), Some((MPATH, MANIFEST))).unwrap();
+    let wanted = vec![
+        (
+            "vda".to_string(),
+            vec!["virtio_blk".to_string(), "virtio-pci".to_string()],
+        ),
+        ("sda".to_string(), vec!["mpt3sas".to_string()]),
+    ];
+    assert_eq!(
+        absent_drivers(&base, &wanted),
+        vec![("sda".to_string(), "mpt3sas".to_string())]
+    );
+}
