@@ -1193,3 +1193,37 @@ fn kexec_refuses_a_base_image_for_another_kernel() {
         "{e}"
     );
 }
+
+#[test]
+fn kexec_image_auto_names_the_missing_modules_tree() {
+    // The kernel to boot is Debian's RT kernel (its setup header is all that is read); this
+    // machine has no /lib/modules for it, so nothing can be built and nothing is changed.
+    let kernel = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/kver/testdata/rt-6.1.0-47.setup");
+    assert!(!Path::new("/lib/modules/6.1.0-47-rt-amd64").exists());
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p");
+    fs::create_dir(&p).unwrap();
+    fs::write(p.join("anemos.toml"), "# no disks\n").unwrap();
+    let cache = d.path().join("cache");
+    let mut c = anemos();
+    c.args(["kexec", "--image", "auto", "--cache-dir"])
+        .arg(&cache)
+        .arg("--payload")
+        .arg(&p)
+        .arg("--kernel")
+        .arg(&kernel);
+    let e = err_line(c);
+    assert!(
+        e.contains("cannot build the base image here: no /lib/modules/6.1.0-47-rt-amd64/modules.dep for the kernel 6.1.0-47-rt-amd64"),
+        "{e}"
+    );
+    assert_eq!(fs::read_dir(&cache).map(|r| r.count()).unwrap_or(0), 0);
+    // --tools-root belongs to --image auto.
+    let mut c = anemos();
+    c.args(["kexec", "--image", "base.img", "--tools-root", "/"])
+        .arg("--payload")
+        .arg(&p)
+        .arg("--kernel")
+        .arg(&kernel);
+    assert!(err_line(c).contains("--tools-root is for --image auto"));
+}
