@@ -143,6 +143,23 @@ fn self_digest() -> Result<String> {
     Ok(pack::payload::sha256_reader(f)?.0)
 }
 
+/// The digest in the cache key: the binary's, combined with the tools root's when there is
+/// one (a tar by its content; a directory by its path, as walking it would cost as much as
+/// packing it).
+fn build_digest(tools_root: Option<&Path>) -> Result<String> {
+    let me = self_digest()?;
+    let Some(t) = tools_root else {
+        return Ok(me);
+    };
+    let root = if t.is_file() {
+        let f = fs::File::open(t).with_context(|| format!("--tools-root {}", t.display()))?;
+        pack::payload::sha256_reader(f)?.0
+    } else {
+        t.display().to_string()
+    };
+    Ok(pack::payload::sha256_reader(format!("{me} {root}").as_bytes())?.0)
+}
+
 /// Returns the cached base image for `release`, building it first when there is none.
 /// `running` is whether `release` is the running kernel's (then the loaded modules and the
 /// sysfs drivers are added).
@@ -152,7 +169,11 @@ pub fn ensure(
     cache_dir: &Path,
     tools_root: Option<&Path>,
 ) -> Result<PathBuf> {
-    let key = crate::kver::cache_key(release, env!("CARGO_PKG_VERSION"), &self_digest()?);
+    let key = crate::kver::cache_key(
+        release,
+        env!("CARGO_PKG_VERSION"),
+        &build_digest(tools_root)?,
+    );
     let image = cache_dir.join(&key);
     let info_path = cache_dir.join(format!("{key}.info"));
     if image.is_file() && pack::inspect::read_segments(&image).is_ok() {

@@ -34,6 +34,8 @@ pub struct DeployArgs {
     pub hold: u64,
     /// Give the deploy image an ssh server to watch it through.
     pub watch: bool,
+    /// Without `image`: a tools root tar for the base image the server builds.
+    pub tools_root: Option<PathBuf>,
 }
 
 /// The ssh argv for running `cmd` on `host`. Pure.
@@ -319,6 +321,23 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         None => eprintln!("deploy:   no --image: the server builds the base image for its own kernel (anemos kexec --image auto), cached in {}", a.remote_dir),
     }
     files.push((payload_img.clone(), format!("{}/payload.img", a.remote_dir)));
+    let tools_root = a.tools_root.as_ref().map(|t| {
+        // The server reads the tar by its name (its compression), so the name is kept.
+        let name = t
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "tools-root.tar".into());
+        format!("{}/tools-root-{name}", a.remote_dir)
+    });
+    if let (Some(local), Some(remote)) = (&a.tools_root, &tools_root) {
+        if !local.is_file() {
+            bail!(
+                "--tools-root {}: not a tar file (a directory cannot be uploaded as it is; tar it)",
+                local.display()
+            );
+        }
+        files.push((local.clone(), remote.clone()));
+    }
     if let Some(p) = &pinned {
         files.push((p.bundle(), format!("{}/access.img", a.remote_dir)));
     }
@@ -370,9 +389,13 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
     let image_arg = match &a.image {
         Some(_) => sh_quote(&format!("{}/base.img", a.remote_dir)),
         None => format!(
-            "{} --cache-dir {}",
+            "{} --cache-dir {}{}",
             super::autobase::AUTO,
-            sh_quote(&a.remote_dir)
+            sh_quote(&a.remote_dir),
+            tools_root
+                .as_ref()
+                .map(|t| format!(" --tools-root {}", sh_quote(t)))
+                .unwrap_or_default()
         ),
     };
     let kexec = format!(

@@ -219,6 +219,10 @@ enum Cmd {
         /// Do not give the deploy image an ssh server: no watching, no recovery over ssh.
         #[arg(long)]
         no_watch: bool,
+        /// Without --image: a tools root tar (.tar, .tar.gz, .tar.zst, .tar.xz), uploaded and
+        /// laid under the base image the server builds (`anemos kexec --tools-root`).
+        #[arg(long, value_name = "TAR", conflicts_with = "image")]
+        tools_root: Option<PathBuf>,
     },
     /// In the deploy image (over its ssh server): print the deploy's log, live, until it ends.
     Follow(follow::FollowArgs),
@@ -450,6 +454,7 @@ fn run(cli: Cli) -> Result<()> {
             authorized_key,
             hold,
             no_watch,
+            tools_root,
         } => deploy::run(deploy::DeployArgs {
             host,
             payload,
@@ -464,6 +469,7 @@ fn run(cli: Cli) -> Result<()> {
             authorized_keys: authorized_key,
             hold,
             watch: !no_watch,
+            tools_root,
         }),
         Cmd::Kexec {
             image,

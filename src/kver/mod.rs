@@ -333,8 +333,8 @@ pub fn same_release(modules: &str, kernel: &str) -> bool {
 /// File name of a base image built on the server and cached there, for reuse by later deploys.
 ///
 /// Keyed by the kernel release (the modules it holds), the anemos version and a digest of the
-/// anemos binary itself: the image's /init is that binary, so a rebuilt anemos of the same
-/// version must not reuse an image holding the old one. Characters outside `[A-Za-z0-9._+-]`
+/// anemos binary itself (with the tools root, if any): the image's /init is that binary, so a
+/// rebuilt anemos of the same version must not reuse an image holding the old one. Characters outside `[A-Za-z0-9._+-]`
 /// become `_` so that the name is one safe path component.
 pub fn cache_key(release: &str, anemos_version: &str, binary_sha256: &str) -> String {
     let safe = |s: &str| -> String {
