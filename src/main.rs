@@ -17,6 +17,7 @@ mod fetch;
 mod init;
 mod kcmdline;
 mod kexec;
+mod kver;
 mod makeimg;
 mod module_manifest;
 mod net;

@@ -384,6 +384,35 @@ fn help_and_completions() {
         c
     });
     assert!(String::from_utf8_lossy(&o.stdout).contains("pack-payload"));
+    // What happens without --image, and the kernel release check, are in the help.
+    let o = ok({
+        let mut c = anemos();
+        c.args(["deploy", "--help"]);
+        c
+    });
+    let h = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        h.contains(
+            "Without it the server builds the base image itself for the kernel it will boot"
+        ),
+        "{h}"
+    );
+    let o = ok({
+        let mut c = anemos();
+        c.args(["kexec", "--help"]);
+        c
+    });
+    let h = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        h.contains("or `auto`: build it here") && h.contains("is refused with both releases named"),
+        "{h}"
+    );
 }
 
 /// The QEMU tests' cached kernel modules tree ($ANEMOS_CACHE or qemu-tests/cache, filled by
@@ -1066,4 +1095,159 @@ fn deploy_plan_only_is_documented_and_excludes_yes() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("--plan-only") && e.contains("--yes"), "{e}");
+}
+
+/// A copy of the cached modules tree (files symlinked) under another release name: what a base
+/// image packed for another kernel carries.
+fn renamed_modules_tree(k: &Path, dir: &Path, release: &str) -> PathBuf {
+    let dest = dir.join("lib/modules").join(release);
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let st = Command::new("cp")
+        .arg("-rs")
+        .arg(fs::canonicalize(k).unwrap())
+        .arg(&dest)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dest
+}
+
+fn kexec_check(img: &Path, payload: &Path, kernel: &Path) -> Output {
+    let mut c = anemos();
+    c.args(["kexec", "--image"])
+        .arg(img)
+        .arg("--payload")
+        .arg(payload)
+        .arg("--kernel")
+        .arg(kernel);
+    run(c)
+}
+
+#[test]
+fn kexec_refuses_a_base_image_for_another_kernel() {
+    let Some(k) = kernel_modules("kexec_refuses_a_base_image_for_another_kernel") else {
+        return;
+    };
+    let kernel = k.join("../../../boot").join(format!(
+        "vmlinuz-{}",
+        fs::canonicalize(&k)
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    ));
+    let release = "6.1.0-57-cloud-amd64";
+    assert!(kernel.is_file(), "{} missing", kernel.display());
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p");
+    fs::create_dir(&p).unwrap();
+    fs::write(p.join("anemos.toml"), "# no disks\n").unwrap();
+
+    // Modules of another release: refused before the plan, both releases named.
+    let other = renamed_modules_tree(&k, d.path(), "6.1.0-99-other-amd64");
+    let img = d.path().join("other.img");
+    ok(pack_cmd(
+        &img,
+        &[
+            "--kernel-modules",
+            other.to_str().unwrap(),
+            "--module",
+            "virtio_blk",
+        ],
+    ));
+    let o = kexec_check(&img, &p, &kernel);
+    let (out, e) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!o.status.success(), "{out}{e}");
+    assert!(out.is_empty(), "nothing but the refusal: {out}");
+    assert!(
+        e.contains("has kernel modules for 6.1.0-99-other-amd64, but the kernel it would boot")
+            && e.contains(&format!("is {release}: "))
+            && e.contains("Nothing was changed")
+            && e.contains("--image auto"),
+        "{e}"
+    );
+
+    // The matching release passes the check (what follows depends on this host's disks).
+    let good = d.path().join("good.img");
+    ok(pack_cmd(
+        &good,
+        &[
+            "--kernel-modules",
+            k.to_str().unwrap(),
+            "--module",
+            "virtio_blk",
+        ],
+    ));
+    let o = kexec_check(&good, &p, &kernel);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with(&format!(
+            "kernel release: {release} (kernel {} and the base image's ",
+            kernel.display()
+        )),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // The same image with one module file removed: its own manifest refuses it.
+    let x = d.path().join("x");
+    ok({
+        let mut c = anemos();
+        c.arg("inspect").arg(&good).arg("--extract").arg(&x);
+        c
+    });
+    let ko = x.join(format!(
+        "lib/modules/{release}/kernel/drivers/block/virtio_blk.ko"
+    ));
+    fs::remove_file(&ko).unwrap();
+    fs::remove_file(x.join("init")).unwrap();
+    let broken = d.path().join("broken.img");
+    ok(pack_cmd(&broken, &["--rootfs", x.to_str().unwrap()]));
+    let o = kexec_check(&broken, &p, &kernel);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("lacks 1 of the ")
+            && e.contains(&format!(
+                "virtio_blk (/lib/modules/{release}/kernel/drivers/block/virtio_blk.ko)"
+            )),
+        "{e}"
+    );
+}
+
+#[test]
+fn kexec_image_auto_names_the_missing_modules_tree() {
+    // The kernel to boot is Debian's RT kernel (its setup header is all that is read); this
+    // machine has no /lib/modules for it, so nothing can be built and nothing is changed.
+    let kernel = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/kver/testdata/rt-6.1.0-47.setup");
+    assert!(!Path::new("/lib/modules/6.1.0-47-rt-amd64").exists());
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p");
+    fs::create_dir(&p).unwrap();
+    fs::write(p.join("anemos.toml"), "# no disks\n").unwrap();
+    let cache = d.path().join("cache");
+    let mut c = anemos();
+    c.args(["kexec", "--image", "auto", "--cache-dir"])
+        .arg(&cache)
+        .arg("--payload")
+        .arg(&p)
+        .arg("--kernel")
+        .arg(&kernel);
+    let e = err_line(c);
+    assert!(
+        e.contains("cannot build the base image here: no /lib/modules/6.1.0-47-rt-amd64/modules.dep for the kernel 6.1.0-47-rt-amd64"),
+        "{e}"
+    );
+    assert_eq!(fs::read_dir(&cache).map(|r| r.count()).unwrap_or(0), 0);
+    // --tools-root belongs to --image auto.
+    let mut c = anemos();
+    c.args(["kexec", "--image", "base.img", "--tools-root", "/"])
+        .arg("--payload")
+        .arg(&p)
+        .arg("--kernel")
+        .arg(&kernel);
+    assert!(err_line(c).contains("--tools-root is for --image auto"));
 }

@@ -18,7 +18,8 @@ use crate::pack;
 pub struct DeployArgs {
     pub host: String,
     pub payload: PathBuf,
-    pub image: PathBuf,
+    /// The base image to upload; `None`: the server builds one (`anemos kexec --image auto`).
+    pub image: Option<PathBuf>,
     pub ssh_options: Vec<String>,
     pub remote_dir: String,
     pub append: Option<String>,
@@ -35,6 +36,8 @@ pub struct DeployArgs {
     pub watch: bool,
     /// Stop once the server has shown its plan (`--plan-only`).
     pub plan_only: bool,
+    /// Without `image`: a tools root tar for the base image the server builds.
+    pub tools_root: Option<PathBuf>,
 }
 
 /// The ssh argv for running `cmd` on `host`. Pure.
@@ -248,6 +251,21 @@ fn image_can_watch(image: &Path) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// Whether a base image built on the server will run the ssh server: the server has dropbear
+/// (the image gets it and a shell). An unreachable server is no reason: step 2 reports that.
+fn server_can_watch(a: &DeployArgs) -> Result<Option<String>> {
+    let paths = crate::init::sshd::DROPBEAR_PATHS;
+    let (ok, out) = ssh_output(a, &format!("ls {} 2>/dev/null; true", paths.join(" ")))?;
+    if !ok || paths.iter().any(|p| out.lines().any(|l| l.trim() == *p)) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{} has no dropbear ({}), so the base image built there has none (install dropbear-bin there, or give --image)",
+        a.host,
+        paths.join(", ")
+    )))
+}
+
 /// The per-deploy ssh access, or why the deploy runs unwatched.
 fn prepare_watch(a: &DeployArgs, deploy_id: &str) -> Result<Option<super::watch::Pinned>> {
     if !a.watch {
@@ -260,7 +278,11 @@ fn prepare_watch(a: &DeployArgs, deploy_id: &str) -> Result<Option<super::watch:
         eprintln!("deploy:   warning: no public key found for the deploy image's ssh server (no ssh agent keys, no IdentityFile, no ~/.ssh/id_*.pub; give --authorized-key FILE): the deploy runs unwatched");
         return Ok(None);
     }
-    if let Some(why) = image_can_watch(&a.image)? {
+    let why = match &a.image {
+        Some(image) => image_can_watch(image)?,
+        None => server_can_watch(a)?,
+    };
+    if let Some(why) = why {
         eprintln!("deploy:   warning: {why}: the deploy runs unwatched (its stages show on its console only)");
         return Ok(None);
     }
@@ -300,11 +322,29 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         pack::mtime_from_env()?,
     )?;
     let me = std::env::current_exe().context("finding this anemos binary")?;
-    let mut files: Vec<(PathBuf, String)> = vec![
-        (me, format!("{}/anemos", a.remote_dir)),
-        (a.image.clone(), format!("{}/base.img", a.remote_dir)),
-        (payload_img.clone(), format!("{}/payload.img", a.remote_dir)),
-    ];
+    let mut files: Vec<(PathBuf, String)> = vec![(me, format!("{}/anemos", a.remote_dir))];
+    match &a.image {
+        Some(image) => files.push((image.clone(), format!("{}/base.img", a.remote_dir))),
+        None => eprintln!("deploy:   no --image: the server builds the base image for its own kernel (anemos kexec --image auto), cached in {}", a.remote_dir),
+    }
+    files.push((payload_img.clone(), format!("{}/payload.img", a.remote_dir)));
+    let tools_root = a.tools_root.as_ref().map(|t| {
+        // The server reads the tar by its name (its compression), so the name is kept.
+        let name = t
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "tools-root.tar".into());
+        format!("{}/tools-root-{name}", a.remote_dir)
+    });
+    if let (Some(local), Some(remote)) = (&a.tools_root, &tools_root) {
+        if !local.is_file() {
+            bail!(
+                "--tools-root {}: not a tar file (a directory cannot be uploaded as it is; tar it)",
+                local.display()
+            );
+        }
+        files.push((local.clone(), remote.clone()));
+    }
     if let Some(p) = &pinned {
         files.push((p.bundle(), format!("{}/access.img", a.remote_dir)));
     }
@@ -353,10 +393,21 @@ fn run_with(a: &DeployArgs, ev: &Events, id_out: &mut Option<String>) -> Result<
         (Some(_), None) => Some(format!("anemos.hold={}", a.hold)),
         (None, x) => x.clone(),
     };
+    let image_arg = match &a.image {
+        Some(_) => sh_quote(&format!("{}/base.img", a.remote_dir)),
+        None => format!(
+            "{} --cache-dir {}{}",
+            super::autobase::AUTO,
+            sh_quote(&a.remote_dir),
+            tools_root
+                .as_ref()
+                .map(|t| format!(" --tools-root {}", sh_quote(t)))
+                .unwrap_or_default()
+        ),
+    };
     let kexec = format!(
-        "{}/anemos kexec --deploy-id {deploy_id} --image {} --payload {}{}{}{}",
+        "{}/anemos kexec --deploy-id {deploy_id} --image {image_arg} --payload {}{}{}{}",
         a.remote_dir,
-        sh_quote(&format!("{}/base.img", a.remote_dir)),
         sh_quote(&format!("{}/payload.img", a.remote_dir)),
         pinned
             .as_ref()

@@ -93,15 +93,120 @@ pub fn check_kexec_allowed(load_disabled: Option<&str>, lockdown: Option<&str>) 
     Ok(())
 }
 
-fn sum_uncompressed(image: &Path) -> Result<u64> {
-    Ok(pack::inspect::read_segments(image)?
-        .iter()
-        .map(|s| s.uncompressed_size)
-        .sum())
+/// Reads the release of the kernel image that would boot (its bzImage setup header).
+pub fn kernel_release_of(kernel: &Path) -> Result<crate::kver::KernelVersion> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(crate::kver::SETUP_MAX);
+    fs::File::open(kernel)
+        .with_context(|| format!("kernel {}: cannot open it", kernel.display()))?
+        .take(crate::kver::SETUP_MAX as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("kernel {}: cannot read it", kernel.display()))?;
+    crate::kver::bzimage_version(&head).with_context(|| {
+        format!(
+            "kernel {}: cannot read its release, so the base image's modules cannot be checked against it",
+            kernel.display()
+        )
+    })
+}
+
+/// What a base image carries in kernel modules, from its listing and module manifest.
+pub fn base_modules_of(
+    image: &Path,
+    segments: &[pack::inspect::Segment],
+) -> Result<crate::kver::BaseModules> {
+    let entries = || segments.iter().flat_map(|s| s.entries.iter());
+    let canon = |p: &str| {
+        p.trim_start_matches("./")
+            .trim_start_matches('/')
+            .to_string()
+    };
+    let link = crate::module_manifest::LINK.trim_start_matches('/');
+    // The manifest is where the link points, else the one lib/modules/*/anemos.modules.
+    let manifest_path = entries()
+        .filter(|e| canon(&e.path) == link)
+        .filter_map(|e| e.link_target.as_deref())
+        .map(canon)
+        .next_back()
+        .or_else(|| {
+            entries()
+                .filter(|e| e.is_file())
+                .map(|e| canon(&e.path))
+                .find(|p| {
+                    p.starts_with("lib/modules/")
+                        && p.ends_with(&format!("/{}", crate::module_manifest::FILE_NAME))
+                })
+        });
+    let text = match &manifest_path {
+        Some(p) => Some(
+            String::from_utf8_lossy(&pack::inspect::cat(image, p).with_context(|| {
+                format!(
+                    "--image {}: its module manifest /{p} cannot be read",
+                    image.display()
+                )
+            })?)
+            .into_owned(),
+        ),
+        None => None,
+    };
+    let files: Vec<&str> = entries()
+        .filter(|e| e.is_file())
+        .map(|e| e.path.as_str())
+        .collect();
+    let manifest = manifest_path.as_deref().zip(text.as_deref());
+    crate::kver::base_modules(files, manifest).with_context(|| {
+        format!(
+            "--image {}: its module manifest /{} is damaged",
+            image.display(),
+            manifest_path.as_deref().unwrap_or("")
+        )
+    })
+}
+
+/// Refuses a base image whose modules do not fit the kernel that would boot it; returns the
+/// line saying what was checked.
+pub fn check_image_fits_kernel(
+    image: &Path,
+    segments: &[pack::inspect::Segment],
+    kernel: &Path,
+) -> Result<String> {
+    let kv = kernel_release_of(kernel)?;
+    let base = base_modules_of(image, segments)?;
+    Ok(
+        match crate::kver::check_base(&base, image, kernel, &kv.release)? {
+            crate::kver::Verdict::Matches { release, modules } => {
+                let mut line = format!(
+                    "kernel release: {release} (kernel {} and the base image's {modules} modules agree)",
+                    kernel.display()
+                );
+                // The drivers this system uses for its disks and NICs, when it runs that kernel.
+                let running = rustix::system::uname().release().to_string_lossy() == release;
+                if running {
+                    let drivers = super::autobase::device_driver_modules(Path::new("/sys"));
+                    for (dev, m) in crate::kver::absent_drivers(&base, &drivers) {
+                        line.push_str(&format!(
+                            "\nwarning: this system drives {dev} with the module {m}, which the base image lacks: the deploy image may not see {dev} (pack it with --module {m}, or use --image auto)"
+                        ));
+                    }
+                }
+                line
+            }
+            crate::kver::Verdict::NoModules => format!(
+                "kernel release: {} ({}); the base image has no kernel modules, so the deploy image relies on the drivers built into that kernel",
+                kv.release,
+                kernel.display()
+            ),
+        },
+    )
 }
 
 pub struct KexecArgs {
+    /// The base image, or `auto` (see [`super::autobase`]).
     pub image: PathBuf,
+    /// Where `--image auto` caches the images it builds.
+    pub cache_dir: PathBuf,
+    /// A tools root for `--image auto`.
+    pub tools_root: Option<PathBuf>,
     pub payload: PathBuf,
     pub kernel: Option<PathBuf>,
     pub append: Option<String>,
@@ -167,29 +272,6 @@ pub fn run(a: KexecArgs) -> Result<()> {
     let (seg, cfg_text) = payload_segment(&a.payload)?;
     let v = crate::config::load(&cfg_text, "payload anemos.toml")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let disks = crate::blockdev::identity::disks_from_sysfs(Path::new("/sys"), Path::new("/dev"))?;
-    let plan = crate::disk::plan::plan(&v.layout, &disks)?;
-    println!("{}", crate::disk::plan::render(&plan).trim_end());
-    for n in running_root_notes(&plan) {
-        println!("{n}");
-    }
-    let base = fs::metadata(&a.image)
-        .with_context(|| format!("--image {}: no such file", a.image.display()))?
-        .len();
-    let unpacked = sum_uncompressed(&a.image)
-        .with_context(|| format!("--image {}: not an initramfs image", a.image.display()))?
-        + seg.len() as u64 * 4;
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let avail = mem_available(&meminfo).unwrap_or(0);
-    check_ram(avail, base + seg.len() as u64, unpacked)?;
-    check_kexec_allowed(
-        fs::read_to_string("/proc/sys/kernel/kexec_load_disabled")
-            .ok()
-            .as_deref(),
-        fs::read_to_string("/sys/kernel/security/lockdown")
-            .ok()
-            .as_deref(),
-    )?;
     let release = rustix::system::uname()
         .release()
         .to_string_lossy()
@@ -201,6 +283,46 @@ pub fn run(a: KexecArgs) -> Result<()> {
             format!("no kernel image found for the running kernel {release} (tried /boot/vmlinuz-{release}, /boot/vmlinuz-linux, /lib/modules/{release}/vmlinuz, BOOT_IMAGE); pass --kernel PATH")
         })?,
     };
+    let image = if a.image.as_os_str() == super::autobase::AUTO {
+        let kv = kernel_release_of(&kernel)?;
+        super::autobase::ensure(
+            &kv.release,
+            kv.release == release,
+            &a.cache_dir,
+            a.tools_root.as_deref(),
+        )?
+    } else {
+        if a.tools_root.is_some() {
+            bail!("--tools-root is for --image auto; give `anemos pack --rootfs` the tools root instead");
+        }
+        a.image.clone()
+    };
+    let base = fs::metadata(&image)
+        .with_context(|| format!("--image {}: no such file", image.display()))?
+        .len();
+    let segments = pack::inspect::read_segments(&image)
+        .with_context(|| format!("--image {}: not an initramfs image", image.display()))?;
+    // Before the plan and before anything is loaded: a base image for another kernel would
+    // boot into a deploy image without drivers.
+    println!("{}", check_image_fits_kernel(&image, &segments, &kernel)?);
+    let disks = crate::blockdev::identity::disks_from_sysfs(Path::new("/sys"), Path::new("/dev"))?;
+    let plan = crate::disk::plan::plan(&v.layout, &disks)?;
+    println!("{}", crate::disk::plan::render(&plan).trim_end());
+    for n in running_root_notes(&plan) {
+        println!("{n}");
+    }
+    let unpacked = segments.iter().map(|s| s.uncompressed_size).sum::<u64>() + seg.len() as u64 * 4;
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let avail = mem_available(&meminfo).unwrap_or(0);
+    check_ram(avail, base + seg.len() as u64, unpacked)?;
+    check_kexec_allowed(
+        fs::read_to_string("/proc/sys/kernel/kexec_load_disabled")
+            .ok()
+            .as_deref(),
+        fs::read_to_string("/sys/kernel/security/lockdown")
+            .ok()
+            .as_deref(),
+    )?;
     let kept = if a.network_keep {
         let text = super::netkeep::capture()?;
         println!("network: kept from this system (--network keep); the deploy image uses it before anemos.toml's [network]:");
@@ -251,7 +373,7 @@ pub fn run(a: KexecArgs) -> Result<()> {
     {
         let mut f =
             fs::File::create(&initrd).with_context(|| format!("creating {}", initrd.display()))?;
-        let b = fs::read(&a.image)?;
+        let b = fs::read(&image)?;
         // The kernel reads concatenated segments; each cpio header must start 4-byte aligned
         // (zero bytes between segments are skipped).
         let mut segments = vec![b, seg];

@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::codec::Compression;
 use crate::pack::{self, PackOptions};
 
+mod autobase;
 mod deploy;
 mod deploy_report;
 mod events;
@@ -116,10 +117,25 @@ enum Cmd {
     /// free RAM and that kexec is allowed, and stops there unless --yes is given. With --yes it
     /// loads the running kernel (or --kernel) with BASE + the payload as initramfs, keeping the
     /// current console= arguments, and reboots into it with kexec. Run as root.
+    ///
+    /// Before anything else the release of the kernel that would boot (its bzImage header) is
+    /// compared with the release of the base image's kernel modules: a mismatch, or modules
+    /// the image's own manifest lists but lacks, is refused with both releases named.
     Kexec {
-        /// Base image made by `anemos pack`.
-        #[arg(long, value_name = "BASE")]
+        /// Base image made by `anemos pack`, or `auto`: build it here for the kernel that will
+        /// boot (its /lib/modules: the storage, net and fs sets, the modules loaded now and the
+        /// drivers of this machine's disks and NICs; mke2fs and the other disk tools found
+        /// here, with their libraries), cached in --cache-dir and reused while the kernel and
+        /// this anemos stay the same.
+        #[arg(long, value_name = "BASE|auto")]
         image: PathBuf,
+        /// Where `--image auto` keeps the base images it builds.
+        #[arg(long, value_name = "DIR", default_value = "/var/cache/anemos")]
+        cache_dir: PathBuf,
+        /// With `--image auto`: a tools root (directory or tar, as for `anemos pack --rootfs`)
+        /// laid under the image, e.g. busybox for the recovery console.
+        #[arg(long, value_name = "DIR|TAR")]
+        tools_root: Option<PathBuf>,
         /// The deploy description: a directory, a tar, or a file made by `anemos pack-payload`.
         #[arg(long, value_name = "DIR|TAR|PAYLOAD")]
         payload: PathBuf,
@@ -149,15 +165,25 @@ enum Cmd {
     /// payload) through your own ssh (config, agent, keys), shows the remote plan, asks for
     /// confirmation (or --yes), runs `anemos kexec --yes` there, then waits for the host to
     /// answer on ssh again as the deployed system.
+    ///
+    /// Without --image nothing but this binary and the payload is uploaded: the server builds
+    /// the base image for its own kernel (`anemos kexec --image auto`), caches it in
+    /// --remote-dir and reuses it next time. A base image whose modules are for another kernel
+    /// release than the one the server would boot is refused there before anything changes.
     Deploy {
         /// [user@]host, as you would give it to ssh.
         host: String,
         /// The deploy description directory (with anemos.toml).
         #[arg(long)]
         payload: PathBuf,
-        /// Base image made by `anemos pack`.
+        /// Base image made by `anemos pack`, uploaded as it is. Without it the server builds
+        /// the base image itself for the kernel it will boot (`anemos kexec --image auto`:
+        /// that kernel's /lib/modules, the storage, net and fs module sets plus the modules
+        /// loaded there and its disks' and NICs' drivers, its mke2fs and other disk tools,
+        /// dropbear if it has it), keeps it in --remote-dir and reuses it for later deploys
+        /// while the kernel and this anemos stay the same.
         #[arg(long)]
-        image: PathBuf,
+        image: Option<PathBuf>,
         /// ssh option, passed as `-o OPTION` (repeatable), e.g. Port=2222.
         #[arg(long = "ssh-option", value_name = "OPTION")]
         ssh_option: Vec<String>,
@@ -198,6 +224,10 @@ enum Cmd {
         /// refuses it. No kexec, no disk is touched.
         #[arg(long, conflicts_with = "yes")]
         plan_only: bool,
+        /// Without --image: a tools root tar (.tar, .tar.gz, .tar.zst, .tar.xz), uploaded and
+        /// laid under the base image the server builds (`anemos kexec --tools-root`).
+        #[arg(long, value_name = "TAR", conflicts_with = "image")]
+        tools_root: Option<PathBuf>,
     },
     /// In the deploy image (over its ssh server): print the deploy's log, live, until it ends.
     Follow(follow::FollowArgs),
@@ -430,6 +460,7 @@ fn run(cli: Cli) -> Result<()> {
             hold,
             no_watch,
             plan_only,
+            tools_root,
         } => deploy::run(deploy::DeployArgs {
             host,
             payload,
@@ -445,9 +476,12 @@ fn run(cli: Cli) -> Result<()> {
             hold,
             watch: !no_watch,
             plan_only,
+            tools_root,
         }),
         Cmd::Kexec {
             image,
+            cache_dir,
+            tools_root,
             payload,
             kernel,
             append,
@@ -457,6 +491,8 @@ fn run(cli: Cli) -> Result<()> {
             yes,
         } => kexec::run(kexec::KexecArgs {
             image,
+            cache_dir,
+            tools_root,
             payload,
             kernel,
             append,
@@ -536,6 +572,7 @@ fn run_pack(a: PackArgs) -> Result<()> {
         output: a.output.clone(),
         rootfs: a.rootfs,
         add,
+        links: Vec::new(),
         binaries: a.binary,
         kernel_modules,
         modules,

@@ -33,6 +33,8 @@ pub struct PackOptions {
     pub output: PathBuf,
     pub rootfs: Option<PathBuf>,
     pub add: Vec<(PathBuf, String)>,
+    /// Symlinks to create: (path in the image, target), after `add`.
+    pub links: Vec<(String, String)>,
     pub binaries: Vec<PathBuf>,
     pub kernel_modules: Option<PathBuf>,
     pub modules: Vec<String>,
@@ -204,6 +206,9 @@ pub fn build_tree(o: &PackOptions) -> Result<(Archive, usize)> {
             dest,
             o.keep_owner,
         )?;
+    }
+    for (path, target) in &o.links {
+        a.insert("link", path.trim_start_matches('/'), Node::symlink(target))?;
     }
     let init = match &o.init {
         Some(p) => p.clone(),

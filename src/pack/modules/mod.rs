@@ -310,6 +310,27 @@ pub fn resolve_modules(req: &ModuleRequest) -> Result<ModulePlan, ModuleError> {
     })
 }
 
+/// Splits requested names into those the tree at `kdir` knows (sets, module names, builtins,
+/// aliases) and those it does not, each in request order without repeats.
+pub fn partition_known(
+    kdir: &Path,
+    names: &[String],
+) -> Result<(Vec<String>, Vec<String>), ModuleError> {
+    let idx = KernelIndex::load(kdir)?;
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for n in names {
+        if known.contains(n) || unknown.contains(n) {
+            continue;
+        }
+        if sets::module_set(n).is_some() || !idx.lookup(n).is_empty() {
+            known.push(n.clone());
+        } else {
+            unknown.push(n.clone());
+        }
+    }
+    Ok((known, unknown))
+}
+
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;

@@ -833,3 +833,23 @@ fn real_kernel_firmware_from_modinfo() {
     );
     assert_eq!(plan.missing_firmware, ["niscrb01.bin", "niscrb02.bin"]);
 }
+
+#[test]
+fn partition_known_splits_names_the_tree_knows() {
+    let k = FakeKdir::new("kernel/drivers/block/virtio_blk.ko:\nkernel/drivers/net/e1000.ko:\n");
+    let req: Vec<String> = [
+        "storage",
+        "virtio-blk",
+        "e1000",
+        "out_of_tree",
+        "e1000",
+        "nope",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (known, unknown) = partition_known(&k.kdir, &req).unwrap();
+    assert_eq!(known, ["storage", "virtio-blk", "e1000"]);
+    assert_eq!(unknown, ["out_of_tree", "nope"]);
+    assert!(partition_known(Path::new("/nonexistent/lib/modules/x"), &req).is_err());
+}
