@@ -62,6 +62,8 @@ Scenario keys:
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
   [boot3] ...                       # a third boot, after boot2, the same way (its own keys)
   [boot2]/[boot3] detach = [1]      # these [[disk]] entries (by index) are left out of that boot
+  efi_vars_from = "{out}/x.fd"       # with efi = true: start from this variable store (made by a
+                                    # setup command) instead of a pristine OVMF_VARS
   [boot2] keep_efi_vars = true      # with efi = true and firmware = "ovmf": boot the disks with
                                     # the variable store the deploy wrote (its boot entries)
 
@@ -636,7 +638,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     sc = tomllib.loads(path.read_text())
     name = path.stem
     unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
-                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "boot3", "setup", "host_cmd", "net", "http",
+                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "boot3", "setup", "efi_vars_from", "host_cmd", "net", "http",
                          "efi"}
     if unknown or not sc.get("expect"):
         # Guards against TOML's rule that keys after [pack] belong to [pack].
@@ -655,7 +657,8 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     if sc.get("efi"):
         # A fresh variable store per run, kept for the second boot (see efi in the docstring).
         efi_vars = OUT / f"{name}.efivars.fd"
-        shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", efi_vars)
+        src = sc.get("efi_vars_from", "/usr/share/OVMF/OVMF_VARS_4M.fd").format(**subs)
+        shutil.copy(src, efi_vars)
         sc["efi_vars"] = str(efi_vars)
         for key in ("boot2", "boot3"):
             if sc.get(key) and (sc[key].get("firmware") != "ovmf" or sc[key].get("keep_efi_vars")):
