@@ -12,7 +12,7 @@
 use anyhow::{bail, Result};
 
 /// The vendor GUID of the firmware's global variables (Boot####, BootOrder, BootCurrent).
-pub const GLOBAL_GUID: &str = "8be4df61-93ca-11d0-9d4f-00a0c90ffe8c";
+pub const GLOBAL_GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 /// LOAD_OPTION_ACTIVE: the firmware may boot it.
 const LOAD_OPTION_ACTIVE: u32 = 0x1;
