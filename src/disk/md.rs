@@ -62,21 +62,14 @@ impl PlannedArray {
 
     /// The array as a partition-like value for mkfs (no position: not a partition).
     pub fn as_part(&self) -> PlannedPart {
-        PlannedPart {
-            number: 0,
-            label: self.name.clone(),
-            type_name: String::new(),
-            type_guid: [0; 16],
-            part_uuid: [0; 16],
-            first_lba: 0,
-            last_lba: 0,
-            fs: self.fs,
-            fs_uuid: self.fs_uuid,
-            fs_label: self.fs_label.clone(),
-            mount: self.mount.clone(),
-            mount_options: self.mount_options.clone(),
-            fat32: false,
-        }
+        PlannedPart::unpositioned(
+            &self.name,
+            self.fs,
+            self.fs_uuid,
+            self.fs_label.clone(),
+            self.mount.clone(),
+            self.mount_options.clone(),
+        )
     }
 }
 

@@ -86,6 +86,33 @@ pub struct PlannedPart {
 }
 
 impl PlannedPart {
+    /// A device that carries a filesystem like a partition but has no place in a GPT (an md
+    /// array, an opened LUKS container): what mkfs and the mounts need of it.
+    pub fn unpositioned(
+        name: &str,
+        fs: Option<FsKind>,
+        fs_uuid: Option<[u8; 16]>,
+        fs_label: Option<String>,
+        mount: Option<String>,
+        mount_options: Option<String>,
+    ) -> PlannedPart {
+        PlannedPart {
+            number: 0,
+            label: name.to_string(),
+            type_name: String::new(),
+            type_guid: [0; 16],
+            part_uuid: [0; 16],
+            first_lba: 0,
+            last_lba: 0,
+            fs,
+            fs_uuid,
+            fs_label,
+            mount,
+            mount_options,
+            fat32: false,
+        }
+    }
+
     pub fn sectors(&self) -> u64 {
         self.last_lba - self.first_lba + 1
     }
