@@ -3,7 +3,7 @@
 
 use super::schema::ArrayConfig;
 use super::units::{format_size, parse_guid, part_type_guid, MIB};
-use super::validate::{check_fs_keys, FsKeys, Problems, Seen};
+use super::validate::{check_fs_keys, is_device_name, FsKeys, Problems, Seen};
 use crate::config::layout::{ArraySpec, DiskSpec, FsKind, PartSpec, SizeSpec};
 
 /// Longest array name: the md superblock holds 32 bytes for `any:NAME` and a NUL.
@@ -60,12 +60,7 @@ pub(super) fn validate_array(
             "missing: every array needs a name, e.g. name = \"root\" (it becomes /dev/md/root)",
         ),
         Some(n) => {
-            let ok = n.len() <= ARRAY_NAME_MAX
-                && n.starts_with(|ch: char| ch.is_ascii_lowercase())
-                && n.bytes().all(|ch| {
-                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == b'-' || ch == b'_'
-                });
-            if !ok {
+            if !is_device_name(n, ARRAY_NAME_MAX) {
                 p.add(
                     key("name"),
                     format!("{n:?}: an array name is 1 to {ARRAY_NAME_MAX} lowercase letters, digits, '-' or '_', starting with a letter"),

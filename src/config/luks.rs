@@ -4,7 +4,7 @@
 
 use super::schema::{Config, LuksConfig};
 use super::units::{format_size, parse_guid, parse_size, part_type_guid, MIB};
-use super::validate::{check_fs_keys, FsKeys, Problems, Seen};
+use super::validate::{check_fs_keys, is_device_name, FsKeys, Problems, Seen};
 use crate::config::layout::{DiskSpec, FsKind, LuksOn, LuksSpec};
 
 /// Longest mapping name accepted (device-mapper allows 127; short names read well in crypttab
@@ -41,12 +41,7 @@ pub(super) fn validate_luks(
             "missing: every LUKS volume needs a name, e.g. name = \"cryptroot\" (it becomes /dev/mapper/cryptroot)",
         ),
         Some(n) => {
-            let ok = n.len() <= LUKS_NAME_MAX
-                && n.starts_with(|ch: char| ch.is_ascii_lowercase())
-                && n.bytes().all(|ch| {
-                    ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == b'-' || ch == b'_'
-                });
-            if !ok {
+            if !is_device_name(n, LUKS_NAME_MAX) {
                 p.add(
                     key("name"),
                     format!("{n:?}: a LUKS name is 1 to {LUKS_NAME_MAX} lowercase letters, digits, '-' or '_', starting with a letter"),

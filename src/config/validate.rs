@@ -544,6 +544,15 @@ fn check_format_rules(
     }
 }
 
+/// A name that becomes a device node (/dev/md/NAME, /dev/mapper/NAME): 1 to `max` lowercase
+/// letters, digits, '-' or '_', starting with a letter.
+pub(super) fn is_device_name(n: &str, max: usize) -> bool {
+    n.len() <= max
+        && n.starts_with(|ch: char| ch.is_ascii_lowercase())
+        && n.bytes()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == b'-' || ch == b'_')
+}
+
 /// The filesystem keys that an array or a LUKS volume carries the way a partition does.
 pub(super) struct FsKeys<'a> {
     pub format: Option<&'a str>,
