@@ -36,8 +36,8 @@ Scenario keys:
           (rootfs/payload: a relative PATH is taken from the repository root)
   [[disk]] size = "64M"; serial = "sys0"; fill = "ext4-with-files" | "gpt-ext4" | "zeros"
            label = "data" (the ext4 label of fill = "ext4-with-files")
-           unchanged = true (sha256 the same after every boot) | "deploy" (after the deploy's
-           boot only: the deployed system may mount it in boot2)
+           unchanged = true (sha256 the same after every boot; reported as figure diskI_sha256)
+           | "deploy" (after the deploy's boot only: the deployed system may mount it in boot2)
            bus = "scsi" (scsi-hd on virtio-scsi; default virtio-blk); wwn = "0x..."; model = "..."
            bus = "nvme" (an NVMe controller with one namespace, /dev/nvme<i>n1; serial is
            required and becomes the by-id name nvme-QEMU_NVMe_Ctrl_<serial>); sector = 4096 (the
@@ -58,9 +58,29 @@ Scenario keys:
                                     # variable store (qemu-tests/out/NAME.efivars.fd, fresh per
                                     # run) is kept for [boot2], which boots the same way unless it
                                     # sets firmware = "ovmf"
-  [boot2] ...                       # a second boot of the same disks (firmware = "ovmf", ...)
+  [boot2] ...                       # a second boot of the same disks (firmware = "ovmf", ...);
+                                    # without firmware it boots the same deploy image again
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
-  [boot3] ...                       # a third boot, after boot2, the same way (its own keys)
+  [boot3] ... [boot9]               # further boots, in this order, the same way (their own keys)
+  [bootN] timeout, cmdline, memory, firmware, send, expect, reject, qemu_args, detach,
+          stop_after_expect, keep_efi_vars: as for the first boot or above; also:
+  [bootN] exit = "poweroff" | "reboot" | "any"   # checked only when given (default: not checked)
+  [bootN] post = ["command", ...]   # host commands after that boot (placeholders as in post)
+  [bootN.pack] ...                  # boot another image, packed from this table like [pack]
+                                    # (e.g. a different deploy over what the last one left)
+  cut = { stage = "mkfs", after_ms = [MIN, MAX] }   # (top level or in [bootN]) a power cut:
+          QEMU is killed with SIGKILL (no clean shutdown; what the guest had not written to
+          its virtual disks is lost) a random whole number of ms in [MIN, MAX] (or exactly N
+          with after_ms = N) after the console line "STAGE <stage> begin" arrived. The delay
+          comes from the run's seed (printed once; $ANEMOS_CUT_SEED=N replays it) and the
+          boot's name. after = "text": count from this console line instead. before = [...]:
+          lines that, like "STAGE <stage> ok" and "STAGE <stage> fail", mean the moment was
+          missed. The boot fails ("cut missed the stage") when the anchor never came, the VM
+          ended first, or one of those lines reached the console before QEMU died (what QEMU
+          wrote before the kill is read to its end first). The cut boot's exit is not checked;
+          its figure <boot>_cut has the planned and the measured ms, the seed and the last
+          console line before the cut. Each boot's console with the host's ms per line is
+          also written to out/<run>.console.times.
   [boot2]/[boot3] detach = [1]      # these [[disk]] entries (by index) are left out of that boot
   efi_vars_from = "{out}/x.fd"       # with efi = true: start from this variable store (made by a
                                     # setup command) instead of a pristine OVMF_VARS
@@ -80,6 +100,7 @@ import atexit
 import shlex
 import hashlib
 import os
+import random
 import re
 import select
 import shutil
@@ -99,6 +120,11 @@ OUT = HERE / "out"
 BASE_CMDLINE = "console=ttyS0,115200 panic=-1 printk.devkmsg=on"
 JOBS_ENV = "ANEMOS_QEMU_JOBS"
 DEFAULT_JOBS = 2
+LATER_BOOTS = tuple(f"boot{i}" for i in range(2, 10))  # [boot2] ... [boot9], run in this order
+LATER_BOOT_KEYS = {"timeout", "cmdline", "memory", "firmware", "keep_efi_vars", "send", "exit", "expect", "reject",
+                   "detach", "stop_after_expect", "qemu_args", "cut", "pack", "post",
+                   "efi_vars", "net_port", "http_port"}  # the last three are set by the harness
+CUT_SEED_ENV = "ANEMOS_CUT_SEED"
 
 _print_lock = threading.Lock()  # one log call (a failure with its excerpt: one block) at a time
 
@@ -571,14 +597,26 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
     reject = sc.get("reject", ["Kernel panic", "Attempted to kill init"])
     partial = b""
     send_pos = 0
+    cut = plan_cut(sc["cut"], name) if sc.get("cut") else None
+    anchor_t = None  # when the cut's anchor line arrived
     os.set_blocking(proc.stdout.fileno(), False)
     try:
         while True:
             if stop_when is not None and stop_when():
                 break
-            if time.monotonic() - start > timeout:
+            now = time.monotonic()
+            if now - start > timeout:
                 raise Failure(f"timeout after {timeout}s")
-            r, _, _ = select.select([proc.stdout], [], [], 0.2)
+            wait = 0.2
+            if anchor_t is not None:
+                due = anchor_t + cut["delay_ms"] / 1000
+                if now >= due:
+                    buf = power_cut(proc, buf, cut, anchor_t)
+                    partial = b""
+                    lines.append(((time.monotonic() - start) * 1000, "(power cut: QEMU killed)"))
+                    break
+                wait = min(wait, due - now)
+            r, _, _ = select.select([proc.stdout], [], [], wait)
             if r:
                 chunk = proc.stdout.read() or b""
                 if not chunk and proc.poll() is not None:
@@ -590,6 +628,8 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
                     text = line.decode("utf-8", "replace").rstrip("\r")
                     lines.append(((time.monotonic() - start) * 1000, text))
                 text_all = buf.decode("utf-8", "replace")
+                if cut is not None and anchor_t is None and cut["after"] in text_all:
+                    anchor_t = time.monotonic()
                 if on_line is not None:
                     on_line(text_all)
                 for rj in reject:
@@ -616,8 +656,74 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
     finally:
         terminate(proc)  # QEMU and what it forked (guestfwd socat)
         (OUT / f"{name}.console.log").write_bytes(buf)
+        # The same lines with the host's ms since QEMU started (when each line arrived).
+        (OUT / f"{name}.console.times").write_text("".join(f"{t:9.0f} {l}\n" for t, l in lines))
     text = buf.decode("utf-8", "replace")
+    if cut is not None:
+        if anchor_t is None:
+            raise Failure(f"cut: {cut['after']!r} never appeared on the console: no power cut in stage {cut['stage']}")
+        if "cut_ms" not in cut:
+            raise Failure(f"cut missed the stage: the VM ended by itself {cut['delay_ms']} ms into stage {cut['stage']}, before the cut")
+        done = [d for d in cut["done"] if d in text]
+        if done:
+            raise Failure(f"cut missed the stage: {done[0]!r} was on the console before the kill, "
+                          f"{cut['cut_ms']} ms after {cut['after']!r} (seed {cut['seed']})")
+        log(f"{name}: power cut {cut['cut_ms']} ms after {cut['after']!r} (planned {cut['delay_ms']} ms); "
+            f"last console line: {cut['last_line']!r}")
+        sc["_cut"] = {k: cut[k] for k in ("stage", "after", "seed", "delay_ms", "cut_ms", "last_line")}
     return proc.returncode, text, lines, time.monotonic() - start
+
+
+_cut_seed = None
+
+
+def cut_seed():
+    """The seed of this run's cut delays: $ANEMOS_CUT_SEED, or a random one (printed once)."""
+    global _cut_seed
+    with _print_lock:
+        if _cut_seed is None:
+            env = os.environ.get(CUT_SEED_ENV)
+            _cut_seed = int(env) if env else random.SystemRandom().randrange(1, 10**6)
+            print(f"qemu-tests: power cuts: seed {_cut_seed} (replay: {CUT_SEED_ENV}={_cut_seed})", flush=True)
+    return _cut_seed
+
+
+def plan_cut(c, name):
+    """A boot's `cut` table as a plan: the anchor line, the delay after it (drawn from after_ms
+    with the run's seed and the boot's name, so the same seed gives the same delays), and the
+    lines that mean the stage was over before the cut."""
+    stage = c["stage"]
+    after_ms = c.get("after_ms", 0)
+    lo, hi = (after_ms, after_ms) if isinstance(after_ms, int) else tuple(after_ms)
+    if not 0 <= lo <= hi:
+        raise Failure(f"cut: after_ms must be N or [MIN, MAX] with 0 <= MIN <= MAX, not {after_ms!r}")
+    seed = cut_seed()
+    delay = random.Random(f"{seed}:{name}").randint(lo, hi)
+    after = c.get("after", f"STAGE {stage} begin")
+    done = [f"STAGE {stage} ok", f"STAGE {stage} fail"] + list(c.get("before", []))
+    log(f"{name}: power cut planned {delay} ms (of {lo}..{hi}) after {after!r}, seed {seed}")
+    return {"stage": stage, "after": after, "done": done, "delay_ms": delay, "seed": seed}
+
+
+def power_cut(proc, buf, cut, anchor_t):
+    """Kills QEMU at once (SIGKILL: no clean shutdown, the guest's unwritten caches are lost),
+    records when, then reads what QEMU wrote to the console before it died. Returns the whole
+    console output."""
+    os.kill(proc.pid, signal.SIGKILL)
+    cut["cut_ms"] = round((time.monotonic() - anchor_t) * 1000)
+    proc.wait()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if not r:
+            continue
+        chunk = proc.stdout.read()
+        if not chunk:
+            break
+        buf += chunk
+    tail = [l for l in buf.decode("utf-8", "replace").splitlines() if l.strip()]
+    cut["last_line"] = tail[-1].strip() if tail else ""
+    return buf
 
 
 def check_order(text, expect):
@@ -630,6 +736,13 @@ def check_order(text, expect):
     return None
 
 
+def check_exit(label, text, exit_kind):
+    if exit_kind == "poweroff" and "reboot: Power down" not in text:
+        raise Failure(f"{label}: VM did not power off cleanly\n{excerpt(text)}")
+    if exit_kind == "reboot" and "reboot: Restarting system" not in text:
+        raise Failure(f"{label}: VM did not reboot\n{excerpt(text)}")
+
+
 def excerpt(text, n=40):
     return "\n".join("    | " + l for l in text.splitlines()[-n:])
 
@@ -638,8 +751,8 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     sc = tomllib.loads(path.read_text())
     name = path.stem
     unknown = set(sc) - {"description", "timeout", "cmdline", "memory", "expect", "reject", "report_lines", "exit",
-                         "qemu_args", "pack", "disk", "send", "figure", "post", "boot2", "boot3", "setup", "efi_vars_from", "host_cmd", "net", "http",
-                         "efi"}
+                         "qemu_args", "pack", "disk", "send", "figure", "post", "setup", "efi_vars_from", "host_cmd", "net", "http",
+                         "efi", "cut", *LATER_BOOTS}
     if unknown or not sc.get("expect"):
         # Guards against TOML's rule that keys after [pack] belong to [pack].
         raise Failure(f"{name}: scenario must set top-level expect (before any [table]); unknown keys: {sorted(unknown)}")
@@ -660,7 +773,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         src = sc.get("efi_vars_from", "/usr/share/OVMF/OVMF_VARS_4M.fd").format(**subs)
         shutil.copy(src, efi_vars)
         sc["efi_vars"] = str(efi_vars)
-        for key in ("boot2", "boot3"):
+        for key in LATER_BOOTS:
             if sc.get(key) and (sc[key].get("firmware") != "ovmf" or sc[key].get("keep_efi_vars")):
                 sc[key]["efi_vars"] = str(efi_vars)
     host = sc.get("host_cmd")
@@ -668,14 +781,14 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     if host or sc.get("net"):
         port = free_port()
         sc["net_port"] = port
-        for key in ("boot2", "boot3"):
+        for key in LATER_BOOTS:
             if sc.get(key):
                 sc[key]["net_port"] = port
 
     http_proc = None
     if sc.get("http"):
         sc["http_port"] = free_port()
-        for key in ("boot2", "boot3"):
+        for key in LATER_BOOTS:
             if sc.get(key):
                 sc[key]["http_port"] = sc["http_port"]
         h = sc["http"]
@@ -696,31 +809,37 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         text = (OUT / f"{name}.console.log").read_text(errors="replace")
         raise Failure(f"{name}: {f}\n{excerpt(text)}")
     finally:
-        if not (sc.get("boot2") or sc.get("boot3")):
+        if not any(sc.get(k) for k in LATER_BOOTS):
             terminate(http_proc)
     missing = check_order(text, sc.get("expect", []))
     if missing is not None:
         raise Failure(f"{name}: expected console line not seen (in order): {missing!r}\n{excerpt(text)}")
-    exit_kind = sc.get("exit", "poweroff")
-    if exit_kind == "poweroff" and "reboot: Power down" not in text:
-        raise Failure(f"{name}: VM did not power off cleanly\n{excerpt(text)}")
-    if exit_kind == "reboot" and "reboot: Restarting system" not in text:
-        raise Failure(f"{name}: VM did not reboot\n{excerpt(text)}")
+    cuts = {}
+    if sc.get("cut"):
+        cuts["boot1"] = sc["_cut"]  # a cut boot ends killed: no clean power-off to check
+    else:
+        check_exit(name, text, sc.get("exit", "poweroff"))
     for p, d in disks:
         if d.get("unchanged") and sha256(p) != before[p]:
             raise Failure(f"{name}: disk {p.name} changed but must not")
     disk_subs = {f"disk{i}": str(p) for i, (p, _) in enumerate(disks)}
-    for cmd in sc.get("post", []):
-        line = cmd.format(**subs, **disk_subs)
-        r = call(line, shell=True, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise Failure(f"{name}: post-check failed: {line}\n{r.stdout}{r.stderr}")
-        log(f"{name}: post-check ok: {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else line}")
+
+    def run_posts(cmds, label):
+        for cmd in cmds:
+            line = cmd.format(**subs, **disk_subs)
+            r = call(line, shell=True, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise Failure(f"{label}: post-check failed: {line}\n{r.stdout}{r.stderr}")
+            log(f"{label}: post-check ok: {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else line}")
+    run_posts(sc.get("post", []), name)
     later_s = {}
-    for key in ("boot2", "boot3"):
+    for key in LATER_BOOTS:
         if not sc.get(key):
             continue
         b2 = dict(sc[key])
+        unknown = set(b2) - LATER_BOOT_KEYS
+        if unknown:
+            raise Failure(f"{name}: [{key}] has unknown keys: {sorted(unknown)}")
         b2.setdefault("reject", ["Kernel panic"])
         # detach = [i, ...]: those [[disk]] entries are not attached in this boot (a member
         # disk pulled from the machine).
@@ -729,19 +848,28 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
             raise Failure(f"{name}: [{key}] detach names a disk that does not exist: {sorted(detach)}")
         attached = [(p, d) for i, (p, d) in enumerate(disks) if i not in detach]
         stop = (lambda: host_proc[0].poll() is not None) if host_proc else None
+        image2 = image
+        if b2.get("pack"):
+            # Another image for this boot: e.g. a different deploy over what the last one left.
+            image2, _ = pack_image(anemos, b2, f"{name}.{key}", modules_dir)
         try:
-            _, text2, _, later_s[key] = run_qemu(b2, f"{name}.{key}", kernel, image, attached, stop_when=stop)
+            _, text2, _, later_s[key] = run_qemu(b2, f"{name}.{key}", kernel, image2, attached, stop_when=stop)
         except Failure as f:
             text2 = (OUT / f"{name}.{key}.console.log").read_text(errors="replace")
             raise Failure(f"{name} ({key}): {f}\n{excerpt(text2)}")
         missing = check_order(text2, b2.get("expect", []))
         if missing is not None:
             raise Failure(f"{name} ({key}): expected console line not seen: {missing!r}\n{excerpt(text2)}")
+        if b2.get("cut"):
+            cuts[key] = b2["_cut"]
+        elif "exit" in b2:
+            check_exit(f"{name} ({key})", text2, b2["exit"])
         for p, d in disks:
             # "deploy": the deployed system may mount it (e.g. a preserved /home), which
             # changes its superblock; only the deploy itself must leave it as it was.
             if d.get("unchanged") is True and sha256(p) != before[p]:
                 raise Failure(f"{name}: disk {p.name} changed during {key} but must not")
+        run_posts(b2.get("post", []), f"{name} ({key})")
     if host:
         if not host_proc:
             raise Failure(f"{name}: the host command never started (no {host['after']!r} on the console)")
@@ -758,6 +886,11 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
     figures = {"pack_ms": round(pack_ms), "boot_s": round(secs, 1), "image_bytes": image.stat().st_size}
     for key, secs2 in later_s.items():
         figures[f"{key}_s"] = round(secs2, 1)
+    for key, c in cuts.items():
+        figures[f"{key}_cut"] = c
+    for i, (p, d) in enumerate(disks):
+        if d.get("unchanged"):
+            figures[f"disk{i}_sha256"] = before[p]
     for f in sc.get("figure", []):
         t0 = next((t for t, l in lines if f["start"] in l), None)
         t1 = next((t for t, l in lines if f["end"] in l), None)
@@ -781,7 +914,7 @@ def weight(path):
         return 0
     try:
         w = sc.get("timeout", 90)
-        for key in ("boot2", "boot3"):
+        for key in LATER_BOOTS:
             if isinstance(sc.get(key), dict):
                 w += sc[key].get("timeout", 90)
         return float(w)
