@@ -48,7 +48,8 @@ Scenario keys:
   [[send]] after = "substring"; text = "command\n"   # typed on the serial line
   [[figure]] name = "..."; start = "substring"; end = "substring"  # ms between two lines
   report_lines = ["regex with (?P<name>...)"]   # named groups of console lines become figures
-  post = ["command", ...]           # shell commands after the boot; each must exit 0
+  post = ["command", ...]           # shell commands after the boot; each must exit 0 (their
+                                    # output: out/<run>.post.log)
   net = true                        # user networking, ssh forwarded from 127.0.0.1:{port}
   http = { dir = PATH, drop_first = true }   # test HTTP server, 10.0.2.100:80 in the guest
   [host_cmd] after = "substring"; run = "command"; expect = [...]; reject = [...]; timeout = 60
@@ -824,14 +825,18 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
             raise Failure(f"{name}: disk {p.name} changed but must not")
     disk_subs = {f"disk{i}": str(p) for i, (p, _) in enumerate(disks)}
 
-    def run_posts(cmds, label):
+    def run_posts(cmds, label, run_name):
+        log_path = OUT / f"{run_name}.post.log"  # every post command's whole output, for the record
+        log_path.unlink(missing_ok=True)
         for cmd in cmds:
             line = cmd.format(**subs, **disk_subs)
             r = call(line, shell=True, capture_output=True, text=True)
+            with open(log_path, "a") as pl:
+                pl.write(f"$ {line}\n{r.stdout}{r.stderr}")
             if r.returncode != 0:
                 raise Failure(f"{label}: post-check failed: {line}\n{r.stdout}{r.stderr}")
             log(f"{label}: post-check ok: {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else line}")
-    run_posts(sc.get("post", []), name)
+    run_posts(sc.get("post", []), name, name)
     later_s = {}
     for key in LATER_BOOTS:
         if not sc.get(key):
@@ -869,7 +874,7 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
             # changes its superblock; only the deploy itself must leave it as it was.
             if d.get("unchanged") is True and sha256(p) != before[p]:
                 raise Failure(f"{name}: disk {p.name} changed during {key} but must not")
-        run_posts(b2.get("post", []), f"{name} ({key})")
+        run_posts(b2.get("post", []), f"{name} ({key})", f"{name}.{key}")
     if host:
         if not host_proc:
             raise Failure(f"{name}: the host command never started (no {host['after']!r} on the console)")
