@@ -17,6 +17,7 @@ fails on the first difference:
     root filesystem's /etc/fstab.
 Prints the compared identifiers, then a summary line.
 """
+import hashlib
 import json
 import os
 import re
@@ -109,7 +110,8 @@ def main():
     g1, g2 = read_gpt(first, SECTOR), read_gpt(second, SECTOR)
     same("GPT partitions", g1, g2)
     disk_guid = re.search(r"Disk identifier \(GUID\): (\S+)", run("sgdisk", "-p", first)).group(1)
-    print(f"GPT byte-identical (LBA 0-33 and the backup): disk GUID {disk_guid}")
+    print(f"GPT byte-identical (LBA 0-33 and the backup, sha256 {hashlib.sha256(h1 + t1).hexdigest()}): "
+          f"disk GUID {disk_guid}")
     esp = root = None
     for num, (start, end, partuuid, name) in sorted(g1.items()):
         b1, b2 = blkid(first, num), blkid(second, num)
