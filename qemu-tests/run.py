@@ -76,7 +76,7 @@ Scenario keys:
           comes from the run's seed (printed once; $ANEMOS_CUT_SEED=N replays it) and the
           boot's name. after = "text": count from this console line instead. before = [...]:
           lines that, like "STAGE <stage> ok" and "STAGE <stage> fail", mean the moment was
-          missed. The boot fails ("cut missed the stage") when the anchor never came, the VM
+          missed when they come after the anchor. The boot fails ("cut missed the stage") when the anchor never came, the VM
           ended first, or one of those lines reached the console before QEMU died (what QEMU
           wrote before the kill is read to its end first). The cut boot's exit is not checked;
           its figure <boot>_cut has the planned and the measured ms, the seed and the last
@@ -665,7 +665,8 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
             raise Failure(f"cut: {cut['after']!r} never appeared on the console: no power cut in stage {cut['stage']}")
         if "cut_ms" not in cut:
             raise Failure(f"cut missed the stage: the VM ended by itself {cut['delay_ms']} ms into stage {cut['stage']}, before the cut")
-        done = [d for d in cut["done"] if d in text]
+        after_anchor = text[text.index(cut["after"]):]
+        done = [d for d in cut["done"] if d in after_anchor]
         if done:
             raise Failure(f"cut missed the stage: {done[0]!r} was on the console before the kill, "
                           f"{cut['cut_ms']} ms after {cut['after']!r} (seed {cut['seed']})")
