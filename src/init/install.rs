@@ -90,12 +90,172 @@ pub fn env_key(label: &str) -> String {
         .collect()
 }
 
-/// Checks every entry of a tar archive without writing anything: no absolute paths, no `..`,
-/// no hard link pointing outside the archive root. Returns (entries, uncompressed bytes).
-pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
+/// Most entries a rootfs archive may have. A full Debian desktop has about 400,000; the bound
+/// stops an archive of millions of empty entries from running the check (and the inode
+/// tables) for hours.
+pub const MAX_TAR_ENTRIES: u64 = 2_000_000;
+
+/// The checks of a rootfs archive's entries, one header at a time, with what they must
+/// remember between entries. The `check` stage runs it over the whole archive before the
+/// first write; a streamed download runs it on each entry just before unpacking it. Pure: it
+/// sees headers, never the disk.
+///
+/// Refused: a path or hard-link target that is absolute or has ".."; an entry written through
+/// a symlink the archive made earlier (`etc -> /` then `etc/passwd`: GNU tar defers such
+/// links for the same reason, so real archives never need it); a hard link to anything but an
+/// earlier entry; a character or block device outside `dev/`; more than [`MAX_TAR_ENTRIES`]
+/// entries; file sizes adding up to more than the planned partitions hold.
+#[derive(Debug, Default)]
+pub struct TarAudit {
+    /// The archive's symlinks so far (path → target), normalized paths.
+    symlinks: std::collections::HashMap<PathBuf, PathBuf>,
+    /// Hashes of the paths of every entry so far that is not a directory (hard-link targets).
+    /// A hash, not the path: 8 bytes an entry; a collision can only let a dangling hard link
+    /// through to the install, which then fails on it.
+    seen: std::collections::HashSet<u64>,
+    pub entries: u64,
+    pub bytes: u64,
+    /// Bytes the target can hold (the planned partitions), when known.
+    capacity: Option<u64>,
+}
+
+/// `path` without "." components or a trailing "/", for comparing entry names.
+fn normalize(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect()
+}
+
+fn path_hash(path: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish()
+}
+
+impl TarAudit {
+    /// An audit refusing archives whose files add up to more than `capacity` bytes.
+    pub fn new(capacity: Option<u64>) -> TarAudit {
+        TarAudit {
+            capacity,
+            ..Default::default()
+        }
+    }
+
+    /// Checks one entry: its type, path, hard- or symlink target and size. The error says
+    /// why the entry is refused; the caller adds the archive's name and the outcome.
+    pub fn entry(
+        &mut self,
+        kind: tar::EntryType,
+        path: &Path,
+        link: Option<&Path>,
+        size: u64,
+        dev: Option<(u32, u32)>,
+    ) -> std::result::Result<(), String> {
+        use tar::EntryType as T;
+        if !crate::pack::sources::tar_path_ok(path) {
+            return Err(format!(
+                "entry {path:?} escapes the target root (absolute path or \"..\")"
+            ));
+        }
+        self.entries += 1;
+        if self.entries > MAX_TAR_ENTRIES {
+            return Err(format!(
+                "more than {MAX_TAR_ENTRIES} entries (the most a rootfs archive may have)"
+            ));
+        }
+        let norm = normalize(path);
+        if let Some((dir, to)) = self.through_symlink(&norm) {
+            return Err(format!(
+                "entry {path:?} is written through the symlink {dir:?} -> {to:?} the archive made before it"
+            ));
+        }
+        match kind {
+            T::Link => {
+                let Some(l) = link else {
+                    return Err(format!("hard link {path:?} has no target"));
+                };
+                if !crate::pack::sources::tar_path_ok(l) {
+                    return Err(format!(
+                        "hard link {path:?} -> {l:?} escapes the target root"
+                    ));
+                }
+                let ln = normalize(l);
+                if !self.seen.contains(&path_hash(&ln)) || self.through_symlink(&ln).is_some() {
+                    return Err(format!(
+                        "hard link {path:?} -> {l:?}: the target is not an earlier entry of the archive"
+                    ));
+                }
+                // A hard link to a symlink is that symlink under a second name.
+                if let Some(to) = self.symlinks.get(&ln).cloned() {
+                    self.symlinks.insert(norm.clone(), to);
+                }
+            }
+            T::Symlink => {
+                let to = link.map(Path::to_path_buf).unwrap_or_default();
+                self.symlinks.insert(norm.clone(), to);
+            }
+            T::Char | T::Block if !norm.starts_with("dev") => {
+                let (major, minor) = dev.unwrap_or_default();
+                let what = if kind == T::Char {
+                    "character"
+                } else {
+                    "block"
+                };
+                return Err(format!(
+                    "{what} device {path:?} ({major}:{minor}) outside dev/ (device nodes are accepted only under dev/)"
+                ));
+            }
+            _ => {}
+        }
+        if kind != T::Directory {
+            self.seen.insert(path_hash(&norm));
+        }
+        self.bytes = self.bytes.saturating_add(size);
+        if let Some(cap) = self.capacity.filter(|&c| self.bytes > c) {
+            return Err(format!(
+                "its files add up to more than the {} MiB the planned partitions hold (at entry {path:?}, {} MiB)",
+                cap >> 20,
+                size >> 20
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the archive has a non-directory entry at `path` (checked so far).
+    pub fn has(&self, path: &Path) -> bool {
+        self.seen.contains(&path_hash(&normalize(path)))
+    }
+
+    /// The archive's symlink that is a proper ancestor of `norm`, with its target.
+    fn through_symlink(&self, norm: &Path) -> Option<(PathBuf, PathBuf)> {
+        if self.symlinks.is_empty() {
+            return None;
+        }
+        norm.ancestors()
+            .skip(1)
+            .find_map(|a| self.symlinks.get(a).map(|t| (a.to_path_buf(), t.clone())))
+    }
+
+    /// [`TarAudit::entry`] on a tar crate entry.
+    fn check<R: Read>(&mut self, e: &tar::Entry<R>, p: &Path) -> std::result::Result<(), String> {
+        let h = e.header();
+        let link = e.link_name().ok().flatten();
+        let dev = match (h.device_major(), h.device_minor()) {
+            (Ok(Some(a)), Ok(Some(b))) => Some((a, b)),
+            _ => None,
+        };
+        self.entry(h.entry_type(), p, link.as_deref(), e.size(), dev)
+    }
+}
+
+/// Checks every entry of a tar archive without writing anything ([`TarAudit`]) and reads the
+/// compressed stream to its very end, so a damaged trailer or checksum is found too. Returns
+/// the audit: entry count, uncompressed bytes, which paths it has.
+pub fn check_tar(path: &Path, capacity: Option<u64>) -> Result<TarAudit> {
     let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut ar = tar::Archive::new(crate::codec::auto_decoder(f)?);
-    let (mut n, mut bytes) = (0u64, 0u64);
+    let mut audit = TarAudit::new(capacity);
     for e in ar
         .entries()
         .with_context(|| format!("reading {}", path.display()))?
@@ -105,27 +265,15 @@ pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
             .path()
             .with_context(|| format!("{}: bad entry name", path.display()))?
             .into_owned();
-        check_entry(&e, &p, &path.display().to_string(), "nothing was written")?;
-        n += 1;
-        bytes += e.size();
-    }
-    Ok((n, bytes))
-}
-
-/// Refuses an entry whose path, or hard-link target, is absolute or has "..". `outcome` ends
-/// the message: what the refusal left behind.
-fn check_entry<R: Read>(e: &tar::Entry<R>, p: &Path, label: &str, outcome: &str) -> Result<()> {
-    if !crate::pack::sources::tar_path_ok(p) {
-        bail!("{label}: entry {p:?} escapes the target root (absolute path or \"..\"); {outcome}");
-    }
-    if e.header().entry_type() == tar::EntryType::Link {
-        if let Ok(Some(l)) = e.link_name() {
-            if !crate::pack::sources::tar_path_ok(&l) {
-                bail!("{label}: hard link {p:?} -> {l:?} escapes the target root; {outcome}");
-            }
+        if let Err(why) = audit.check(&e, &p) {
+            bail!("{}: {why}; nothing was written", path.display());
         }
     }
-    Ok(())
+    // The tar reader stops at the end-of-archive blocks; what follows in the compressed stream
+    // (gzip's CRC, xz's check, zstd's checksum) is read here.
+    io::copy(&mut ar.into_inner(), &mut io::sink())
+        .with_context(|| format!("reading {} to its end", path.display()))?;
+    Ok(audit)
 }
 
 struct Progress<R> {
@@ -164,7 +312,7 @@ pub fn unpack_rootfs(archive: &Path, target: &Path, checked: Option<u64>) -> Res
     let t = Instant::now();
     let entries = match checked {
         Some(n) => n,
-        None => check_tar(archive)?.0,
+        None => check_tar(archive, None)?.entries,
     };
     let total = fs::metadata(archive)?.len();
     let f = fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
@@ -209,11 +357,14 @@ fn unpack_entries<R: Read>(r: R, target: &Path, label: &str, check_each: bool) -
     ar.set_unpack_xattrs(true);
     ar.set_overwrite(true);
     let mut n = 0u64;
+    let mut audit = TarAudit::new(None);
     for e in ar.entries().with_context(|| format!("reading {label}"))? {
         let mut e = e.with_context(|| format!("reading {label}"))?;
         let p = e.path().map(|p| p.into_owned()).unwrap_or_default();
         if check_each {
-            check_entry(&e, &p, label, "stopped there")?;
+            if let Err(why) = audit.check(&e, &p) {
+                bail!("{label}: {why}; stopped there");
+            }
         }
         // unpack_in refuses paths that would leave `target`, also through symlinks unpacked
         // earlier; a false return means it skipped such an entry.
@@ -563,13 +714,261 @@ mod tests {
         let zst = zstd::encode_all(&tar[..], 3).unwrap();
         let whole = d.path().join("whole.tar.zst");
         fs::write(&whole, &zst).unwrap();
-        assert_eq!(check_tar(&whole).unwrap().0, 64);
+        assert_eq!(check_tar(&whole, None).unwrap().entries, 64);
         let cut = d.path().join("cut.tar.zst");
         fs::write(&cut, &zst[..zst.len() / 2]).unwrap();
         assert!(
-            check_tar(&cut).is_err(),
+            check_tar(&cut, None).is_err(),
             "a truncated archive passed the full read"
         );
+    }
+
+    /// One tar entry for the hostile archives below: `name` is written into the header
+    /// as is (the tar crate's builder refuses "..", absolute paths and the like).
+    fn raw(kind: tar::EntryType, name: &str, link: &str, data: &[u8], claim: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(claim);
+        h.set_mode(0o644);
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(8).unwrap();
+            h.set_device_minor(0).unwrap();
+        }
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn file(name: &str) -> Vec<u8> {
+        raw(tar::EntryType::Regular, name, "", b"x\n", 2)
+    }
+
+    fn write_tar(dir: &Path, name: &str, entries: &[Vec<u8>]) -> PathBuf {
+        let mut t: Vec<u8> = entries.concat();
+        t.extend_from_slice(&[0u8; 1024]);
+        let p = dir.join(name);
+        fs::write(&p, t).unwrap();
+        p
+    }
+
+    /// Every hostile archive is refused by the full read before anything is written, with a
+    /// message naming the entry; the legitimate look-alikes pass.
+    #[test]
+    fn hostile_archives_are_refused_by_the_check() {
+        use tar::EntryType as T;
+        let d = tempfile::tempdir().unwrap();
+        let sym = |n: &str, to: &str| raw(T::Symlink, n, to, b"", 0);
+        let hard = |n: &str, to: &str| raw(T::Link, n, to, b"", 0);
+        let dev = |k: T, n: &str| raw(k, n, "", b"", 0);
+        let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
+            (
+                "absolute",
+                vec![file("ok"), file("/etc/passwd")],
+                "entry \"/etc/passwd\" escapes the target root",
+            ),
+            (
+                "dotdot",
+                vec![file("a/../../x")],
+                "entry \"a/../../x\" escapes the target root",
+            ),
+            (
+                "symlink-root",
+                vec![sym("etc", "/"), file("etc/passwd")],
+                "entry \"etc/passwd\" is written through the symlink \"etc\" -> \"/\"",
+            ),
+            (
+                "symlink-up",
+                vec![sym("a", "../.."), file("a/x")],
+                "entry \"a/x\" is written through the symlink \"a\" -> \"../..\"",
+            ),
+            (
+                "symlink-deep",
+                vec![sym("./usr/lib", "/"), file("usr/lib/sub/dir/f")],
+                "is written through the symlink \"usr/lib\"",
+            ),
+            (
+                "symlink-by-hardlink",
+                vec![sym("s", "/"), hard("t", "s"), file("t/passwd")],
+                "entry \"t/passwd\" is written through the symlink \"t\" -> \"/\"",
+            ),
+            (
+                "hardlink-up",
+                vec![hard("x", "../../etc/shadow")],
+                "hard link \"x\" -> \"../../etc/shadow\" escapes the target root",
+            ),
+            (
+                "hardlink-absolute",
+                vec![hard("x", "/etc/shadow")],
+                "hard link \"x\" -> \"/etc/shadow\" escapes the target root",
+            ),
+            (
+                "hardlink-through-symlink",
+                vec![sym("etc", "/"), hard("x", "etc/shadow")],
+                "hard link \"x\" -> \"etc/shadow\": the target is not an earlier entry",
+            ),
+            (
+                "hardlink-dangling",
+                vec![hard("x", "etc/shadow"), file("etc/shadow")],
+                "hard link \"x\" -> \"etc/shadow\": the target is not an earlier entry",
+            ),
+            (
+                "device-outside-dev",
+                vec![dev(T::Block, "etc/disk")],
+                "block device \"etc/disk\" (8:0) outside dev/",
+            ),
+            (
+                "char-outside-dev",
+                vec![dev(T::Char, "home/mem")],
+                "character device \"home/mem\" (8:0) outside dev/",
+            ),
+        ];
+        for (name, entries, want) in cases {
+            let p = write_tar(d.path(), &format!("{name}.tar"), &entries);
+            let e = format!(
+                "{:#}",
+                check_tar(&p, None)
+                    .err()
+                    .unwrap_or_else(|| panic!("{name} passed"))
+            );
+            assert!(
+                e.contains(want) && e.ends_with("nothing was written"),
+                "{name}: {e}"
+            );
+            // The unpack's own pre-scan refuses it too, and writes nothing.
+            let target = d.path().join(format!("t-{name}"));
+            fs::create_dir(&target).unwrap();
+            assert!(unpack_rootfs(&p, &target, None).is_err());
+            assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "{name}");
+        }
+        // Look-alikes a real rootfs has: relative and absolute symlinks not written through,
+        // hard links to earlier files, device nodes under dev/, a file replacing a symlink.
+        let fine = write_tar(
+            d.path(),
+            "fine.tar",
+            &[
+                sym("bin", "usr/bin"),
+                sym("etc-link", "/etc"),
+                file("usr/bin/ls"),
+                hard("usr/bin/dir", "usr/bin/ls"),
+                hard("./usr/bin/vdir", "./usr/bin/ls"),
+                dev(T::Char, "dev/console"),
+                dev(T::Block, "./dev/sda"),
+                sym("x", "/"),
+                file("x"),
+            ],
+        );
+        let a = check_tar(&fine, None).unwrap();
+        assert_eq!(a.entries, 9);
+        assert!(a.has(Path::new("usr/bin/ls")) && !a.has(Path::new("usr/bin")));
+    }
+
+    /// A small archive claiming files bigger than the planned partitions is refused at the
+    /// header, before its data (absent here) is read; the entry count is bounded.
+    #[test]
+    fn absurd_sizes_and_counts_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let claim = 1u64 << 40;
+        let p = write_tar(
+            d.path(),
+            "huge.tar",
+            &[
+                file("ok"),
+                raw(tar::EntryType::Regular, "big", "", b"x", claim),
+            ],
+        );
+        assert!(fs::metadata(&p).unwrap().len() < 4096);
+        let e = format!("{:#}", check_tar(&p, Some(512 << 20)).unwrap_err());
+        assert!(
+            e.contains("its files add up to more than the 512 MiB the planned partitions hold (at entry \"big\", 1048576 MiB)"),
+            "{e}"
+        );
+        // Without a plan the claim still fails: the data is not there.
+        assert!(check_tar(&p, None).is_err());
+
+        let mut a = TarAudit::new(None);
+        let mut err = None;
+        for i in 0..=MAX_TAR_ENTRIES {
+            if let Err(e) = a.entry(
+                tar::EntryType::Directory,
+                Path::new(&format!("d{i}")),
+                None,
+                0,
+                None,
+            ) {
+                err = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = err.expect("no entry limit");
+        assert_eq!(i, MAX_TAR_ENTRIES);
+        assert_eq!(
+            e,
+            "more than 2000000 entries (the most a rootfs archive may have)"
+        );
+    }
+
+    /// Truncated and corrupt gzip, xz and zstd streams fail the full read, including damage
+    /// after the tar's end-of-archive blocks (the stream's own checksum).
+    #[test]
+    fn corrupt_streams_fail_the_full_read() {
+        use crate::codec::Compression as C;
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..16u32 {
+            let data: Vec<u8> = (0..8192u32)
+                .map(|k| (k.wrapping_mul(2654435761) >> (i % 7 + 9)) as u8)
+                .collect();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("f{i}"), &data[..]).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let zstd_sum = {
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            enc.include_checksum(true).unwrap();
+            std::io::Write::write_all(&mut enc, &tar).unwrap();
+            enc.finish().unwrap()
+        };
+        let pack = |c: C| {
+            crate::codec::compress_with(c, None, Vec::new(), |w| w.write_all(&tar))
+                .map(|((), v)| v)
+                .unwrap()
+        };
+        use std::io::Write as _;
+        for (name, whole) in [
+            ("gz", pack(C::Gzip)),
+            ("xz", pack(C::Xz)),
+            ("zst", pack(C::Zstd)),
+            ("sum.zst", zstd_sum),
+        ] {
+            let ok = d.path().join(format!("ok.tar.{name}"));
+            fs::write(&ok, &whole).unwrap();
+            assert_eq!(check_tar(&ok, None).unwrap().entries, 16, "{name}");
+            let cut = d.path().join(format!("cut.tar.{name}"));
+            fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
+            assert!(check_tar(&cut, None).is_err(), "{name}: truncated passed");
+            let tail = d.path().join(format!("tail.tar.{name}"));
+            fs::write(&tail, &whole[..whole.len() - 3]).unwrap();
+            assert!(
+                check_tar(&tail, None).is_err(),
+                "{name}: the last 3 bytes cut passed"
+            );
+            if name != "zst" {
+                // A flipped byte in the middle: gzip's CRC, xz's check or zstd's checksum
+                // (plain zstd frames carry none).
+                let mut bad = whole.clone();
+                let mid = bad.len() / 2;
+                bad[mid] ^= 0x55;
+                let flip = d.path().join(format!("flip.tar.{name}"));
+                fs::write(&flip, &bad).unwrap();
+                assert!(check_tar(&flip, None).is_err(), "{name}: corrupt passed");
+            }
+        }
     }
 
     /// Streaming has no pre-scan: entries before the bad one land, the bad one stops the
