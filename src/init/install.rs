@@ -266,7 +266,7 @@ pub fn check_tar(path: &Path, capacity: Option<u64>) -> Result<TarAudit> {
             .with_context(|| format!("{}: bad entry name", path.display()))?
             .into_owned();
         if let Err(why) = audit.check(&e, &p) {
-            bail!("{}: {why}; nothing was written", path.display());
+            bail!("{}: {why}", path.display());
         }
     }
     // The tar reader stops at the end-of-archive blocks; what follows in the compressed stream
@@ -312,7 +312,11 @@ pub fn unpack_rootfs(archive: &Path, target: &Path, checked: Option<u64>) -> Res
     let t = Instant::now();
     let entries = match checked {
         Some(n) => n,
-        None => check_tar(archive, None)?.entries,
+        None => {
+            check_tar(archive, None)
+                .context("refused before unpacking anything into the target")?
+                .entries
+        }
     };
     let total = fs::metadata(archive)?.len();
     let f = fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
@@ -682,9 +686,9 @@ mod tests {
         fs::write(&p, b.into_inner().unwrap()).unwrap();
         let target = d.path().join("t");
         fs::create_dir(&target).unwrap();
-        let e = unpack_rootfs(&p, &target, None).unwrap_err().to_string();
+        let e = format!("{:#}", unpack_rootfs(&p, &target, None).unwrap_err());
         assert!(
-            e.contains("escapes the target root") && e.contains("nothing was written"),
+            e.contains("escapes the target root") && e.contains("before unpacking anything"),
             "{e}"
         );
         assert_eq!(
