@@ -1312,7 +1312,7 @@ fn pack_payload_refuses_hostile_and_broken_rootfs_archives() {
         (
             "truncated",
             zst[..zst.len() - 4].to_vec(),
-            "evil.tar to its end",
+            "evil.tar: incomplete frame",
         ),
     ];
     for (name, tar, want) in cases {

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod modules;
 pub mod payload;
 pub mod sources;
+pub mod tarcheck;
 
 use std::fs;
 use std::io::{self, Write};
@@ -374,7 +375,7 @@ fn validate_payload_rootfs(src: &Path, install: Option<&crate::config::Install>)
         ..
     }) = install
     {
-        crate::init::install::check_tar(&src.join(p), None).with_context(|| {
+        tarcheck::check_tar(&src.join(p), None).with_context(|| {
             format!("payload rootfs archive {p}, read as the deploy image's check stage will read it (--no-validate skips this)")
         })?;
     }
