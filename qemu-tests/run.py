@@ -34,6 +34,9 @@ Scenario keys:
   [pack]  compress = "zstd"; modules = ["virtio_blk"]; rootfs = "busybox"|PATH;
           payload = "examples/x"|PATH; args = ["--add", "a:b"]
           (rootfs/payload: a relative PATH is taken from the repository root)
+          no_validate = true (pack the payload with `pack-payload --no-validate`: no host-side
+          check of anemos.toml, IMGBUILD or rootfs archive, so the init's own checks are tested)
+          corrupt_payload = "TEXT" (flip TEXT inside the packed payload: its sha256 must fail)
   [[disk]] size = "64M"; serial = "sys0"; fill = "ext4-with-files" | "gpt-ext4" | "zeros"
            label = "data" (the ext4 label of fill = "ext4-with-files")
            unchanged = true (sha256 the same after every boot; reported as figure diskI_sha256)

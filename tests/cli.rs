@@ -1251,3 +1251,160 @@ fn kexec_image_auto_names_the_missing_modules_tree() {
         .arg(&kernel);
     assert!(err_line(c).contains("--tools-root is for --image auto"));
 }
+
+/// A tar entry written byte by byte (the tar crate's builder refuses hostile names).
+fn raw_tar_entry(kind: tar::EntryType, name: &str, link: &str) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    h.set_entry_type(kind);
+    let data: &[u8] = if kind == tar::EntryType::Regular {
+        b"x\n"
+    } else {
+        b""
+    };
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// `anemos pack-payload` reads a payload's rootfs archive with the deploy image's own checks,
+/// so a hostile or broken archive is refused on the workstation; --no-validate packs it (to
+/// test the init's check stage).
+#[test]
+fn pack_payload_refuses_hostile_and_broken_rootfs_archives() {
+    use tar::EntryType as T;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("p");
+    fs::create_dir(&p).unwrap();
+    let cfg = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu-tests/payloads/rootfs-escape/anemos.toml"),
+    )
+    .unwrap();
+    fs::write(p.join("anemos.toml"), cfg).unwrap();
+    let good: Vec<u8> = [
+        raw_tar_entry(T::Regular, "etc/motd", ""),
+        raw_tar_entry(T::Symlink, "bin", "usr/bin"),
+        vec![0; 1024],
+    ]
+    .concat();
+    let zst = zstd::encode_all(&good[..], 3).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "symlink",
+            [
+                raw_tar_entry(T::Symlink, "etc", "/"),
+                raw_tar_entry(T::Regular, "etc/passwd", ""),
+                vec![0; 1024],
+            ]
+            .concat(),
+            "entry \"etc/passwd\" is written through the symlink \"etc\" -> \"/\"",
+        ),
+        (
+            "absolute",
+            [raw_tar_entry(T::Regular, "/etc/passwd", ""), vec![0; 1024]].concat(),
+            "entry \"/etc/passwd\" escapes the target root",
+        ),
+        (
+            "truncated",
+            zst[..zst.len() - 4].to_vec(),
+            "evil.tar: incomplete frame",
+        ),
+    ];
+    for (name, tar, want) in cases {
+        fs::write(p.join("evil.tar"), tar).unwrap();
+        let out = d.path().join(format!("{name}.img"));
+        let mut c = anemos();
+        c.arg("pack-payload").arg(&p).arg("-o").arg(&out);
+        let e = err_line(c);
+        assert!(
+            e.contains("payload rootfs archive evil.tar, read as the deploy image's check stage will read it") && e.contains(want),
+            "{name}: {e}"
+        );
+        assert!(!out.exists(), "{name}");
+        let mut c = anemos();
+        c.arg("pack-payload")
+            .arg(&p)
+            .arg("-o")
+            .arg(&out)
+            .arg("--no-validate");
+        ok(c);
+    }
+    fs::write(p.join("evil.tar"), &zst).unwrap();
+    let mut c = anemos();
+    c.arg("pack-payload")
+        .arg(&p)
+        .arg("-o")
+        .arg(d.path().join("good.img"));
+    ok(c);
+}
+
+/// `validate` and `plan` say that a streamed rootfs is checked only while and after the disks
+/// are written, and that one in RAM is checked before.
+#[test]
+fn validate_and_plan_say_when_a_url_rootfs_is_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, d0, _) = disks_basic(d.path());
+    let base = "[[disk]]\nname = \"system\"\nmatch = { serial = \"sys0\" }\nwipe = true\npartitions = [ { label = \"root\", type = \"root\", size = \"rest\", format = \"ext4\", mount = \"/\" } ]\n[install]\nkind = \"rootfs\"\nurl = \"http://h/r.tar.zst\"\ninsecure = true\n";
+    for (download, want) in [
+        (
+            "stream",
+            "can only be checked while and after the disks are written",
+        ),
+        (
+            "ram",
+            "its sha256 and every entry are checked before the first write",
+        ),
+    ] {
+        let cfg = d.path().join(format!("{download}.toml"));
+        fs::write(&cfg, format!("{base}download = \"{download}\"\n")).unwrap();
+        let mut c = anemos();
+        c.arg("validate").arg(&cfg);
+        let e = String::from_utf8_lossy(&ok(c).stderr).to_string();
+        assert!(
+            e.contains("rootfs from http://h/r.tar.zst: ") && e.contains(want),
+            "{e}"
+        );
+        let mut c = anemos();
+        c.arg("plan")
+            .arg(&cfg)
+            .arg("--disk")
+            .arg(format!("{}:serial=sys0", d0.display()));
+        let o = String::from_utf8_lossy(&ok(c).stdout).to_string();
+        assert!(
+            o.contains("rootfs from http://h/r.tar.zst: ") && o.contains(want),
+            "{o}"
+        );
+    }
+}
+
+/// A hostile anemos.toml on the workstation: too big, or nested far too deep, is one clear
+/// error (the same parser runs as PID 1 in the deploy image).
+#[test]
+fn validate_refuses_huge_and_deeply_nested_files() {
+    let d = tempfile::tempdir().unwrap();
+    let big = d.path().join("big.toml");
+    fs::write(&big, "#".repeat((1 << 20) + 1)).unwrap();
+    let mut c = anemos();
+    c.arg("validate").arg(&big);
+    let e = err_line(c);
+    assert!(
+        e.contains("1048577 bytes: an anemos.toml may be at most 1048576 bytes (1 MiB)"),
+        "{e}"
+    );
+    let deep = d.path().join("deep.toml");
+    let n = 100_000;
+    fs::write(
+        &deep,
+        format!("hostname = {}{}\n", "[".repeat(n), "]".repeat(n)),
+    )
+    .unwrap();
+    let mut c = anemos();
+    c.arg("validate").arg(&deep);
+    let e = err_line(c);
+    assert!(e.contains("deep.toml:1:92: cannot recurse further"), "{e}");
+}

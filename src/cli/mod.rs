@@ -385,22 +385,8 @@ fn run(cli: Cli) -> Result<()> {
                     if v.network.interfaces.len() == 1 { "y" } else { "ies" }
                 );
             }
-            if let Some(crate::config::Install::Rootfs {
-                source: crate::config::RootfsSource::Url(u),
-                download,
-                ..
-            }) = &v.install
-            {
-                let how = match download {
-                    crate::config::Download::Auto => {
-                        "into RAM before any disk is written when it fits, else streamed"
-                    }
-                    crate::config::Download::Ram => "into RAM before any disk is written",
-                    crate::config::Download::Stream => {
-                        "streamed into the unpack; sha256 checked after the disks were written"
-                    }
-                };
-                eprintln!("anemos: rootfs from {u}: {how}");
+            if let Some(note) = rootfs_download_note(v.install.as_ref()) {
+                eprintln!("anemos: {note}");
             }
             Ok(())
         }
@@ -438,6 +424,9 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 print!("\n/etc/fstab:\n{fstab}");
+                if let Some(note) = rootfs_download_note(v.install.as_ref()) {
+                    println!("\n{note}");
+                }
                 if !plan.arrays.is_empty() {
                     let conf = crate::disk::md::render_conf(&plan.arrays);
                     print!("\n/etc/mdadm/mdadm.conf:\n{conf}");
@@ -514,6 +503,32 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// How a URL rootfs is fetched and when it is checked, for `validate` and `plan`: only an
+/// archive in RAM is read to its end (sha256, truncation, hostile entries) before the first
+/// write; a streamed one is checked while and after the disks are written.
+fn rootfs_download_note(install: Option<&crate::config::Install>) -> Option<String> {
+    let Some(crate::config::Install::Rootfs {
+        source: crate::config::RootfsSource::Url(u),
+        download,
+        ..
+    }) = install
+    else {
+        return None;
+    };
+    let how = match download {
+        crate::config::Download::Auto => {
+            "into RAM before any disk is written when it fits, then its sha256 and every entry are checked before the first write; if it does not fit it is streamed, and checked only while and after the disks are written"
+        }
+        crate::config::Download::Ram => {
+            "into RAM before any disk is written; its sha256 and every entry are checked before the first write"
+        }
+        crate::config::Download::Stream => {
+            "streamed into the unpack (download = \"stream\"): its sha256 and its entries (truncation, corruption, unsafe paths) can only be checked while and after the disks are written; download = \"ram\" checks them first"
+        }
+    };
+    Some(format!("rootfs from {u}: {how}"))
 }
 
 /// `anemos validate --json`: the verdict on stdout either way; exit status 1 when invalid.

@@ -15,6 +15,11 @@ use super::{ConfigError, ConfigErrors};
 /// Upper bound on reported serde errors (each retry removes one key, so this also bounds work).
 const MAX_SERDE_ERRORS: usize = 50;
 
+/// Largest anemos.toml accepted, checked before parsing. A real one is a few KiB; the bound
+/// keeps the parse (memory, time) small in the deploy image's PID 1. Nesting needs no bound of
+/// our own: the toml crate stops at a fixed recursion depth with an error, not a stack overflow.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 /// Line and column (1-based) of every key path in the source, for validation messages.
 #[derive(Debug, Clone, Default)]
 pub struct Positions {
@@ -59,6 +64,20 @@ struct Entry {
 
 /// Parses `text` into a [`Config`], reporting syntax errors or every unknown key / wrong type.
 pub fn parse_document(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    if text.len() > MAX_CONFIG_BYTES {
+        let message = format!(
+            "{} bytes: an anemos.toml may be at most {} bytes (1 MiB); refused before parsing",
+            text.len(),
+            MAX_CONFIG_BYTES
+        );
+        let e = ConfigError {
+            key: String::new(),
+            message,
+            position: None,
+        };
+        return Err(ConfigErrors::new(origin, vec![e]));
+    }
+    let lines = LineIndex::new(text);
     let (root, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         let errors = syntax
@@ -66,7 +85,7 @@ pub fn parse_document(text: &str, origin: &str) -> Result<Config, ConfigErrors> 
             .map(|e| ConfigError {
                 key: String::new(),
                 message: e.message().to_string(),
-                position: e.span().map(|s| line_col(text, s.start)),
+                position: e.span().map(|s| lines.line_col(text, s.start)),
             })
             .collect();
         return Err(ConfigErrors::new(origin, errors));
@@ -79,7 +98,7 @@ pub fn parse_document(text: &str, origin: &str) -> Result<Config, ConfigErrors> 
         positions
             .map
             .entry(render(&e.path))
-            .or_insert_with(|| line_col(text, at));
+            .or_insert_with(|| lines.line_col(text, at));
     }
 
     let mut doc = root;
@@ -101,7 +120,7 @@ pub fn parse_document(text: &str, origin: &str) -> Result<Config, ConfigErrors> 
         errors.push(ConfigError {
             key,
             message,
-            position: span.map(|s| line_col(text, s.start)),
+            position: span.map(|s| lines.line_col(text, s.start)),
         });
         match hit {
             Some(h) if remove(doc.get_mut(), &h.path) => {}
@@ -239,16 +258,26 @@ fn rewrite_message(message: &str, key: &str) -> String {
     message.to_string()
 }
 
-/// 1-based line and column (in characters) of byte `offset`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut at = offset.min(text.len());
-    while !text.is_char_boundary(at) {
-        at -= 1;
+/// Where each line of a text starts, so that a position costs a binary search instead of a
+/// scan from the start (one scan per key made a file of many keys quadratic).
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex(starts.collect())
     }
-    let before = &text[..at];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    (line, col)
+
+    /// 1-based line and column (in characters) of byte `offset`.
+    fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut at = offset.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let line = self.0.partition_point(|&s| s <= at);
+        let start = self.0[line - 1];
+        (line, text[start..at].chars().count() + 1)
+    }
 }
 
 #[cfg(test)]
@@ -286,6 +315,47 @@ mod tests {
             rewrite_message("unknown field `sise`, expected one of `label`, `size`", "x"),
             "unknown key; expected one of `label`, `size`"
         );
-        assert_eq!(line_col("ab\ncdé\nf", 7), (2, 4));
+        let t = "ab\ncdé\nf";
+        let l = LineIndex::new(t);
+        assert_eq!(l.line_col(t, 7), (2, 4));
+        assert_eq!(l.line_col(t, 0), (1, 1));
+        assert_eq!(l.line_col(t, 3), (2, 1));
+        assert_eq!(l.line_col(t, 8), (3, 1));
+        assert_eq!(l.line_col(t, 9), (3, 2));
+    }
+
+    /// Hostile files: too big is refused before parsing; nesting 100,000 deep (arrays, inline
+    /// tables, dotted keys, table headers) is an error from the parser, not a stack overflow.
+    #[test]
+    fn huge_and_deeply_nested_files_are_errors() {
+        let big = "#".repeat(MAX_CONFIG_BYTES + 1);
+        let e = parse_document(&big, "big.toml").unwrap_err().to_string();
+        assert!(e.contains("at most 1048576 bytes"), "{e}");
+        let n = 100_000;
+        for text in [
+            format!("hostname = {}{}", "[".repeat(n), "]".repeat(n)),
+            format!("hostname = {}1{}", "{a=".repeat(n), "}".repeat(n)),
+            format!("a{} = 1", ".a".repeat(n)),
+            format!("[a{}]\nx = 1", ".a".repeat(n)),
+        ] {
+            assert!(text.len() <= MAX_CONFIG_BYTES);
+            let e = parse_document(&text, "deep.toml").unwrap_err().to_string();
+            assert!(e.contains("recurs"), "{e}");
+        }
+    }
+
+    /// Many keys (each an unknown key, the costliest case) parse in linear time: 80,000 keys,
+    /// close to the 1 MiB bound, took over a minute when each position was a scan.
+    #[test]
+    fn many_keys_are_not_quadratic() {
+        let text: String = (0..80_000).map(|i| format!("k{i} = 1\n")).collect();
+        assert!(text.len() <= MAX_CONFIG_BYTES);
+        let t = std::time::Instant::now();
+        let e = parse_document(&text, "many.toml").unwrap_err();
+        assert_eq!(
+            e.to_string().matches("unknown key").count(),
+            MAX_SERDE_ERRORS
+        );
+        assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
     }
 }

@@ -30,6 +30,9 @@ use crate::util::uuid_string;
 
 pub const PAYLOAD: &str = "/payload";
 
+// The archive checks live with the packer, which runs them on the workstation too.
+pub use crate::pack::tarcheck::{check_tar, TarAudit};
+
 /// The environment every builder gets (documented in docs/install.md).
 pub fn builder_env(
     plan: Option<&Plan>,
@@ -90,44 +93,6 @@ pub fn env_key(label: &str) -> String {
         .collect()
 }
 
-/// Checks every entry of a tar archive without writing anything: no absolute paths, no `..`,
-/// no hard link pointing outside the archive root. Returns (entries, uncompressed bytes).
-pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
-    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut ar = tar::Archive::new(crate::codec::auto_decoder(f)?);
-    let (mut n, mut bytes) = (0u64, 0u64);
-    for e in ar
-        .entries()
-        .with_context(|| format!("reading {}", path.display()))?
-    {
-        let e = e.with_context(|| format!("reading {}", path.display()))?;
-        let p = e
-            .path()
-            .with_context(|| format!("{}: bad entry name", path.display()))?
-            .into_owned();
-        check_entry(&e, &p, &path.display().to_string(), "nothing was written")?;
-        n += 1;
-        bytes += e.size();
-    }
-    Ok((n, bytes))
-}
-
-/// Refuses an entry whose path, or hard-link target, is absolute or has "..". `outcome` ends
-/// the message: what the refusal left behind.
-fn check_entry<R: Read>(e: &tar::Entry<R>, p: &Path, label: &str, outcome: &str) -> Result<()> {
-    if !crate::pack::sources::tar_path_ok(p) {
-        bail!("{label}: entry {p:?} escapes the target root (absolute path or \"..\"); {outcome}");
-    }
-    if e.header().entry_type() == tar::EntryType::Link {
-        if let Ok(Some(l)) = e.link_name() {
-            if !crate::pack::sources::tar_path_ok(&l) {
-                bail!("{label}: hard link {p:?} -> {l:?} escapes the target root; {outcome}");
-            }
-        }
-    }
-    Ok(())
-}
-
 struct Progress<R> {
     inner: R,
     done: u64,
@@ -164,7 +129,11 @@ pub fn unpack_rootfs(archive: &Path, target: &Path, checked: Option<u64>) -> Res
     let t = Instant::now();
     let entries = match checked {
         Some(n) => n,
-        None => check_tar(archive)?.0,
+        None => {
+            check_tar(archive, None)
+                .context("refused before unpacking anything into the target")?
+                .entries
+        }
     };
     let total = fs::metadata(archive)?.len();
     let f = fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
@@ -209,11 +178,14 @@ fn unpack_entries<R: Read>(r: R, target: &Path, label: &str, check_each: bool) -
     ar.set_unpack_xattrs(true);
     ar.set_overwrite(true);
     let mut n = 0u64;
+    let mut audit = TarAudit::new(None);
     for e in ar.entries().with_context(|| format!("reading {label}"))? {
         let mut e = e.with_context(|| format!("reading {label}"))?;
         let p = e.path().map(|p| p.into_owned()).unwrap_or_default();
         if check_each {
-            check_entry(&e, &p, label, "stopped there")?;
+            if let Err(why) = audit.check(&e, &p) {
+                bail!("{label}: {why}; stopped there");
+            }
         }
         // unpack_in refuses paths that would leave `target`, also through symlinks unpacked
         // earlier; a false return means it skipped such an entry.
@@ -531,9 +503,9 @@ mod tests {
         fs::write(&p, b.into_inner().unwrap()).unwrap();
         let target = d.path().join("t");
         fs::create_dir(&target).unwrap();
-        let e = unpack_rootfs(&p, &target, None).unwrap_err().to_string();
+        let e = format!("{:#}", unpack_rootfs(&p, &target, None).unwrap_err());
         assert!(
-            e.contains("escapes the target root") && e.contains("nothing was written"),
+            e.contains("escapes the target root") && e.contains("before unpacking anything"),
             "{e}"
         );
         assert_eq!(
@@ -563,13 +535,258 @@ mod tests {
         let zst = zstd::encode_all(&tar[..], 3).unwrap();
         let whole = d.path().join("whole.tar.zst");
         fs::write(&whole, &zst).unwrap();
-        assert_eq!(check_tar(&whole).unwrap().0, 64);
+        assert_eq!(check_tar(&whole, None).unwrap().entries, 64);
         let cut = d.path().join("cut.tar.zst");
         fs::write(&cut, &zst[..zst.len() / 2]).unwrap();
         assert!(
-            check_tar(&cut).is_err(),
+            check_tar(&cut, None).is_err(),
             "a truncated archive passed the full read"
         );
+    }
+
+    /// One tar entry for the hostile archives below: `name` is written into the header
+    /// as is (the tar crate's builder refuses "..", absolute paths and the like).
+    fn raw(kind: tar::EntryType, name: &str, link: &str, data: &[u8], claim: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_size(claim);
+        h.set_mode(0o644);
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(8).unwrap();
+            h.set_device_minor(0).unwrap();
+        }
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn file(name: &str) -> Vec<u8> {
+        raw(tar::EntryType::Regular, name, "", b"x\n", 2)
+    }
+
+    fn write_tar(dir: &Path, name: &str, entries: &[Vec<u8>]) -> PathBuf {
+        let mut t: Vec<u8> = entries.concat();
+        t.extend_from_slice(&[0u8; 1024]);
+        let p = dir.join(name);
+        fs::write(&p, t).unwrap();
+        p
+    }
+
+    /// Every hostile archive is refused by the full read before anything is written, with a
+    /// message naming the entry; the legitimate look-alikes pass.
+    #[test]
+    fn hostile_archives_are_refused_by_the_check() {
+        use tar::EntryType as T;
+        let d = tempfile::tempdir().unwrap();
+        let sym = |n: &str, to: &str| raw(T::Symlink, n, to, b"", 0);
+        let hard = |n: &str, to: &str| raw(T::Link, n, to, b"", 0);
+        let dev = |k: T, n: &str| raw(k, n, "", b"", 0);
+        let cases: Vec<(&str, Vec<Vec<u8>>, &str)> = vec![
+            (
+                "absolute",
+                vec![file("ok"), file("/etc/passwd")],
+                "entry \"/etc/passwd\" escapes the target root",
+            ),
+            (
+                "dotdot",
+                vec![file("a/../../x")],
+                "entry \"a/../../x\" escapes the target root",
+            ),
+            (
+                "symlink-root",
+                vec![sym("etc", "/"), file("etc/passwd")],
+                "entry \"etc/passwd\" is written through the symlink \"etc\" -> \"/\"",
+            ),
+            (
+                "symlink-up",
+                vec![sym("a", "../.."), file("a/x")],
+                "entry \"a/x\" is written through the symlink \"a\" -> \"../..\"",
+            ),
+            (
+                "symlink-deep",
+                vec![sym("./usr/lib", "/"), file("usr/lib/sub/dir/f")],
+                "is written through the symlink \"usr/lib\"",
+            ),
+            (
+                "symlink-by-hardlink",
+                vec![sym("s", "/"), hard("t", "s"), file("t/passwd")],
+                "entry \"t/passwd\" is written through the symlink \"t\" -> \"/\"",
+            ),
+            (
+                "hardlink-up",
+                vec![hard("x", "../../etc/shadow")],
+                "hard link \"x\" -> \"../../etc/shadow\" escapes the target root",
+            ),
+            (
+                "hardlink-absolute",
+                vec![hard("x", "/etc/shadow")],
+                "hard link \"x\" -> \"/etc/shadow\" escapes the target root",
+            ),
+            (
+                "hardlink-through-symlink",
+                vec![sym("etc", "/"), hard("x", "etc/shadow")],
+                "hard link \"x\" -> \"etc/shadow\": the target is not an earlier entry",
+            ),
+            (
+                "hardlink-dangling",
+                vec![hard("x", "etc/shadow"), file("etc/shadow")],
+                "hard link \"x\" -> \"etc/shadow\": the target is not an earlier entry",
+            ),
+            (
+                "device-outside-dev",
+                vec![dev(T::Block, "etc/disk")],
+                "block device \"etc/disk\" (8:0) outside dev/",
+            ),
+            (
+                "char-outside-dev",
+                vec![dev(T::Char, "home/mem")],
+                "character device \"home/mem\" (8:0) outside dev/",
+            ),
+        ];
+        for (name, entries, want) in cases {
+            let p = write_tar(d.path(), &format!("{name}.tar"), &entries);
+            let e = format!(
+                "{:#}",
+                check_tar(&p, None)
+                    .err()
+                    .unwrap_or_else(|| panic!("{name} passed"))
+            );
+            assert!(e.contains(want), "{name}: {e}");
+            // The unpack's own pre-scan refuses it too, and writes nothing.
+            let target = d.path().join(format!("t-{name}"));
+            fs::create_dir(&target).unwrap();
+            assert!(unpack_rootfs(&p, &target, None).is_err());
+            assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "{name}");
+        }
+        // Look-alikes a real rootfs has: relative and absolute symlinks not written through,
+        // hard links to earlier files, device nodes under dev/, a file replacing a symlink.
+        let fine = write_tar(
+            d.path(),
+            "fine.tar",
+            &[
+                sym("bin", "usr/bin"),
+                sym("etc-link", "/etc"),
+                file("usr/bin/ls"),
+                hard("usr/bin/dir", "usr/bin/ls"),
+                hard("./usr/bin/vdir", "./usr/bin/ls"),
+                dev(T::Char, "dev/console"),
+                dev(T::Block, "./dev/sda"),
+                sym("x", "/"),
+                file("x"),
+            ],
+        );
+        let a = check_tar(&fine, None).unwrap();
+        assert_eq!(a.entries, 9);
+        assert!(a.has(Path::new("usr/bin/ls")) && !a.has(Path::new("usr/bin")));
+    }
+
+    /// A small archive claiming files bigger than the planned partitions is refused at the
+    /// header, before its data (absent here) is read; the entry count is bounded.
+    #[test]
+    fn absurd_sizes_and_counts_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let claim = 1u64 << 40;
+        let p = write_tar(
+            d.path(),
+            "huge.tar",
+            &[
+                file("ok"),
+                raw(tar::EntryType::Regular, "big", "", b"x", claim),
+            ],
+        );
+        assert!(fs::metadata(&p).unwrap().len() < 4096);
+        let e = format!("{:#}", check_tar(&p, Some(512 << 20)).unwrap_err());
+        assert!(
+            e.contains("its files add up to more than the 512 MiB the planned partitions hold (at entry \"big\", 1048576 MiB)"),
+            "{e}"
+        );
+        // Without a plan the claim still fails: the data is not there.
+        assert!(check_tar(&p, None).is_err());
+
+        let mut a = TarAudit::new(None);
+        let mut err = None;
+        use crate::pack::tarcheck::MAX_TAR_ENTRIES;
+        for i in 0..=MAX_TAR_ENTRIES {
+            if let Err(e) = a.entry(
+                tar::EntryType::Directory,
+                Path::new(&format!("d{i}")),
+                None,
+                0,
+                None,
+            ) {
+                err = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = err.expect("no entry limit");
+        assert_eq!(i, MAX_TAR_ENTRIES);
+        assert_eq!(
+            e,
+            "more than 2000000 entries (the most a rootfs archive may have)"
+        );
+    }
+
+    /// Truncated and corrupt gzip, xz and zstd streams fail the full read, including damage
+    /// after the tar's end-of-archive blocks (the stream's own checksum).
+    #[test]
+    fn corrupt_streams_fail_the_full_read() {
+        use crate::codec::Compression as C;
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..16u32 {
+            let data: Vec<u8> = (0..8192u32)
+                .map(|k| (k.wrapping_mul(2654435761) >> (i % 7 + 9)) as u8)
+                .collect();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("f{i}"), &data[..]).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let zstd_sum = {
+            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            enc.include_checksum(true).unwrap();
+            std::io::Write::write_all(&mut enc, &tar).unwrap();
+            enc.finish().unwrap()
+        };
+        let pack = |c: C| {
+            crate::codec::compress_with(c, None, Vec::new(), |w| w.write_all(&tar))
+                .map(|((), v)| v)
+                .unwrap()
+        };
+        for (name, whole) in [
+            ("gz", pack(C::Gzip)),
+            ("xz", pack(C::Xz)),
+            ("zst", pack(C::Zstd)),
+            ("sum.zst", zstd_sum),
+        ] {
+            let ok = d.path().join(format!("ok.tar.{name}"));
+            fs::write(&ok, &whole).unwrap();
+            assert_eq!(check_tar(&ok, None).unwrap().entries, 16, "{name}");
+            let cut = d.path().join(format!("cut.tar.{name}"));
+            fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
+            assert!(check_tar(&cut, None).is_err(), "{name}: truncated passed");
+            let tail = d.path().join(format!("tail.tar.{name}"));
+            fs::write(&tail, &whole[..whole.len() - 3]).unwrap();
+            assert!(
+                check_tar(&tail, None).is_err(),
+                "{name}: the last 3 bytes cut passed"
+            );
+            if name != "zst" {
+                // A flipped byte in the middle: gzip's CRC, xz's check or zstd's checksum
+                // (plain zstd frames carry none).
+                let mut bad = whole.clone();
+                let mid = bad.len() / 2;
+                bad[mid] ^= 0x55;
+                let flip = d.path().join(format!("flip.tar.{name}"));
+                fs::write(&flip, &bad).unwrap();
+                assert!(check_tar(&flip, None).is_err(), "{name}: corrupt passed");
+            }
+        }
     }
 
     /// Streaming has no pre-scan: entries before the bad one land, the bad one stops the

@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod modules;
 pub mod payload;
 pub mod sources;
+pub mod tarcheck;
 
 use std::fs;
 use std::io::{self, Write};
@@ -314,6 +315,7 @@ pub fn payload_segment(
     let n = payload::add_payload(&mut a, src)?;
     let install = validate_payload_config(&a)?;
     validate_payload_imgbuild(src, install.as_ref())?;
+    validate_payload_rootfs(src, install.as_ref())?;
     let (_, bytes) = write_segment(&a, kind, level, mtime, Vec::new())?;
     Ok((bytes, n))
 }
@@ -356,6 +358,26 @@ fn validate_payload_imgbuild(src: &Path, install: Option<&crate::config::Install
         crate::makeimg::imgbuild::load(&f).context(
             "payload IMGBUILD, read as the deploy image's makeimg will read it (--no-validate skips this)",
         )?;
+    }
+    Ok(())
+}
+
+/// Reads the payload directory's rootfs archive (`[install] kind = "rootfs"` with `path`) to
+/// its end with the checks the deploy image's `check` stage runs before the first write
+/// (truncation, corrupt compression, hostile entries), so a broken or hostile archive is
+/// refused on the workstation.
+fn validate_payload_rootfs(src: &Path, install: Option<&crate::config::Install>) -> Result<()> {
+    if std::env::var_os("ANEMOS_NO_VALIDATE").is_some() || !src.is_dir() {
+        return Ok(());
+    }
+    if let Some(crate::config::Install::Rootfs {
+        source: crate::config::RootfsSource::Path(p),
+        ..
+    }) = install
+    {
+        tarcheck::check_tar(&src.join(p), None).with_context(|| {
+            format!("payload rootfs archive {p}, read as the deploy image's check stage will read it (--no-validate skips this)")
+        })?;
     }
     Ok(())
 }
