@@ -104,7 +104,7 @@ devdir="${{ANEMOS_ESP_DEVDIR:-/dev/disk/by-partuuid}}"
 status=0
 for id in {ids}; do
     dev="$devdir/$id"
-    if [ ! -b "$dev" ]; then
+    if [ ! -e "$dev" ]; then
         echo "anemos-esp-sync: WARNING: mirror ESP $dev is missing (disk removed or replaced?), not synced" >&2
         continue
     fi
@@ -253,6 +253,87 @@ mod tests {
         assert!(s.contains("src=\"${ANEMOS_ESP_SRC:-/boot/efi}\""), "{s}");
         assert!(s.contains("for id in aaaa-1 bbbb-2; do"), "{s}");
         assert!(s.contains("-exec rm -rf {} +"), "{s}");
+    }
+
+    /// Runs the hook with sh, `mount`/`umount` replaced by stubs that treat a directory as the
+    /// device (mount copies the "device" in, umount writes the tree back): the mirror ends up
+    /// with exactly the source's files, a stale file on it is gone.
+    #[test]
+    fn hook_copies_the_esp_onto_each_mirror() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, devdir, bin) = (
+            d.path().join("src"),
+            d.path().join("dev"),
+            d.path().join("bin"),
+        );
+        for p in [&src, &devdir, &bin] {
+            fs::create_dir(p).unwrap();
+        }
+        fs::create_dir_all(src.join("EFI/BOOT")).unwrap();
+        fs::write(src.join("EFI/BOOT/BOOTX64.EFI"), "loader").unwrap();
+        fs::write(src.join("vmlinuz"), "kernel").unwrap();
+        let mirror = devdir.join("1111-m");
+        fs::create_dir(&mirror).unwrap();
+        fs::write(mirror.join("stale"), "old").unwrap();
+        let stub = |name: &str, body: &str| {
+            let p = bin.join(name);
+            fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let table = d.path().join("mounts");
+        stub(
+            "mount",
+            &format!(
+                "cp -R \"$3\"/. \"$4\"/ && echo \"$4 $3\" >> {}",
+                table.display()
+            ),
+        );
+        stub(
+            "umount",
+            &format!(
+                "dev=$(grep \"^$1 \" {} | cut -d' ' -f2) && rm -rf \"$dev\"/* && cp -R \"$1\"/. \"$dev\"/ && rm -rf \"$1\"/*",
+                table.display()
+            ),
+        );
+        let script = d.path().join("hook.sh");
+        fs::write(&script, hook_script("/boot", &["1111-m".into()])).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg(&script)
+            .env("ANEMOS_ESP_SRC", &src)
+            .env("ANEMOS_ESP_DEVDIR", &devdir)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("-> "),
+            "{err}"
+        );
+        let mut n = Copied::default();
+        let check = tempfile::tempdir().unwrap();
+        copy_tree(&mirror, check.path(), &mut n).unwrap();
+        assert_eq!(
+            n,
+            Copied {
+                files: 2,
+                bytes: 12
+            },
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_to_string(mirror.join("EFI/BOOT/BOOTX64.EFI")).unwrap(),
+            "loader"
+        );
+        assert!(!mirror.join("stale").exists());
     }
 
     /// Runs the hook with sh against directories standing in for the ESPs: a missing mirror
