@@ -12,7 +12,8 @@ Usage:
       them must point at a partition (number, start, size, PARTUUID) of one of the --disk
       images' GPTs (read with sfdisk); every --kept description must still exist, after them.
 
-Reads and writes the store with virt-fw-vars (PyPI virt-firmware) through its JSON export
+Reads and writes the store with virt-fw-vars (PyPI virt-firmware, in the virtualenv that
+scripts/virt-firmware-venv.sh makes under $ANEMOS_CACHE, else from PATH) through its JSON export
 (--output-json / --set-json), so the store's own format (edk2 authenticated variable store,
 FTW journal) is handled by that tool; the EFI_LOAD_OPTION parsing here is independent of
 anemos' encoder (UEFI 2.10, 3.1.3 and 10.3.5).
@@ -20,6 +21,7 @@ anemos' encoder (UEFI 2.10, 3.1.3 and 10.3.5).
 import argparse
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -27,16 +29,26 @@ import tempfile
 import uuid
 
 GLOBAL = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
+HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.environ.get("ANEMOS_CACHE", os.path.join(HERE, "..", "cache"))
+VENV_TOOL = os.path.join(CACHE, "virt-firmware-venv", "bin", "virt-fw-vars")
+TOOL = VENV_TOOL if os.access(VENV_TOOL, os.X_OK) else shutil.which("virt-fw-vars")
 
 
 def fail(msg):
     raise SystemExit(f"FAIL: {msg}")
 
 
+def tool():
+    if not TOOL:
+        fail(f"virt-fw-vars not found ({VENV_TOOL} nor on PATH): run scripts/virt-firmware-venv.sh")
+    return TOOL
+
+
 def export(store):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "vars.json")
-        r = subprocess.run(["virt-fw-vars", "-i", store, "--output-json", out], capture_output=True, text=True)
+        r = subprocess.run([tool(), "-i", store, "--output-json", out], capture_output=True, text=True)
         if r.returncode != 0:
             fail(f"virt-fw-vars -i {store}: {r.stderr}")
         with open(out) as f:
@@ -166,7 +178,7 @@ def cmd_add_stale(a):
         j = os.path.join(d, "set.json")
         with open(j, "w") as f:
             json.dump(doc, f)
-        r = subprocess.run(["virt-fw-vars", "--inplace", a.store, "--set-json", j], capture_output=True, text=True)
+        r = subprocess.run([tool(), "--inplace", a.store, "--set-json", j], capture_output=True, text=True)
         if r.returncode != 0:
             fail(f"virt-fw-vars --set-json: {r.stderr}")
     boots, order = entries(a.store)
