@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 # (initramfs-tools), patch and busybox (busybox-static) for makeimg. QEMU scenarios: the rest
 # (mdadm: packed into RAID images and used by the host checks of the md arrays; cryptsetup-bin:
 # the same for LUKS2; python3-cryptography: the LUKS2 check decrypts in userspace on a host
-# without device-mapper).
+# without device-mapper; virt-fw-vars from PyPI's virt-firmware, in the venv
+# scripts/virt-firmware-venv.sh makes: the UEFI scenarios read and edit OVMF variable stores).
 # The fleet test (Ansible): python3-venv for the virtualenv scripts/ansible-venv.sh makes with
 # ansible-core and pytest from PyPI (pinned there), ssh-keygen (openssh-client).
 # The cached Debian artifacts (scripts/build-*.sh): mmdebstrap; the flat mirror also
@@ -38,3 +39,4 @@ for c in rustfmt clippy; do
 done
 qemu-tests/fetch-kernel.sh >/dev/null
 scripts/ansible-venv.sh >/dev/null
+scripts/virt-firmware-venv.sh >/dev/null

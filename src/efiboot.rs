@@ -238,6 +238,49 @@ mod tests {
         assert_eq!(v.len(), desc_end + 42 + path_len + 4);
     }
 
+    /// Known-good bytes from an independent tool: `efibootmgr` 18 (Debian 12) run once in a QEMU
+    /// VM on OVMF (anemos' own image, packed with `--binary /usr/bin/efibootmgr` and started
+    /// with `anemos.break=payload`), on a 64 MiB virtio disk whose GPT had one partition made by
+    /// `sgdisk -o -n 1:2048:0`:
+    ///
+    /// ```text
+    /// efibootmgr -c -d /dev/vda -p 1 -L 'anemos (web1)' -l '\EFI\systemd\systemd-bootx64.efi'
+    /// efibootmgr -v  ->  Boot0001* anemos (web1)  HD(1,GPT,a3e5b3d2-4527-4124-8854-0932046e5108,
+    ///                    0x800,0x1f7df)/File(\EFI\systemd\systemd-bootx64.efi)
+    /// od -An -tx1 -v /sys/firmware/efi/efivars/Boot0001-8be4df61-93ca-11d2-aa0d-00e098032b8c
+    /// ```
+    ///
+    /// The hex below is that file without its 4-byte attribute word (07 00 00 00); `virt-fw-vars`
+    /// (virt-firmware 26.10) read the same bytes back from the VM's variable store.
+    const EFIBOOTMGR_BOOT0001: &str = "01000000740061006e0065006d006f007300200028007700\
+        6500620031002900000004012a00010000000008000000000000dff7010000000000d2b3e5a3274524418854\
+        0932046e51080202040446005c004500460049005c00730079007300740065006d0064005c00730079007300\
+        740065006d0064002d0062006f006f0074007800360034002e0065006600690000007fff0400";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        s.chunks(2)
+            .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn encoding_matches_efibootmgr_byte_for_byte() {
+        let want = unhex(EFIBOOTMGR_BOOT0001);
+        assert_eq!(want.len(), 150);
+        let ours = encode(&LoadOption {
+            description: "anemos (web1)".into(),
+            partition: 1,
+            start_lba: 0x800,
+            size_lba: 0x1f7df,
+            part_uuid: "a3e5b3d2-4527-4124-8854-0932046e5108".into(),
+            path: "\\EFI\\systemd\\systemd-bootx64.efi".into(),
+        })
+        .unwrap();
+        assert_eq!(ours, want);
+        assert_eq!(decode_description(&want).as_deref(), Some("anemos (web1)"));
+    }
+
     #[test]
     fn bad_paths_and_text_are_refused() {
         let mut o = opt();
@@ -291,5 +334,45 @@ mod tests {
         assert_eq!(u.write.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [2, 3]);
         assert_eq!(u.order, [2, 3, 1, 0]);
         assert!(u.delete.is_empty());
+    }
+
+    #[test]
+    fn mirrored_redeploy_replaces_all_earlier_entries_and_puts_ours_first() {
+        let named = |d: &str| {
+            let mut o = opt();
+            o.description = d.into();
+            encode(&o).unwrap()
+        };
+        // An earlier mirrored deploy left three entries (one disk since replaced); the firmware
+        // and an old OS have their own, the old OS first.
+        let existing = vec![
+            (0, named("UiApp")),
+            (1, named("anemos (web1) disk a")),
+            (2, named("debian")),
+            (3, named("anemos (web1) disk b")),
+            (7, named("anemos (web1) disk c")),
+            (8, named("UEFI Shell")),
+        ];
+        let new = vec![named("anemos (web1) disk a"), named("anemos (web1) disk b")];
+        let u = plan_update(&existing, &[2, 8, 1, 3, 7, 0], &new);
+        // Our old numbers are reused in order; the third old one is deleted.
+        assert_eq!(u.write.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(u.write[0].1, new[0], "the mounted ESP's entry first");
+        assert_eq!(u.write[1].1, new[1]);
+        assert_eq!(u.delete, [7]);
+        assert_eq!(u.order, [1, 3, 2, 8, 0]);
+        // A first mirrored deploy on that machine: lowest free numbers, kept entries untouched.
+        let others: Vec<_> = existing
+            .iter()
+            .filter(|(n, _)| [0, 2, 8].contains(n))
+            .cloned()
+            .collect();
+        let u = plan_update(&others, &[2, 8, 0], &new);
+        assert_eq!(u.write.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 3]);
+        assert!(u.delete.is_empty());
+        assert_eq!(u.order, [1, 3, 2, 8, 0]);
+        // A BootOrder naming an entry that no longer exists keeps it (not ours to judge).
+        let u = plan_update(&others, &[5, 2], &new);
+        assert_eq!(u.order, [1, 3, 5, 2]);
     }
 }

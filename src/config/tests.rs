@@ -851,3 +851,25 @@ fn array_rules_name_their_key() {
     let e = load_err(&text).to_string();
     assert!(e.contains("chunk"), "{e}");
 }
+
+#[test]
+fn mirrored_esps_must_have_the_mounted_esps_size() {
+    let esp_b = |size: &str| {
+        format!(r#"{{ label = "esp-b", type = "esp", size = "{size}", format = "vfat" }},"#)
+    };
+    let text = two(&format!("{ESP}\n{ROOT}"), &esp_b("256MiB"), "");
+    assert_one(
+        "mirror smaller",
+        &text,
+        "disk[1].partitions[0].size",
+        "mirrors the one mounted at /boot (disk[0].partitions[0], size 512 MiB) but its size is 256 MiB: mirrored ESPs must be the same size",
+    );
+    load(
+        &two(&format!("{ESP}\n{ROOT}"), &esp_b("512MiB"), ""),
+        "anemos.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // An ESP without a format is not a mirror: no size rule.
+    let raw = r#"{ label = "esp-b", type = "esp", size = "64MiB" },"#;
+    load(&two(&format!("{ESP}\n{ROOT}"), raw, ""), "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+}

@@ -151,11 +151,46 @@ fn check_targets(
             );
         }
     }
+    check_esp_mirrors(layout, p);
     if matches!(bootloader, Bootloader::SystemdBoot { .. }) && !has_esp {
         p.add(
             "bootloader.kind",
             "\"systemd-boot\" is installed onto the ESP, but no partition has type = \"esp\", format = \"vfat\" and a mount (e.g. mount = \"/boot\" or \"/boot/efi\")",
         );
+    }
+}
+
+/// Mirrored ESPs (a vfat ESP without a mount point, kept identical to the mounted one by the
+/// bootloader stage) must have the mounted ESP's size: the copy must fit, and a firmware that
+/// falls back to the other disk should find the same volume.
+fn check_esp_mirrors(layout: &Layout, p: &mut Problems) {
+    let esp = part_type_guid("esp");
+    let esps: Vec<(usize, usize, &PartSpec)> = layout
+        .disks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| d.partitions.iter().enumerate().map(move |(j, s)| (i, j, s)))
+        .filter(|(_, _, s)| Some(s.type_guid) == esp)
+        .collect();
+    let Some(&(mi, mj, main)) = esps.iter().find(|(_, _, s)| s.mount.is_some()) else {
+        return;
+    };
+    let show = |s: SizeSpec| match s {
+        SizeSpec::Bytes(b) => crate::util::human(b),
+        SizeSpec::Rest => "rest".into(),
+    };
+    for &(i, j, s) in &esps {
+        if s.mount.is_none() && s.format == Some(FsKind::Vfat) && s.size != main.size {
+            p.add(
+                format!("disk[{i}].partitions[{j}].size"),
+                format!(
+                    "this ESP mirrors the one mounted at {} (disk[{mi}].partitions[{mj}], size {}) but its size is {}: mirrored ESPs must be the same size",
+                    main.mount.as_deref().unwrap_or_default(),
+                    show(main.size),
+                    show(s.size)
+                ),
+            );
+        }
     }
 }
 

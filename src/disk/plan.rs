@@ -153,6 +153,47 @@ pub struct Plan {
 
 use crate::util::human;
 
+/// An ESP of the plan: the disk it is on and its partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Esp<'a> {
+    pub disk: &'a DiskPlan,
+    pub part: &'a PlannedPart,
+}
+
+/// The ESPs of the plan: the one the bootloader is installed on (the first ESP with a mount
+/// point, in disk order) and its mirrors (every other ESP formatted vfat without a mount point,
+/// which anemos keeps identical to it). None without a mounted ESP: then nothing is mirrored.
+pub fn esps(plan: &Plan) -> Option<(Esp<'_>, Vec<Esp<'_>>)> {
+    let all: Vec<Esp> = plan
+        .disks
+        .iter()
+        .filter_map(|d| match &d.action {
+            DiskAction::Repartition { parts, .. } => Some(
+                parts
+                    .iter()
+                    .filter(|p| p.type_name == "esp")
+                    .map(move |part| Esp { disk: d, part }),
+            ),
+            DiskAction::Preserve => None,
+        })
+        .flatten()
+        .collect();
+    let main = *all.iter().find(|e| e.part.mount.is_some())?;
+    let mirrors = all
+        .into_iter()
+        .filter(|e| e.part.mount.is_none() && e.part.fs == Some(FsKind::Vfat))
+        .collect();
+    Some((main, mirrors))
+}
+
+/// True when `part` of `disk` is a mirror of the mounted ESP (see [`esps`]).
+fn is_esp_mirror(plan: &Plan, disk: &DiskPlan, part: &PlannedPart) -> bool {
+    esps(plan).is_some_and(|(_, m)| {
+        m.iter()
+            .any(|e| std::ptr::eq(e.disk, disk) && std::ptr::eq(e.part, part))
+    })
+}
+
 /// Derives a stable UUID (RFC 9562 v8-style bits set as v4 for compatibility) from the seed,
 /// like systemd-repart: the same config gives the same identifiers on every deploy.
 pub fn derive_uuid(purpose: &str, seed: &str, disk: &str, label: &str) -> [u8; 16] {
@@ -538,7 +579,11 @@ pub fn render(plan: &Plan) -> String {
                         p.type_name,
                         p.label,
                         p.fs.map(|f| f.name()).unwrap_or("-"),
-                        p.mount.as_deref().unwrap_or("-"),
+                        match p.mount.as_deref() {
+                            Some(m) => m,
+                            None if is_esp_mirror(plan, d, p) => "ESP mirror",
+                            None => "-",
+                        },
                         uuid_string(&p.part_uuid),
                         match (p.fs, p.fs_uuid) {
                             (Some(fs), Some(u)) => super::mkfs::display_uuid(fs, &u),
@@ -834,6 +879,61 @@ mod tests {
             "{r}"
         );
         assert!(r.contains("root") && r.contains("ext4"), "{r}");
+    }
+
+    #[test]
+    fn unmounted_vfat_esps_mirror_the_mounted_one() {
+        let esp = |label: &str, fs: Option<FsKind>, mount: Option<&str>| {
+            let mut p = part(label, SizeSpec::Bytes(100 * MIB), fs, mount);
+            p.type_name = "esp".into();
+            p
+        };
+        let disks = vec![
+            disk("/dev/vda", "s0", 1 << 30, 512),
+            disk("/dev/vdb", "s1", 1 << 30, 512),
+            disk("/dev/vdc", "s2", 1 << 30, 512),
+        ];
+        let l = Layout {
+            seed: "h".into(),
+            arrays: vec![],
+            luks: vec![],
+            disks: vec![
+                spec(
+                    "a",
+                    by_serial("s0"),
+                    vec![
+                        esp("esp-a", Some(FsKind::Vfat), Some("/boot/efi")),
+                        part("root", SizeSpec::Rest, Some(FsKind::Ext4), Some("/")),
+                    ],
+                ),
+                spec(
+                    "b",
+                    by_serial("s1"),
+                    vec![esp("esp-b", Some(FsKind::Vfat), None)],
+                ),
+                // Not formatted: nothing to copy onto, so not a mirror.
+                spec("c", by_serial("s2"), vec![esp("esp-c", None, None)]),
+            ],
+        };
+        let p = plan(&l, &disks).unwrap();
+        let (main, mirrors) = esps(&p).unwrap();
+        assert_eq!(
+            (main.disk.name.as_str(), main.part.label.as_str()),
+            ("a", "esp-a")
+        );
+        let m: Vec<_> = mirrors.iter().map(|e| e.part.label.as_str()).collect();
+        assert_eq!(m, ["esp-b"]);
+        let r = render(&p);
+        let line = |label: &str| r.lines().find(|l| l.contains(label)).unwrap().to_string();
+        assert!(line("esp-b").contains("ESP mirror"), "{r}");
+        assert!(!line("esp-c").contains("ESP mirror"), "{r}");
+        assert!(line("esp-a").contains("/boot/efi"), "{r}");
+        // Without a mounted ESP nothing is a mirror.
+        let mut l2 = l.clone();
+        l2.disks[0].partitions[0].mount = None;
+        let p2 = plan(&l2, &disks).unwrap();
+        assert!(esps(&p2).is_none());
+        assert!(!render(&p2).contains("ESP mirror"));
     }
 
     /// Property test (hand-rolled, deterministic xorshift): random layouts on random disks

@@ -285,12 +285,7 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
                 &title,
             )?;
             ctx.entry = Some(e);
-            let (esp_mount, _) = esp_and_root(plan)?;
-            if let Err(e) = super::bootentry::load_option(plan, &esp_mount, &title)
-                .and_then(|o| super::bootentry::register(&o))
-            {
-                log::warn!("boot entry not written: {e:#}; the firmware can still find systemd-boot at the fallback path \\EFI\\BOOT\\BOOTX64.EFI");
-            }
+            super::bootentry::write_entries(plan, &title, super::bootentry::SYSTEMD_BOOT);
         }
         crate::config::Bootloader::Command { command } => {
             let target = Path::new(super::disks::TARGET);
@@ -309,6 +304,8 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
             )?;
         }
     }
+    // Last: the mirrors get the ESP as the loader left it.
+    super::espmirror::sync(plan, Path::new(super::disks::TARGET))?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod devices;
 pub mod disks;
 pub mod download;
 pub mod early;
+pub mod espmirror;
 pub mod finish;
 pub mod install;
 pub mod logger;
