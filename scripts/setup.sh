@@ -37,6 +37,10 @@ rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl \
 for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
+# The fuzz smoke run (scripts/fuzz-smoke.sh) builds the cargo-fuzz targets with nightly Rust
+# (libFuzzer needs -Zsanitizer); cargo-fuzz is pinned so CI builds the same way every time.
+rustup toolchain list 2>/dev/null | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+cargo fuzz --version 2>/dev/null | grep -q '0\.13\.' || cargo install cargo-fuzz --version 0.13.2 --locked
 qemu-tests/fetch-kernel.sh >/dev/null
 scripts/ansible-venv.sh >/dev/null
 scripts/virt-firmware-venv.sh >/dev/null

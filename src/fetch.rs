@@ -44,6 +44,45 @@ pub fn parse_url(url: &str) -> Result<(String, u16, String)> {
     Ok((host.to_string(), port, path.to_string()))
 }
 
+/// Longest response head accepted: a server sending endless header lines is refused instead
+/// of filling the deploy image's RAM.
+pub const MAX_HEAD: usize = 64 << 10;
+
+/// Reads a response head up to its empty line (not included), at most [`MAX_HEAD`] bytes;
+/// the body starts right after it in `r`.
+pub fn read_head<R: BufRead>(r: &mut R) -> Result<String> {
+    let mut head = String::new();
+    loop {
+        let mut l = String::new();
+        let left = (MAX_HEAD + 1).saturating_sub(head.len()) as u64;
+        let n = r
+            .by_ref()
+            .take(left)
+            .read_line(&mut l)
+            .map_err(|e| anyhow!("reading the response header: {e}"))?;
+        if head.len() + l.len() > MAX_HEAD {
+            bail!("the response header is longer than {MAX_HEAD} bytes");
+        }
+        if n == 0 {
+            bail!("connection closed before the response header ended");
+        }
+        if l == "\r\n" || l == "\n" {
+            return Ok(head);
+        }
+        head.push_str(&l);
+    }
+}
+
+/// Whether a response head announces a chunked body.
+pub fn is_chunked(head: &str) -> bool {
+    head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+        })
+    })
+}
+
 /// Status code, Content-Length and Content-Range total from a response head. Pure.
 pub fn parse_head(head: &str) -> Result<(u16, Option<u64>, Option<u64>)> {
     let mut lines = head.lines();
@@ -220,30 +259,9 @@ impl Download {
         )
         .map_err(|e| Transient(anyhow!("sending the request: {e}")))?;
         let mut r = BufReader::with_capacity(256 << 10, s);
-        let mut head = String::new();
-        loop {
-            let mut l = String::new();
-            let n = r
-                .read_line(&mut l)
-                .map_err(|e| Transient(anyhow!("reading the response header: {e}")))?;
-            if n == 0 {
-                return Err(Transient(anyhow!(
-                    "connection closed before the response header ended"
-                )));
-            }
-            if l == "\r\n" || l == "\n" {
-                break;
-            }
-            head.push_str(&l);
-        }
+        let head = read_head(&mut r).map_err(Transient)?;
         let (status, len, range) = parse_head(&head).map_err(Transient)?;
-        let chunked = head.lines().any(|l| {
-            l.split_once(':').is_some_and(|(k, v)| {
-                k.trim().eq_ignore_ascii_case("transfer-encoding")
-                    && v.to_ascii_lowercase().contains("chunked")
-            })
-        });
-        if chunked {
+        if is_chunked(&head) {
             return Err(Fatal(anyhow!(
                 "{}: the server sent a chunked reply to an HTTP/1.0 request; this download needs a server that sends plain bodies",
                 self.url
@@ -496,6 +514,37 @@ mod tests {
             .unwrap(),
             (206, Some(90), Some(100))
         );
+    }
+
+    #[test]
+    fn response_head_is_read_to_its_empty_line_and_bounded() {
+        let mut r = io::Cursor::new(&b"HTTP/1.0 200 OK\r\nContent-Length: 4\r\n\r\nBODY"[..]);
+        assert_eq!(
+            read_head(&mut r).unwrap(),
+            "HTTP/1.0 200 OK\r\nContent-Length: 4\r\n"
+        );
+        let mut body = String::new();
+        r.read_to_string(&mut body).unwrap();
+        assert_eq!(body, "BODY");
+        // A server that never ends its head: refused at the bound, not read on.
+        let endless = format!(
+            "HTTP/1.0 200 OK\r\n{}",
+            "X-Pad: 0123456789\r\n".repeat(10_000)
+        );
+        let e = read_head(&mut io::Cursor::new(endless.as_bytes())).unwrap_err();
+        assert!(e.to_string().contains("longer than 65536 bytes"), "{e}");
+        // One endless line, too.
+        let line = vec![b'a'; MAX_HEAD * 2];
+        assert!(read_head(&mut io::Cursor::new(&line[..])).is_err());
+        // Closed early.
+        let e = read_head(&mut io::Cursor::new(&b"HTTP/1.0 200 OK\r\n"[..])).unwrap_err();
+        assert!(e.to_string().contains("closed before"), "{e}");
+        assert!(is_chunked(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n"
+        ));
+        assert!(!is_chunked(
+            "HTTP/1.1 200 OK\r\nX-Transfer-Encoding-Note: chunked\r\n"
+        ));
     }
 
     #[derive(Clone, Copy, PartialEq)]

@@ -54,7 +54,7 @@ pub struct GptTable {
 pub(super) const MAX_GPT_ARRAY: usize = 4 << 20;
 
 /// CRC-32 (IEEE 802.3, reflected) as the GPT headers use it.
-pub(super) fn crc32(data: &[u8]) -> u32 {
+pub fn crc32(data: &[u8]) -> u32 {
     const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
     CRC32.checksum(data)
 }

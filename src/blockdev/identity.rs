@@ -171,9 +171,15 @@ const QEMU_SCSI_MODEL: &str = "QEMU HARDDISK";
 /// virtio-scsi (`bus=scsi`: vendor QEMU, model `QEMU HARDDISK` unless given, by-id from the
 /// VPD designators QEMU reports: the WWN's NAA one, else the vendor-specific serial one).
 pub fn from_image_spec(spec: &str) -> Result<DiskIdentity> {
+    let file = spec.split(':').next().unwrap_or_default();
+    let md = fs::metadata(file).with_context(|| format!("--disk {spec}: cannot read {file}"))?;
+    from_image_spec_sized(spec, md.len())
+}
+
+/// [`from_image_spec`] for an image of `size_bytes`, without looking at the file. Pure.
+pub fn from_image_spec_sized(spec: &str, size_bytes: u64) -> Result<DiskIdentity> {
     let mut it = spec.split(':');
     let file = it.next().unwrap_or_default();
-    let md = fs::metadata(file).with_context(|| format!("--disk {spec}: cannot read {file}"))?;
     let (mut bus, mut serial, mut wwn, mut model) = ("virtio", None, None, None);
     let (mut sector, mut ids) = (512u64, Vec::new());
     for kv in it {
@@ -195,7 +201,10 @@ pub fn from_image_spec(spec: &str) -> Result<DiskIdentity> {
             "sector" => {
                 sector = v
                     .parse()
-                    .with_context(|| format!("--disk {spec}: sector={v:?} is not a number"))?
+                    .with_context(|| format!("--disk {spec}: sector={v:?} is not a number"))?;
+                if sector != 512 && sector != 4096 {
+                    bail!("--disk {spec}: sector={v:?}: the sector size is 512 or 4096");
+                }
             }
             other => {
                 bail!("--disk {spec}: unknown key {other:?} (bus, serial, wwn, model, id, sector)")
@@ -232,7 +241,7 @@ pub fn from_image_spec(spec: &str) -> Result<DiskIdentity> {
             ..BlockInfo::default()
         },
     };
-    let mut d = DiskIdentity::from_info(&info, file.to_string(), md.len(), sector);
+    let mut d = DiskIdentity::from_info(&info, file.to_string(), size_bytes, sector);
     d.by_id.extend(ids);
     Ok(d)
 }

@@ -76,6 +76,14 @@ fn image_spec() {
     assert!(e.to_string().contains("unknown key \"colour\""), "{e}");
     let e = from_image_spec(&format!("{f}:bus=usb")).unwrap_err();
     assert!(e.to_string().contains("bus=\"usb\""), "{e}");
+    for bad in ["0", "1024", "7"] {
+        let e = from_image_spec(&format!("{f}:sector={bad}")).unwrap_err();
+        assert!(e.to_string().contains("512 or 4096"), "{e}");
+    }
+    // The same spec without the file: the size is given.
+    let d = from_image_spec_sized("/dev/vdz:serial=z0", 3 << 30).unwrap();
+    assert_eq!((d.path.as_str(), d.size_bytes), ("/dev/vdz", 3 << 30));
+    assert_eq!(d.by_id, ["virtio-z0"]);
     assert!(from_image_spec("/nonexistent.img")
         .unwrap_err()
         .to_string()

@@ -14,11 +14,11 @@
 //! unit-tested without root; the netlink and DHCP clients are tested in network namespaces.
 
 mod apply;
-mod dhcp;
+pub mod dhcp;
 mod iface;
-mod ipparam;
+pub mod ipparam;
 mod ipv6;
-mod netlink;
+pub mod netlink;
 mod plan;
 mod resolv;
 mod sys;

@@ -151,7 +151,6 @@ impl Archive {
         self.nodes.len()
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

@@ -101,9 +101,24 @@ pub(super) struct SoftDep {
     pub(super) post: Vec<String>,
 }
 
+/// The contents of a tree's `modules.*` files; a missing optional file is empty.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IndexFiles<'a> {
+    /// `modules.dep` (required).
+    pub dep: &'a str,
+    /// `modules.builtin`.
+    pub builtin: &'a str,
+    /// `modules.builtin.modinfo` (NUL-separated records).
+    pub builtin_modinfo: &'a [u8],
+    /// `modules.alias`.
+    pub alias: &'a str,
+    /// `modules.softdep`.
+    pub softdep: &'a str,
+}
+
 /// Everything read from a `/lib/modules/<release>` tree.
 #[derive(Debug)]
-pub(super) struct KernelIndex {
+pub struct KernelIndex {
     pub(super) kdir: PathBuf,
     pub(super) release: String,
     /// Loadable modules by normalized name.
@@ -122,7 +137,7 @@ pub(super) struct KernelIndex {
 
 /// Something a name resolves to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Target {
+pub enum Target {
     /// A loadable module.
     Module(String),
     /// A module built into the kernel.
@@ -284,7 +299,27 @@ impl KernelIndex {
                 release,
             });
         }
-        let entries = parse_modules_dep(&read_text(&dep_path)?, &dep_path, &release)?;
+        let dep = read_text(&dep_path)?;
+        let builtin_modinfo =
+            read_optional(&kdir.join("modules.builtin.modinfo"))?.unwrap_or_default();
+        let builtin = read_optional_text(&kdir.join("modules.builtin"))?;
+        let alias = read_optional_text(&kdir.join("modules.alias"))?;
+        let softdep = read_optional_text(&kdir.join("modules.softdep"))?;
+        let files = IndexFiles {
+            dep: &dep,
+            builtin: &builtin,
+            builtin_modinfo: &builtin_modinfo,
+            alias: &alias,
+            softdep: &softdep,
+        };
+        Self::parse(kdir, &release, &files)
+    }
+
+    /// The index from the files' contents, without reading anything (`kdir` names the tree in
+    /// messages and is where module files would be read from later).
+    pub fn parse(kdir: &Path, release: &str, files: &IndexFiles) -> Result<Self, ModuleError> {
+        let dep_path = kdir.join("modules.dep");
+        let entries = parse_modules_dep(files.dep, &dep_path, release)?;
         let mut modules = BTreeMap::new();
         let mut by_rel = HashMap::new();
         for entry in entries {
@@ -292,15 +327,13 @@ impl KernelIndex {
             by_rel.insert(entry.rel.clone(), name.clone());
             modules.insert(name, entry);
         }
-        let builtin_modinfo =
-            read_optional(&kdir.join("modules.builtin.modinfo"))?.unwrap_or_default();
         Ok(Self {
             kdir: kdir.to_path_buf(),
-            builtin: parse_builtin(&read_optional_text(&kdir.join("modules.builtin"))?),
-            builtin_aliases: parse_builtin_aliases(&builtin_modinfo),
-            aliases: parse_aliases(&read_optional_text(&kdir.join("modules.alias"))?),
-            softdeps: parse_softdeps(&read_optional_text(&kdir.join("modules.softdep"))?),
-            release,
+            builtin: parse_builtin(files.builtin),
+            builtin_aliases: parse_builtin_aliases(files.builtin_modinfo),
+            aliases: parse_aliases(files.alias),
+            softdeps: parse_softdeps(files.softdep),
+            release: release.to_string(),
             modules,
             by_rel,
         })
@@ -364,7 +397,7 @@ impl KernelIndex {
 
     /// Resolves one request: a set name, module name, builtin or alias, plus the companions
     /// of what it names (see [`super::sets::COMPANIONS`]).
-    pub(super) fn resolve_request(&self, request: &str) -> Result<Vec<Target>, ModuleError> {
+    pub fn resolve_request(&self, request: &str) -> Result<Vec<Target>, ModuleError> {
         let found = if let Some(set) = module_set(request) {
             self.expand_set(set)
         } else if request.trim().is_empty() {

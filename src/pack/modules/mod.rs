@@ -14,7 +14,7 @@
 //! `modules.alias`, `modules.builtin` and `modules.builtin.modinfo`
 //! (all optional).
 
-mod index;
+pub mod index;
 mod order;
 mod sets;
 
@@ -274,18 +274,7 @@ fn load_module(
 /// load order. See the module docs for the rules.
 pub fn resolve_modules(req: &ModuleRequest) -> Result<ModulePlan, ModuleError> {
     let idx = KernelIndex::load(&req.kdir)?;
-    let mut builtin = BTreeSet::new();
-    let mut roots = BTreeSet::new();
-    for request in &req.names {
-        for target in idx.resolve_request(request)? {
-            match target {
-                Target::Module(m) => roots.insert(m),
-                Target::Builtin(b) => builtin.insert(b),
-            };
-        }
-    }
-    let graph = order::closure(&idx, &roots, &mut builtin)?;
-    let order = order::load_order(&graph)?;
+    let (order, builtin) = load_order(&idx, &req.names)?;
     let mut files = Files::default();
     let mut seen_fw = BTreeSet::new();
     for name in &order {
@@ -308,6 +297,26 @@ pub fn resolve_modules(req: &ModuleRequest) -> Result<ModulePlan, ModuleError> {
         builtin_skipped: builtin.into_iter().collect(),
         missing_firmware: files.missing_firmware.into_iter().collect(),
     })
+}
+
+/// The pure part of [`resolve_modules`]: the modules `names` need, dependencies included, in
+/// load order, and the built-in modules they name. No file is read.
+pub fn load_order(
+    idx: &KernelIndex,
+    names: &[String],
+) -> Result<(Vec<String>, BTreeSet<String>), ModuleError> {
+    let mut builtin = BTreeSet::new();
+    let mut roots = BTreeSet::new();
+    for request in names {
+        for target in idx.resolve_request(request)? {
+            match target {
+                Target::Module(m) => roots.insert(m),
+                Target::Builtin(b) => builtin.insert(b),
+            };
+        }
+    }
+    let graph = order::closure(idx, &roots, &mut builtin)?;
+    Ok((order::load_order(&graph)?, builtin))
 }
 
 /// Splits requested names into those the tree at `kdir` knows (sets, module names, builtins,
