@@ -157,6 +157,78 @@ fn check_targets(
             "\"systemd-boot\" is installed onto the ESP, but no partition has type = \"esp\", format = \"vfat\" and a mount (e.g. mount = \"/boot\" or \"/boot/efi\")",
         );
     }
+    if let Bootloader::Grub { firmware, .. } = bootloader {
+        check_grub(layout, *firmware, has_root, has_esp, p);
+    }
+}
+
+/// What grub needs of the layout: a root filesystem for grub-mkconfig and grub-install to run
+/// in; for BIOS a BIOS boot partition (anemos writes GPT, which leaves no gap after the MBR for
+/// grub's core image); for UEFI a mounted ESP; and a /boot that grub can read without
+/// unlocking anything.
+fn check_grub(
+    layout: &Layout,
+    firmware: super::Firmware,
+    has_root: bool,
+    has_esp: bool,
+    p: &mut Problems,
+) {
+    if !has_root {
+        p.add(
+            "bootloader.kind",
+            "\"grub\" is installed from the target's own packages, but no partition, array or LUKS volume has mount = \"/\"",
+        );
+    }
+    let bios_boot = part_type_guid("bios-boot");
+    let has_bios_boot = layout
+        .disks
+        .iter()
+        .filter(|d| d.wipe)
+        .flat_map(|d| d.partitions.iter())
+        .any(|s| Some(s.type_guid) == bios_boot);
+    if firmware.bios && !has_bios_boot {
+        p.add(
+            "bootloader.firmware",
+            "\"bios\" on GPT (anemos writes GPT) needs a BIOS boot partition for grub's core image, but no partition has type = \"bios-boot\": add { label = \"bios\", type = \"bios-boot\", size = \"1MiB\" } to each disk that should boot",
+        );
+    }
+    if firmware.uefi && !has_esp {
+        p.add(
+            "bootloader.firmware",
+            "\"uefi\": grub's EFI program goes onto the ESP, but no partition has type = \"esp\", format = \"vfat\" and a mount (e.g. mount = \"/boot/efi\")",
+        );
+    }
+    // The filesystem that holds /boot: a /boot mount, else the root.
+    let boot = if layout_mounts(layout, "/boot") {
+        "/boot"
+    } else {
+        "/"
+    };
+    if let Some(l) = layout
+        .luks
+        .iter()
+        .find(|l| l.mount.as_deref() == Some(boot))
+    {
+        p.add(
+            "bootloader.kind",
+            format!(
+                "grub reads the kernel from {boot}, which is on the LUKS volume {:?}: grub cannot unlock it here; give /boot a partition or array of its own",
+                l.name
+            ),
+        );
+    }
+}
+
+/// Whether a partition, array or LUKS volume of `layout` is mounted at `mount`.
+fn layout_mounts(layout: &Layout, mount: &str) -> bool {
+    let m = Some(mount);
+    layout
+        .disks
+        .iter()
+        .flat_map(|d| d.partitions.iter())
+        .any(|s| s.mount.as_deref() == m)
+        || layout.arrays.iter().any(|a| a.mount.as_deref() == m)
+        || layout.luks.iter().any(|l| l.mount.as_deref() == m)
 }
 
 fn validate_disk(d: &DiskConfig, dk: &str, seen: &mut Seen, p: &mut Problems) -> DiskSpec {
@@ -491,6 +563,12 @@ fn check_format_rules(
 ) {
     let key = |f: &str| format!("{pk}.{f}");
     let is_swap_type = Some(type_guid) == part_type_guid("swap");
+    if Some(type_guid) == part_type_guid("bios-boot") && c.format.is_some() {
+        p.add(
+            key("format"),
+            "a BIOS boot partition holds grub's core image, not a filesystem: remove format (and mount)",
+        );
+    }
     match format {
         Some(f) if is_swap_type && f != FsKind::Swap => p.add(
             key("format"),

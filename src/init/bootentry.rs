@@ -15,11 +15,18 @@ use crate::disk::plan::{DiskAction, Plan};
 use crate::efiboot::{self, LoadOption, GLOBAL_GUID};
 use crate::efivar;
 
-/// The loader path that anemos' entry starts (installed by [`super::bootloader`]).
+/// The loader path that anemos' entry starts for systemd-boot (installed by
+/// [`super::bootloader`]); grub's is [`super::grub::LOADER`].
 pub const LOADER: &str = "\\EFI\\systemd\\systemd-bootx64.efi";
 
-/// The load option for the ESP mounted at `esp_mount` (the one systemd-boot was installed on).
-pub fn load_option(plan: &Plan, esp_mount: &str, hostname: &str) -> Result<LoadOption> {
+/// The load option for `loader` on the ESP mounted at `esp_mount` (the one the loader was
+/// installed on).
+pub fn load_option(
+    plan: &Plan,
+    esp_mount: &str,
+    hostname: &str,
+    loader: &str,
+) -> Result<LoadOption> {
     for d in &plan.disks {
         if let DiskAction::Repartition { parts, .. } = &d.action {
             if let Some(p) = parts
@@ -32,7 +39,7 @@ pub fn load_option(plan: &Plan, esp_mount: &str, hostname: &str) -> Result<LoadO
                     start_lba: p.first_lba,
                     size_lba: p.sectors(),
                     part_uuid: crate::util::uuid_string(&p.part_uuid),
-                    path: LOADER.into(),
+                    path: loader.into(),
                 });
             }
         }
@@ -46,7 +53,7 @@ pub fn register(opt: &LoadOption) -> Result<()> {
     if let Err(e) = efivar::ensure_mounted(false) {
         match e {
             efivar::Unavailable::NoEfi => {
-                log::info!("boot entry: not booted through UEFI, no Boot#### entry written; the firmware finds systemd-boot at the fallback path \\EFI\\BOOT\\BOOTX64.EFI");
+                log::info!("boot entry: not booted through UEFI, no Boot#### entry written; the firmware finds the loader at the fallback path \\EFI\\BOOT\\BOOTX64.EFI");
                 return Ok(());
             }
             other => return Err(anyhow!("boot entry: {other}")),
@@ -123,7 +130,7 @@ mod tests {
             ..Default::default()
         };
         let p = crate::disk::plan::plan(&v.layout, &[d]).unwrap();
-        let o = load_option(&p, "/boot", "web1").unwrap();
+        let o = load_option(&p, "/boot", "web1", LOADER).unwrap();
         assert_eq!(o.description, "anemos (web1)");
         assert_eq!(o.partition, 1);
         // In the disk's logical sectors: 1 MiB and 300 MiB of 4096-byte sectors.
@@ -133,7 +140,13 @@ mod tests {
         };
         assert_eq!(o.part_uuid, crate::util::uuid_string(&parts[0].part_uuid));
         assert_eq!(o.path, LOADER);
-        assert!(load_option(&p, "/efi", "web1")
+        let g = load_option(&p, "/boot", "web1", super::super::grub::LOADER).unwrap();
+        assert_eq!(g.path, "\\EFI\\anemos\\grubx64.efi");
+        assert_eq!(
+            (g.partition, g.part_uuid),
+            (o.partition, o.part_uuid.clone())
+        );
+        assert!(load_option(&p, "/efi", "web1", LOADER)
             .unwrap_err()
             .to_string()
             .contains("no planned ESP is mounted at /efi"));

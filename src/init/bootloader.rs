@@ -31,13 +31,28 @@ pub struct Entry {
 /// kept for a mirror) are not it.
 pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
     let mut esp = None;
-    let mut root = None;
     for d in &plan.disks {
         if let DiskAction::Repartition { parts, .. } = &d.action {
             for p in parts {
                 if p.type_name == "esp" && esp.is_none() {
                     esp = p.mount.clone();
                 }
+            }
+        }
+    }
+    let esp = esp.ok_or_else(|| {
+        anyhow!("the bootloader (systemd-boot, or grub for UEFI) needs an ESP (type = \"esp\") with a mount point in anemos.toml")
+    })?;
+    Ok((esp, root_arg(plan)?))
+}
+
+/// The `root=` value: `PARTUUID=…` of the partition mounted at "/", or `UUID=…` of the
+/// filesystem when "/" is on an array or a LUKS volume (no PARTUUID).
+pub fn root_arg(plan: &Plan) -> Result<String> {
+    let mut root = None;
+    for d in &plan.disks {
+        if let DiskAction::Repartition { parts, .. } = &d.action {
+            for p in parts {
                 if p.mount.as_deref() == Some("/") {
                     root = Some(format!("PARTUUID={}", uuid_string(&p.part_uuid)));
                 }
@@ -55,13 +70,9 @@ pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
             root = Some(format!("UUID={}", uuid_string(&u)));
         }
     }
-    let esp = esp.ok_or_else(|| {
-        anyhow!("systemd-boot needs an ESP (type = \"esp\") with a mount point in anemos.toml")
-    })?;
-    let root = root.ok_or_else(|| {
-        anyhow!("systemd-boot needs a partition or array mounted at \"/\" for root=")
-    })?;
-    Ok((esp, root))
+    root.ok_or_else(|| {
+        anyhow!("the bootloader needs a partition, array or LUKS volume mounted at \"/\" for root=")
+    })
 }
 
 /// Finds `vmlinuz-<v>` (newest by version order) or `vmlinuz` in `boot`, and its initrd.
@@ -259,6 +270,16 @@ pub fn install_systemd_boot(
     })
 }
 
+/// Writes the firmware's `Boot####` entry for `loader` on the ESP at `esp_mount`. A failure
+/// is logged, not returned: the loader is also at the ESP's fallback path.
+fn boot_entry(plan: &Plan, esp_mount: &str, title: &str, loader: &str, name: &str) {
+    if let Err(e) = super::bootentry::load_option(plan, esp_mount, title, loader)
+        .and_then(|o| super::bootentry::register(&o))
+    {
+        log::warn!("boot entry not written: {e:#}; the firmware can still find {name} at the fallback path \\EFI\\BOOT\\BOOTX64.EFI");
+    }
+}
+
 /// The `bootloader` stage.
 pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
     let (Some(payload), Some(plan)) = (&ctx.payload, &ctx.plan) else {
@@ -286,10 +307,30 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
             )?;
             ctx.entry = Some(e);
             let (esp_mount, _) = esp_and_root(plan)?;
-            if let Err(e) = super::bootentry::load_option(plan, &esp_mount, &title)
-                .and_then(|o| super::bootentry::register(&o))
-            {
-                log::warn!("boot entry not written: {e:#}; the firmware can still find systemd-boot at the fallback path \\EFI\\BOOT\\BOOTX64.EFI");
+            boot_entry(
+                plan,
+                &esp_mount,
+                &title,
+                super::bootentry::LOADER,
+                "systemd-boot",
+            );
+        }
+        crate::config::Bootloader::Grub { firmware, options } => {
+            let e = super::grub::install(
+                plan,
+                Path::new(super::disks::TARGET),
+                *firmware,
+                options.as_deref(),
+            )?;
+            ctx.entry = Some(e);
+            if firmware.uefi {
+                let title = payload
+                    .config
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| "anemos".into());
+                let (esp_mount, _) = esp_and_root(plan)?;
+                boot_entry(plan, &esp_mount, &title, super::grub::LOADER, "grub");
             }
         }
         crate::config::Bootloader::Command { command } => {

@@ -55,7 +55,12 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         }
     };
     let t = Instant::now();
-    let (entries, bytes) = install::check_tar(&archive).map_err(|e| {
+    let grub = match payload.config.bootloader {
+        crate::config::Bootloader::Grub { firmware, .. } => Some(firmware),
+        _ => None,
+    };
+    let mut scan = super::grub::ArchiveScan::default();
+    let (entries, bytes) = install::check_tar_seeing(&archive, &mut |p| scan.see(p)).map_err(|e| {
         e.context(format!(
             "the rootfs archive {} is damaged, truncated or unsafe (read before any disk is written: nothing was written)",
             archive.display()
@@ -67,6 +72,25 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
         bytes >> 20,
         t.elapsed().as_secs_f64()
     );
+    if let Some(firmware) = grub {
+        let provision = matches!(
+            install::effective(&payload.config.install, dir),
+            Some(Install::Rootfs {
+                provision: Some(_),
+                ..
+            })
+        );
+        match scan.problem(firmware) {
+            None => log::info!(
+                "check: the rootfs archive has grub for {}",
+                firmware.describe()
+            ),
+            Some(p) if provision => log::warn!(
+                "check: {p}; the provision step must install it, or the bootloader stage fails"
+            ),
+            Some(p) => anyhow::bail!("{p}; nothing was written"),
+        }
+    }
     ctx.archive_checked = Some((archive, entries));
     Ok(())
 }

@@ -93,6 +93,12 @@ pub fn env_key(label: &str) -> String {
 /// Checks every entry of a tar archive without writing anything: no absolute paths, no `..`,
 /// no hard link pointing outside the archive root. Returns (entries, uncompressed bytes).
 pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
+    check_tar_seeing(path, &mut |_| {})
+}
+
+/// [`check_tar`], showing every entry's path to `seen` (e.g. to look for a tool the bootloader
+/// stage will run in the target).
+pub fn check_tar_seeing(path: &Path, seen: &mut dyn FnMut(&Path)) -> Result<(u64, u64)> {
     let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut ar = tar::Archive::new(crate::codec::auto_decoder(f)?);
     let (mut n, mut bytes) = (0u64, 0u64);
@@ -106,6 +112,7 @@ pub fn check_tar(path: &Path) -> Result<(u64, u64)> {
             .with_context(|| format!("{}: bad entry name", path.display()))?
             .into_owned();
         check_entry(&e, &p, &path.display().to_string(), "nothing was written")?;
+        seen(&p);
         n += 1;
         bytes += e.size();
     }

@@ -14,6 +14,7 @@ pub mod disks;
 pub mod download;
 pub mod early;
 pub mod finish;
+pub mod grub;
 pub mod install;
 pub mod logger;
 pub mod luks;
