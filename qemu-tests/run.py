@@ -59,6 +59,9 @@ Scenario keys:
                                     # run) is kept for [boot2], which boots the same way unless it
                                     # sets firmware = "ovmf"
   [boot2] ...                       # a second boot of the same disks (firmware = "ovmf", ...)
+  [boot2] firmware = "ovmf"         # boot the disks through UEFI (OVMF, a fresh variable store)
+  [boot2] firmware = "seabios"      # boot the disks through legacy BIOS (SeaBIOS, -boot order=c):
+                                    # the MBR's boot code, e.g. grub's core image; no -kernel
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
   [boot3] ...                       # a third boot, after boot2, the same way (its own keys)
   [boot2]/[boot3] detach = [1]      # these [[disk]] entries (by index) are left out of that boot
@@ -528,6 +531,10 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
             shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars_copy)
         qemu += ["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
                  "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+    elif sc.get("firmware") == "seabios":
+        # Boot the disks through legacy BIOS (QEMU's SeaBIOS): the MBR's boot code, e.g. grub's
+        # core image in a BIOS boot partition. No -kernel, no UEFI variables.
+        qemu += ["-boot", "order=c"]
     else:
         if sc.get("efi_vars"):
             # efi = true: OVMF boots the kernel given by -kernel itself (UEFI, EFI variables in
@@ -661,7 +668,8 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         shutil.copy(src, efi_vars)
         sc["efi_vars"] = str(efi_vars)
         for key in ("boot2", "boot3"):
-            if sc.get(key) and (sc[key].get("firmware") != "ovmf" or sc[key].get("keep_efi_vars")):
+            fw = sc.get(key, {}).get("firmware")
+            if sc.get(key) and (fw not in ("ovmf", "seabios") or sc[key].get("keep_efi_vars")):
                 sc[key]["efi_vars"] = str(efi_vars)
     host = sc.get("host_cmd")
     host_proc = []

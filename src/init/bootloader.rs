@@ -1,4 +1,5 @@
-//! Bootloader stage: systemd-boot installed by us, a command chrooted in the target, or none.
+//! Bootloader stage: systemd-boot installed by us, grub from the target ([`super::grub`]), a
+//! command chrooted in the target, or none.
 //!
 //! systemd-boot: `EFI/systemd/systemd-bootx64.efi` and the fallback `EFI/BOOT/BOOTX64.EFI`
 //! (from the target, the tools root or the payload, in that order), `loader/loader.conf`, and a

@@ -7,7 +7,9 @@
 //! Only a streamed download (`download = "stream"`) cannot be read twice: its entries are
 //! checked as they are unpacked, after the disks are written, and the stage says so. An
 //! external builder (`[install] command`) is looked up in the tools root here too, and so are
-//! cryptsetup and the passphrase files when the layout has LUKS volumes.
+//! cryptsetup and the passphrase files when the layout has LUKS volumes. With `[bootloader]
+//! kind = "grub"`, the archive read here must hold grub-install, grub-mkconfig and the modules
+//! of each firmware named (a warning only when a provision script may still install them).
 
 use std::path::Path;
 use std::time::Instant;
