@@ -3,11 +3,14 @@
 //!
 //! - BIOS: `grub-install --target=i386-pc DISK` on every repartitioned disk that has a BIOS boot
 //!   partition (where the core image goes on GPT), so each of them boots.
-//! - UEFI: `grub-install --target=x86_64-efi --no-nvram` onto the ESP twice: as
+//! - UEFI: `grub-install --target=x86_64-efi --no-nvram` onto the ESP as
 //!   `\EFI\anemos\grubx64.efi`, which the native `Boot####` entry (written by the caller through
-//!   [`super::bootentry`]) starts, and with `--removable` as the fallback `\EFI\BOOT\BOOTX64.EFI`,
-//!   which firmware without any entry boots. `--no-nvram`: the deploy image writes the entry
-//!   itself, and grub-install's efibootmgr may be missing or fail in the chroot.
+//!   [`super::bootentry`]) starts, and a copy of that image as the fallback
+//!   `\EFI\BOOT\BOOTX64.EFI`, which firmware without any entry boots. The image finds /boot/grub
+//!   by the filesystem's UUID, wherever it lies on the ESP, so the copy is what a second
+//!   `grub-install --removable` would write (at a third of the bootloader stage's time under
+//!   emulation). `--no-nvram`: the deploy image writes the entry itself, and grub-install's
+//!   efibootmgr may be missing or fail in the chroot.
 //! - grub.cfg: the target's `grub-mkconfig`, with the configured options in a defaults file
 //!   anemos writes ([`render_defaults`]). grub-mkconfig itself finds the root filesystem and
 //!   writes `root=UUID=<its filesystem UUID>` when /dev/disk/by-uuid has that UUID, which the
@@ -344,20 +347,15 @@ pub fn install(
             "--no-nvram",
         ])
         .context("installing grub for UEFI onto the ESP")?;
-        run(&["--target=x86_64-efi", &efi_dir, "--no-nvram", "--removable"])
-            .context("installing grub for UEFI at the ESP's fallback path")?;
         let esp = target.join(esp_mount.trim_start_matches('/'));
-        for f in [
-            format!("EFI/{EFI_ID}/grubx64.efi"),
-            "EFI/BOOT/BOOTX64.EFI".into(),
-        ] {
-            if !esp.join(&f).is_file() {
-                bail!(
-                    "grub-install ran but {} is not on the ESP",
-                    esp.join(&f).display()
-                );
-            }
+        let image = esp.join(format!("EFI/{EFI_ID}/grubx64.efi"));
+        if !image.is_file() {
+            bail!("grub-install ran but {} is not on the ESP", image.display());
         }
+        let fallback = esp.join("EFI/BOOT/BOOTX64.EFI");
+        fs::create_dir_all(esp.join("EFI/BOOT"))?;
+        fs::copy(&image, &fallback)
+            .with_context(|| format!("copying {} to {}", image.display(), fallback.display()))?;
         log::info!("grub: UEFI {LOADER} and \\EFI\\BOOT\\BOOTX64.EFI on the ESP {esp_mount}");
     }
     let cfg = format!("{}/grub.cfg", tools.boot_dir);
