@@ -29,7 +29,8 @@
 # as this is a test image. The kernel, initrd, config and System.map in boot/ are regular
 # files, so the archive can be deployed with the ESP (vfat) mounted at /boot. Falls back to
 # debootstrap when mmdebstrap is not installable. qemu-tests/bench/debian-boot.toml deploys it
-# with anemos and boots it through OVMF and systemd-boot to that prompt.
+# with anemos and boots it through OVMF and systemd-boot to that prompt; the boot-grub scenario
+# installs grub from it and boots it through SeaBIOS and OVMF.
 #
 # Building needs root (mmdebstrap's root mode mounts /proc, /sys and /dev in the chroot) and
 # network access to the mirror. It takes minutes: about 3 for the root tree and, on two busy
