@@ -194,10 +194,11 @@ pub fn tar(data: &[u8]) {
     use anemos::init::install;
     let scratch = Scratch::new("tar");
     let archive = scratch.file("rootfs.tar", data);
-    let checked = install::check_tar(&archive);
+    // With a capacity, so the size rule runs too (64 MiB, far above what an input may unpack).
+    let checked = install::check_tar(&archive, Some(64 << 20));
     if decompressed_len(data).is_some_and(|n| n <= MAX_WRITTEN) {
-        if let Ok((entries, _)) = checked {
-            let _ = install::unpack_rootfs(&archive, &scratch.dir("checked"), Some(entries));
+        if let Ok(audit) = checked {
+            let _ = install::unpack_rootfs(&archive, &scratch.dir("checked"), Some(audit.entries));
         }
         let _ = install::unpack_stream(Cursor::new(data), &scratch.dir("streamed"), "fuzz");
     }

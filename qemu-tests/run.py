@@ -64,6 +64,9 @@ Scenario keys:
                                     # sets firmware = "ovmf"
   [boot2] ...                       # a second boot of the same disks (firmware = "ovmf", ...);
                                     # without firmware it boots the same deploy image again
+  [boot2] firmware = "ovmf"         # boot the disks through UEFI (OVMF, a fresh variable store)
+  [boot2] firmware = "seabios"      # boot the disks through legacy BIOS (SeaBIOS, -boot order=c):
+                                    # the MBR's boot code, e.g. grub's core image; no -kernel
   [boot2] stop_after_expect = true  # stop the second boot once every expected line was seen
   [boot3] ... [boot9]               # further boots, in this order, the same way (their own keys)
   [bootN] timeout, cmdline, memory, firmware, send, expect, reject, qemu_args, detach,
@@ -558,6 +561,10 @@ def run_qemu(sc, name, kernel, image, disks, stop_when=None, on_line=None):
             shutil.copy("/usr/share/OVMF/OVMF_VARS_4M.fd", vars_copy)
         qemu += ["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
                  "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+    elif sc.get("firmware") == "seabios":
+        # Boot the disks through legacy BIOS (QEMU's SeaBIOS): the MBR's boot code, e.g. grub's
+        # core image in a BIOS boot partition. No -kernel, no UEFI variables.
+        qemu += ["-boot", "order=c"]
     else:
         if sc.get("efi_vars"):
             # efi = true: OVMF boots the kernel given by -kernel itself (UEFI, EFI variables in
@@ -779,7 +786,8 @@ def run_scenario(path, anemos, kernel, modules_dir):  # noqa: C901
         shutil.copy(src, efi_vars)
         sc["efi_vars"] = str(efi_vars)
         for key in LATER_BOOTS:
-            if sc.get(key) and (sc[key].get("firmware") != "ovmf" or sc[key].get("keep_efi_vars")):
+            fw = sc.get(key, {}).get("firmware")
+            if sc.get(key) and (fw not in ("ovmf", "seabios") or sc[key].get("keep_efi_vars")):
                 sc[key]["efi_vars"] = str(efi_vars)
     host = sc.get("host_cmd")
     host_proc = []

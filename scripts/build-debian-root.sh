@@ -18,7 +18,10 @@
 # The system: mmdebstrap's minbase variant of bookworm (main, with bookworm-updates and the
 # security archive), without Recommends, plus systemd-sysv, udev, Debian's cloud kernel
 # (linux-image-cloud-amd64) with an initramfs-tools initrd, systemd-boot-efi (the EFI binary
-# a systemd-boot deploy copies to the ESP), login tools and iproute2, and mdadm and
+# a systemd-boot deploy copies to the ESP), grub-pc and grub-efi-amd64-bin (what a
+# `kind = "grub"` deploy runs chrooted: grub-install for BIOS and UEFI, update-grub; their
+# postinst runs non-interactively, installs nothing to a disk and leaves only
+# boot/grub/unicode.pf2), login tools and iproute2, and mdadm and
 # cryptsetup-initramfs: a deploy onto RAID1 and LUKS2 regenerates the initrd in the target
 # (`update-initramfs -u` in its provision script) once anemos has written mdadm.conf and
 # crypttab, and the initrd then assembles the arrays and asks for the passphrase. It boots to a serial
@@ -26,7 +29,8 @@
 # as this is a test image. The kernel, initrd, config and System.map in boot/ are regular
 # files, so the archive can be deployed with the ESP (vfat) mounted at /boot. Falls back to
 # debootstrap when mmdebstrap is not installable. qemu-tests/bench/debian-boot.toml deploys it
-# with anemos and boots it through OVMF and systemd-boot to that prompt.
+# with anemos and boots it through OVMF and systemd-boot to that prompt; the boot-grub scenario
+# installs grub from it and boots it through SeaBIOS and OVMF.
 #
 # Building needs root (mmdebstrap's root mode mounts /proc, /sys and /dev in the chroot) and
 # network access to the mirror. It takes minutes: about 3 for the root tree and, on two busy
@@ -44,9 +48,9 @@ level="${ZSTD_LEVEL:-9}"
 suite=bookworm
 force=0
 # Bump when the steps below change in a way that changes the archive.
-RECIPE=3
+RECIPE=4
 INCLUDE=(systemd-sysv systemd udev login passwd iproute2 linux-image-cloud-amd64 initramfs-tools
-         systemd-boot-efi mdadm cryptsetup-initramfs zstd)
+         systemd-boot-efi grub-pc grub-efi-amd64-bin mdadm cryptsetup-initramfs zstd)
 
 NAME=build-debian-root
 # shellcheck source=scripts/lib/cache.sh
@@ -137,8 +141,9 @@ ls "$root"/boot/vmlinuz-* >/dev/null 2>&1 || die "no kernel in $root/boot"
 ls "$root"/boot/initrd.img-* >/dev/null 2>&1 || die "no initrd in $root/boot (did update-initramfs run?)"
 [[ -f "$root/usr/lib/systemd/boot/efi/systemd-bootx64.efi" ]] || die "no systemd-bootx64.efi in the root"
 [[ -x "$root/sbin/init" || -L "$root/sbin/init" ]] || die "no /sbin/init (systemd-sysv) in the root"
-bad="$(find "$root/boot" -mindepth 1 ! -type f)"
-[[ -z "$bad" ]] || die "boot/ must hold only regular files (the ESP is vfat): $bad"
+# Directories are fine (grub-pc leaves boot/grub/unicode.pf2); links and device nodes are not.
+bad="$(find "$root/boot" -mindepth 1 ! -type f ! -type d)"
+[[ -z "$bad" ]] || die "boot/ must hold only regular files and directories (the ESP is vfat): $bad"
 # No file capabilities are expected in this package set; the archive carries no xattrs.
 if command -v getcap >/dev/null; then
     caps="$(getcap -r "$root" 2>/dev/null || true)"

@@ -1408,3 +1408,67 @@ fn validate_refuses_huge_and_deeply_nested_files() {
     let e = err_line(c);
     assert!(e.contains("deep.toml:1:92: cannot recurse further"), "{e}");
 }
+
+/// `kind = "grub"`: validate refuses BIOS on GPT without a BIOS boot partition (naming the
+/// field and why), and the plan of a valid setup names the firmware, the disk and the ESP.
+#[test]
+fn grub_bios_needs_a_bios_boot_partition_and_the_plan_shows_the_firmware() {
+    let d = tempfile::tempdir().unwrap();
+    let parts = |bios: &str| {
+        format!(
+            "[[disk]]\nname = \"system\"\nmatch = {{ serial = \"sys0\" }}\nwipe = true\npartitions = [\n{bios}\
+             {{ label = \"esp\", type = \"esp\", size = \"128MiB\", format = \"vfat\", mount = \"/boot/efi\" }},\n\
+             {{ label = \"root\", type = \"root\", size = \"rest\", format = \"ext4\", mount = \"/\" }},\n]\n\
+             [bootloader]\nkind = \"grub\"\nfirmware = [\"bios\", \"uefi\"]\n"
+        )
+    };
+    let bad = d.path().join("bad.toml");
+    fs::write(&bad, parts("")).unwrap();
+    let e = err_line({
+        let mut c = anemos();
+        c.arg("validate").arg(&bad);
+        c
+    });
+    assert!(
+        e.contains("bootloader.firmware: \"bios\" on GPT (anemos writes GPT) needs a BIOS boot partition for grub's core image, but no partition has type = \"bios-boot\""),
+        "{e}"
+    );
+    let good = d.path().join("good.toml");
+    fs::write(
+        &good,
+        parts("{ label = \"bios\", type = \"bios-boot\", size = \"1MiB\" },\n"),
+    )
+    .unwrap();
+    ok({
+        let mut c = anemos();
+        c.arg("validate").arg(&good);
+        c
+    });
+    let img = d.path().join("sys0.img");
+    fs::File::create(&img).unwrap().set_len(1 << 30).unwrap();
+    let o = ok({
+        let mut c = anemos();
+        c.arg("plan")
+            .arg(&good)
+            .arg("--disk")
+            .arg(format!("{}:serial=sys0", img.display()));
+        c
+    });
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("bios-boot"), "{out}");
+    assert!(
+        out.contains("bootloader: grub from the target's packages for BIOS and UEFI"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "bootloader: BIOS: grub's core image on {} (its BIOS boot partition)",
+            img.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("on the ESP /boot/efi, native Boot#### entry"),
+        "{out}"
+    );
+}

@@ -409,6 +409,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
                 print!("{}", crate::disk::plan::render(&plan));
+                for line in crate::init::grub::describe(&v.bootloader, &plan) {
+                    println!("{line}");
+                }
                 if disk.is_empty() {
                     // On a running system: what the deploy image's guard would refuse if it
                     // were still so after the kexec (mounts, swap, md arrays, holders).

@@ -19,6 +19,7 @@ mod luks;
 mod schema;
 mod sections;
 mod source;
+mod targets;
 mod units;
 mod validate;
 
@@ -31,7 +32,7 @@ use std::net::IpAddr;
 use crate::config::layout::Layout;
 
 pub use schema::Config;
-pub use units::{network_of, parse_size};
+pub use units::{network_of, parse_size, part_type_guid};
 
 /// Parses `text` (the contents of the file named `origin`, used in messages) without semantic
 /// validation. Fails on TOML syntax errors, unknown keys and wrong value types.
@@ -172,10 +173,39 @@ pub enum Bootloader {
         /// Initrd paths inside the target, in load order; found under /boot when empty.
         initrd: Vec<String>,
     },
+    /// GRUB from the target's own packages, installed chrooted in the target for the firmware
+    /// named (`grub-install` for BIOS onto every disk with a BIOS boot partition, for UEFI onto
+    /// the ESP), its grub.cfg made by the target's `grub-mkconfig`.
+    Grub {
+        firmware: Firmware,
+        /// Kernel command-line options (`GRUB_CMDLINE_LINUX`; grub adds `root=… ro`).
+        options: Option<String>,
+    },
     /// A shell command run chrooted in the target (e.g. grub-install).
     Command { command: String },
     /// Nothing: the install step handled it.
     None,
+}
+
+/// Which firmware a bootloader is prepared for (`bootloader.firmware`); at least one is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Firmware {
+    /// Legacy BIOS (or UEFI's CSM): a core image behind the disk's MBR.
+    pub bios: bool,
+    /// UEFI: an EFI program on the ESP.
+    pub uefi: bool,
+}
+
+impl Firmware {
+    /// "BIOS", "UEFI" or "BIOS and UEFI", for the plan and messages.
+    pub fn describe(self) -> &'static str {
+        match (self.bios, self.uefi) {
+            (true, true) => "BIOS and UEFI",
+            (true, false) => "BIOS",
+            (false, true) => "UEFI",
+            (false, false) => "no firmware",
+        }
+    }
 }
 
 /// `[deploy]`.

@@ -151,6 +151,8 @@ pub struct BootloaderConfig {
     pub kernel: Option<String>,
     pub initrd: Option<Vec<String>>,
     pub command: Option<String>,
+    /// The firmware the installed loader is prepared for: "bios", "uefi".
+    pub firmware: Option<Vec<String>>,
 }
 
 /// `[deploy]` (consumed by the finish stage).

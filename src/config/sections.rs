@@ -10,7 +10,7 @@ use super::schema::{
 use super::units::{check_absolute_path, check_plain, check_relative_path, parse_sha256};
 use super::validate::Problems;
 use super::{
-    Bootloader, Deploy, Download, Finish, Install, Interface, InterfaceMatch, Network,
+    Bootloader, Deploy, Download, Finish, Firmware, Install, Interface, InterfaceMatch, Network,
     RootfsSource, Route,
 };
 
@@ -225,7 +225,7 @@ pub fn bootloader(c: Option<&BootloaderConfig>, p: &mut Problems) -> Bootloader 
     let Some(k) = kind(
         "bootloader",
         c.kind.as_deref(),
-        &["systemd-boot", "command", "none"],
+        &["systemd-boot", "grub", "command", "none"],
         p,
     ) else {
         return Bootloader::None;
@@ -235,15 +235,46 @@ pub fn bootloader(c: Option<&BootloaderConfig>, p: &mut Problems) -> Bootloader 
         ("kernel", c.kernel.is_some()),
         ("initrd", c.initrd.is_some()),
         ("command", c.command.is_some()),
+        ("firmware", c.firmware.is_some()),
     ];
     let allowed: &[&str] = match k {
-        "systemd-boot" => &["options", "kernel", "initrd"],
+        "systemd-boot" => &["options", "kernel", "initrd", "firmware"],
+        "grub" => &["firmware", "options"],
         "command" => &["command"],
         _ => &[],
     };
     reject_unused("bootloader", k, &given, allowed, p);
     match k {
+        "grub" => {
+            if let Some(o) = c.options.as_deref() {
+                p.check("bootloader.options", check_plain(o));
+                p.check("bootloader.options", check_grub_options(o));
+            }
+            let firmware = match c.firmware.as_deref() {
+                None => {
+                    p.add(
+                        "bootloader.firmware",
+                        "missing: say which firmware grub is installed for: [\"bios\"], [\"uefi\"] or [\"bios\", \"uefi\"]",
+                    );
+                    Firmware::default()
+                }
+                Some(list) => firmware(list, p),
+            };
+            Bootloader::Grub {
+                firmware,
+                options: c.options.clone(),
+            }
+        }
         "systemd-boot" => {
+            if let Some(list) = c.firmware.as_deref() {
+                let f = firmware(list, p);
+                if f.bios {
+                    p.add(
+                        "bootloader.firmware",
+                        "systemd-boot is a UEFI program and cannot start from BIOS: use firmware = [\"uefi\"], or kind = \"grub\" for BIOS",
+                    );
+                }
+            }
             if let Some(o) = c.options.as_deref() {
                 p.check("bootloader.options", check_plain(o));
             }
@@ -282,14 +313,61 @@ pub fn bootloader(c: Option<&BootloaderConfig>, p: &mut Problems) -> Bootloader 
     }
 }
 
+/// `bootloader.firmware`: a non-empty list of "bios" and "uefi", each at most once.
+fn firmware(list: &[String], p: &mut Problems) -> Firmware {
+    let mut f = Firmware::default();
+    for (i, name) in list.iter().enumerate() {
+        let slot = match name.as_str() {
+            "bios" => &mut f.bios,
+            "uefi" => &mut f.uefi,
+            other => {
+                p.add(
+                    format!("bootloader.firmware[{i}]"),
+                    format!("unknown firmware {other:?} (use \"bios\" or \"uefi\")"),
+                );
+                continue;
+            }
+        };
+        if *slot {
+            p.add(
+                format!("bootloader.firmware[{i}]"),
+                format!("{name:?} is listed twice"),
+            );
+        }
+        *slot = true;
+    }
+    if list.is_empty() {
+        p.add(
+            "bootloader.firmware",
+            "empty: list \"bios\", \"uefi\" or both",
+        );
+    }
+    f
+}
+
+/// grub options go into a double-quoted shell assignment (`GRUB_CMDLINE_LINUX="…"`), which
+/// grub-mkconfig sources: characters that the shell would expand or end the string with are
+/// refused rather than escaped, since kernel options have no use for them.
+fn check_grub_options(o: &str) -> Result<(), String> {
+    match o.chars().find(|c| matches!(c, '"' | '\\' | '$' | '`')) {
+        Some(c) => Err(format!(
+            "{o:?} contains {c:?}, which the grub defaults file (a shell script) would interpret"
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn deploy(c: Option<&DeployConfig>, bootloader: &Bootloader, p: &mut Problems) -> Deploy {
     let finish = match c.and_then(|c| c.finish.as_deref()) {
         None | Some("reboot") => Finish::Reboot,
         Some("kexec") => {
-            if !matches!(bootloader, Bootloader::SystemdBoot { .. }) {
+            if !matches!(
+                bootloader,
+                Bootloader::SystemdBoot { .. } | Bootloader::Grub { .. }
+            ) {
                 p.add(
                     "deploy.finish",
-                    "\"kexec\" boots the kernel of the entry anemos writes, so it needs [bootloader] kind = \"systemd-boot\"",
+                    "\"kexec\" boots the kernel that anemos' bootloader setup found, so it needs [bootloader] kind = \"systemd-boot\" or \"grub\"",
                 );
             }
             Finish::Kexec

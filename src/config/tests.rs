@@ -285,7 +285,7 @@ fn partition_rules_name_their_key() {
             "unknown type",
             one(r#"{ label = "a", type = "roo", size = "1G" },"#),
             "disk[0].partitions[0].type",
-            "unknown partition type \"roo\" (use one of: esp, xbootldr, root, usr, home, srv, var, tmp, swap, linux, raid, or a type GUID)",
+            "unknown partition type \"roo\" (use one of: esp, xbootldr, root, usr, home, srv, var, tmp, swap, linux, raid, bios-boot, or a type GUID)",
         ),
         ("bad type GUID", one(r#"{ label = "a", type = "0fc63daf-8483-4772-8e79-3d69d8477dzz", size = "1G" },"#), "disk[0].partitions[0].type", "not a GUID"),
         ("missing type", one(r#"{ label = "a", size = "1G" },"#), "disk[0].partitions[0].type", "missing"),
@@ -409,7 +409,7 @@ fn section_rules_name_their_key() {
             "no partition, array or LUKS volume has mount = \"/\"",
         ),
         ("bootloader without kind", with("[bootloader]\noptions = \"quiet\""), "bootloader.kind", "missing"),
-        ("unknown bootloader", with("[bootloader]\nkind = \"grub\""), "bootloader.kind", "use one of: systemd-boot, command, none"),
+        ("unknown bootloader", with("[bootloader]\nkind = \"lilo\""), "bootloader.kind", "use one of: systemd-boot, grub, command, none"),
         ("command without command", with("[bootloader]\nkind = \"command\""), "bootloader.command", "missing"),
         ("none with options", with("[bootloader]\nkind = \"none\"\noptions = \"quiet\""), "bootloader.options", "not used with kind = \"none\""),
         ("relative kernel", with("[bootloader]\nkind = \"systemd-boot\"\nkernel = \"vmlinuz\""), "bootloader.kernel", "not absolute"),
@@ -430,7 +430,7 @@ fn section_rules_name_their_key() {
             "and a mount",
         ),
         ("unknown finish", with("[deploy]\nfinish = \"halt\""), "deploy.finish", "use one of: reboot, kexec, poweroff"),
-        ("kexec without systemd-boot", with("[deploy]\nfinish = \"kexec\""), "deploy.finish", "needs [bootloader] kind = \"systemd-boot\""),
+        ("kexec without a bootloader", with("[deploy]\nfinish = \"kexec\""), "deploy.finish", "needs [bootloader] kind = \"systemd-boot\" or \"grub\""),
         ("interface without match", with("[[network.interface]]\ndhcp = true"), "network.interface[0].match", "missing"),
         ("interface with empty match", with("[[network.interface]]\nmatch = {}\ndhcp = true"), "network.interface[0].match", "no matcher given"),
         ("bad mac", with("[[network.interface]]\nmatch = { mac = \"52:54:00:zz:00:01\" }\ndhcp = true"), "network.interface[0].match.mac", "not a MAC"),
@@ -872,4 +872,177 @@ fn mirrored_esps_must_have_the_mounted_esps_size() {
     // An ESP without a format is not a mirror: no size rule.
     let raw = r#"{ label = "esp-b", type = "esp", size = "64MiB" },"#;
     load(&two(&format!("{ESP}\n{ROOT}"), raw, ""), "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+}
+
+const BIOS_BOOT: &str = r#"{ label = "bios", type = "bios-boot", size = "1MiB" },"#;
+const ESP_EFI: &str =
+    r#"{ label = "esp", type = "esp", size = "128MiB", format = "vfat", mount = "/boot/efi" },"#;
+
+#[test]
+fn grub_loads_for_bios_and_uefi() {
+    let text = format!(
+        "{}\n[bootloader]\nkind = \"grub\"\nfirmware = [\"bios\", \"uefi\"]\noptions = \"console=ttyS0 quiet\"\n[deploy]\nfinish = \"kexec\"\n",
+        sys(&format!("{BIOS_BOOT}{ESP_EFI}{ROOT}"))
+    );
+    let v = load(&text, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        v.bootloader,
+        Bootloader::Grub {
+            firmware: Firmware {
+                bios: true,
+                uefi: true
+            },
+            options: Some("console=ttyS0 quiet".into()),
+        }
+    );
+    assert_eq!(v.deploy.finish, Finish::Kexec);
+    let bios = &v.layout.disks[0].partitions[0];
+    assert_eq!(
+        crate::util::uuid_string(&bios.type_guid),
+        "21686148-6449-6e6f-744e-656564454649"
+    );
+    assert_eq!((bios.format, bios.mount.as_deref()), (None, None));
+    // BIOS alone needs no ESP; UEFI alone no BIOS boot partition.
+    let bios_only = format!(
+        "{}\n[bootloader]\nkind = \"grub\"\nfirmware = [\"bios\"]\n",
+        sys(&format!("{BIOS_BOOT}{ROOT}"))
+    );
+    let v = load(&bios_only, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(v.bootloader, Bootloader::Grub { firmware, options: None } if firmware.describe() == "BIOS")
+    );
+    let uefi_only = format!(
+        "{}\n[bootloader]\nkind = \"grub\"\nfirmware = [\"uefi\"]\n",
+        sys(&format!("{ESP_EFI}{ROOT}"))
+    );
+    let v = load(&uefi_only, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(v.bootloader, Bootloader::Grub { firmware, .. } if firmware.describe() == "UEFI")
+    );
+    // systemd-boot takes firmware = ["uefi"] (what it always is).
+    let sd = format!(
+        "{}\n[bootloader]\nkind = \"systemd-boot\"\nfirmware = [\"uefi\"]\n",
+        sys(&format!("{ESP}{ROOT}"))
+    );
+    load(&sd, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn grub_rules_name_their_key() {
+    let grub = |parts: &str, fw: &str| {
+        format!(
+            "{}\n[bootloader]\nkind = \"grub\"\nfirmware = {fw}\n",
+            sys(parts)
+        )
+    };
+    let all = format!("{BIOS_BOOT}{ESP_EFI}{ROOT}");
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "BIOS on GPT without a BIOS boot partition",
+            grub(&format!("{ESP_EFI}{ROOT}"), "[\"bios\", \"uefi\"]"),
+            "bootloader.firmware",
+            "\"bios\" on GPT (anemos writes GPT) needs a BIOS boot partition",
+        ),
+        (
+            "UEFI without an ESP",
+            grub(&format!("{BIOS_BOOT}{ROOT}"), "[\"uefi\"]"),
+            "bootloader.firmware",
+            "\"uefi\": grub's EFI program goes onto the ESP",
+        ),
+        (
+            "firmware missing",
+            format!("{}\n[bootloader]\nkind = \"grub\"\n", sys(&all)),
+            "bootloader.firmware",
+            "missing: say which firmware",
+        ),
+        (
+            "firmware empty",
+            grub(&all, "[]"),
+            "bootloader.firmware",
+            "empty",
+        ),
+        (
+            "unknown firmware",
+            grub(&all, "[\"bios\", \"coreboot\"]"),
+            "bootloader.firmware[1]",
+            "unknown firmware \"coreboot\"",
+        ),
+        (
+            "firmware twice",
+            grub(&all, "[\"uefi\", \"uefi\"]"),
+            "bootloader.firmware[1]",
+            "listed twice",
+        ),
+        (
+            "grub with kernel",
+            format!("{}kernel = \"/boot/vmlinuz\"\n", grub(&all, "[\"bios\"]")),
+            "bootloader.kernel",
+            "not used with kind = \"grub\" (it takes: firmware, options)",
+        ),
+        (
+            "grub options a shell would expand",
+            format!("{}options = \"console=$TTY\"\n", grub(&all, "[\"bios\"]")),
+            "bootloader.options",
+            "the grub defaults file (a shell script) would interpret",
+        ),
+        (
+            "grub without a root",
+            grub(&format!("{BIOS_BOOT}{ESP_EFI}"), "[\"bios\"]"),
+            "bootloader.kind",
+            "no partition, array or LUKS volume has mount = \"/\"",
+        ),
+        (
+            "a filesystem on the BIOS boot partition",
+            grub(
+                &format!(
+                    "{}{ROOT}",
+                    BIOS_BOOT.replace("size = \"1MiB\"", "size = \"1MiB\", format = \"ext4\"")
+                ),
+                "[\"bios\"]",
+            ),
+            "disk[0].partitions[0].format",
+            "holds grub's core image, not a filesystem",
+        ),
+        (
+            "systemd-boot for BIOS",
+            format!(
+                "{}\n[bootloader]\nkind = \"systemd-boot\"\nfirmware = [\"bios\"]\n",
+                sys(&format!("{ESP}{ROOT}"))
+            ),
+            "bootloader.firmware",
+            "systemd-boot is a UEFI program",
+        ),
+        (
+            "firmware with command",
+            format!(
+                "{}\n[bootloader]\nkind = \"command\"\ncommand = \"true\"\nfirmware = [\"bios\"]\n",
+                sys(&all)
+            ),
+            "bootloader.firmware",
+            "not used with kind = \"command\"",
+        ),
+    ];
+    for (case, text, key, want) in &cases {
+        assert_one(case, text, key, want);
+    }
+}
+
+#[test]
+fn grub_refuses_a_boot_on_luks() {
+    let text = format!(
+        "{}\n[[luks]]\nname = \"croot\"\ndevice = \"root\"\npassphrase = \"secrets/root.key\"\nformat = \"ext4\"\nmount = \"/\"\n[bootloader]\nkind = \"grub\"\nfirmware = [\"bios\"]\n",
+        sys(&format!("{BIOS_BOOT}{{ label = \"root\", type = \"linux\", size = \"rest\" }},"))
+    );
+    assert_one(
+        "/ on LUKS without a /boot",
+        &text,
+        "bootloader.kind",
+        "on the LUKS volume \"croot\"",
+    );
+    // A /boot of its own makes it fine.
+    let ok = format!(
+        "{}\n[[luks]]\nname = \"croot\"\ndevice = \"root\"\npassphrase = \"secrets/root.key\"\nformat = \"ext4\"\nmount = \"/\"\n[bootloader]\nkind = \"grub\"\nfirmware = [\"bios\"]\n",
+        sys(&format!("{BIOS_BOOT}{{ label = \"boot\", type = \"linux\", size = \"512MiB\", format = \"ext4\", mount = \"/boot\" }},\n{{ label = \"root\", type = \"linux\", size = \"rest\" }},"))
+    );
+    load(&ok, "anemos.toml").unwrap_or_else(|e| panic!("{e}"));
 }

@@ -175,6 +175,9 @@ pub const PART_TYPES: &[(&str, &str)] = &[
     ("swap", "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"),
     ("linux", "0fc63daf-8483-4772-8e79-3d69d8477de4"),
     ("raid", "a19d880f-05fc-4d3b-a006-743f0f84911e"),
+    // Not in the specification: the GPT type of a BIOS boot partition, where grub's BIOS core
+    // image goes on a GPT disk (there is no gap after the MBR to embed it in).
+    ("bios-boot", "21686148-6449-6e6f-744e-656564454649"),
 ];
 
 /// The type GUID for a name in [`PART_TYPES`], if it is one.

@@ -12,7 +12,7 @@ use super::units::{
     format_size, parse_guid, parse_part_type, parse_size, parse_size_range, part_type_guid, MIB,
     SIZE_HINT,
 };
-use super::{sections, Bootloader, Install, Validated};
+use super::{sections, Validated};
 use crate::config::layout::{
     DiskSpec, FsKind, Layout, Matcher, PartSpec, PreservedMount, SizeSpec,
 };
@@ -108,7 +108,7 @@ pub fn validate(cfg: &Config, p: &mut Problems) -> Validated {
     let bootloader = sections::bootloader(cfg.bootloader.as_ref(), p);
     let deploy = sections::deploy(cfg.deploy.as_ref(), &bootloader, p);
     let network = sections::network(cfg.network.as_ref(), p);
-    check_targets(&layout, install.as_ref(), &bootloader, p);
+    super::targets::check_targets(&layout, install.as_ref(), &bootloader, p);
     Validated {
         hostname: cfg.hostname.clone(),
         layout,
@@ -116,81 +116,6 @@ pub fn validate(cfg: &Config, p: &mut Problems) -> Validated {
         bootloader,
         deploy,
         network,
-    }
-}
-
-/// What the install and bootloader need from the layout.
-fn check_targets(
-    layout: &Layout,
-    install: Option<&Install>,
-    bootloader: &Bootloader,
-    p: &mut Problems,
-) {
-    let parts = || layout.disks.iter().flat_map(|d| d.partitions.iter());
-    let has_root = parts().any(|s| s.mount.as_deref() == Some("/"))
-        || layout
-            .arrays
-            .iter()
-            .any(|a| a.mount.as_deref() == Some("/"))
-        || layout.luks.iter().any(|l| l.mount.as_deref() == Some("/"));
-    let esp = part_type_guid("esp");
-    let has_esp = parts()
-        .any(|s| Some(s.type_guid) == esp && s.format == Some(FsKind::Vfat) && s.mount.is_some());
-    if let Some(i @ (Install::Makeimg { .. } | Install::Rootfs { .. })) = install {
-        if !has_root {
-            let kind = if matches!(i, Install::Makeimg { .. }) {
-                "makeimg"
-            } else {
-                "rootfs"
-            };
-            p.add(
-                "install.kind",
-                format!(
-                    "{kind:?} installs a system, but no partition, array or LUKS volume has mount = \"/\" to hold it"
-                ),
-            );
-        }
-    }
-    check_esp_mirrors(layout, p);
-    if matches!(bootloader, Bootloader::SystemdBoot { .. }) && !has_esp {
-        p.add(
-            "bootloader.kind",
-            "\"systemd-boot\" is installed onto the ESP, but no partition has type = \"esp\", format = \"vfat\" and a mount (e.g. mount = \"/boot\" or \"/boot/efi\")",
-        );
-    }
-}
-
-/// Mirrored ESPs (a vfat ESP without a mount point, kept identical to the mounted one by the
-/// bootloader stage) must have the mounted ESP's size: the copy must fit, and a firmware that
-/// falls back to the other disk should find the same volume.
-fn check_esp_mirrors(layout: &Layout, p: &mut Problems) {
-    let esp = part_type_guid("esp");
-    let esps: Vec<(usize, usize, &PartSpec)> = layout
-        .disks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, d)| d.partitions.iter().enumerate().map(move |(j, s)| (i, j, s)))
-        .filter(|(_, _, s)| Some(s.type_guid) == esp)
-        .collect();
-    let Some(&(mi, mj, main)) = esps.iter().find(|(_, _, s)| s.mount.is_some()) else {
-        return;
-    };
-    let show = |s: SizeSpec| match s {
-        SizeSpec::Bytes(b) => crate::util::human(b),
-        SizeSpec::Rest => "rest".into(),
-    };
-    for &(i, j, s) in &esps {
-        if s.mount.is_none() && s.format == Some(FsKind::Vfat) && s.size != main.size {
-            p.add(
-                format!("disk[{i}].partitions[{j}].size"),
-                format!(
-                    "this ESP mirrors the one mounted at {} (disk[{mi}].partitions[{mj}], size {}) but its size is {}: mirrored ESPs must be the same size",
-                    main.mount.as_deref().unwrap_or_default(),
-                    show(main.size),
-                    show(s.size)
-                ),
-            );
-        }
     }
 }
 
@@ -526,6 +451,12 @@ fn check_format_rules(
 ) {
     let key = |f: &str| format!("{pk}.{f}");
     let is_swap_type = Some(type_guid) == part_type_guid("swap");
+    if Some(type_guid) == part_type_guid("bios-boot") && c.format.is_some() {
+        p.add(
+            key("format"),
+            "a BIOS boot partition holds grub's core image, not a filesystem: remove format (and mount)",
+        );
+    }
     match format {
         Some(f) if is_swap_type && f != FsKind::Swap => p.add(
             key("format"),

@@ -68,10 +68,10 @@ pub fn register(opts: &[LoadOption]) -> Result<()> {
     if let Err(e) = efivar::ensure_mounted(false) {
         match e {
             efivar::Unavailable::NoEfi => {
-                log::info!("boot entry: not booted through UEFI, no Boot#### entry written; the firmware finds systemd-boot at the fallback path \\EFI\\BOOT\\BOOTX64.EFI");
+                log::info!("boot entry: not booted through UEFI, no Boot#### entry written; the firmware finds the loader at the fallback path \\EFI\\BOOT\\BOOTX64.EFI");
                 return Ok(());
             }
-            other => return Err(anyhow!("boot entry: {other}")),
+            other => return Err(anyhow!("{other}")),
         }
     }
     let data: Vec<Vec<u8>> = opts.iter().map(efiboot::encode).collect::<Result<_>>()?;
@@ -163,8 +163,9 @@ mod tests {
         };
         assert_eq!(o.part_uuid, crate::util::uuid_string(&parts[0].part_uuid));
         assert_eq!(o.path, SYSTEMD_BOOT);
-        let grub = load_options(&p, "web1", "\\EFI\\debian\\grubx64.efi").unwrap();
-        assert_eq!(grub[0].path, "\\EFI\\debian\\grubx64.efi");
+        let grub = load_options(&p, "web1", super::super::grub::LOADER).unwrap();
+        assert_eq!(grub[0].path, "\\EFI\\anemos\\grubx64.efi");
+        assert_eq!(grub[0].part_uuid, o.part_uuid);
     }
 
     #[test]

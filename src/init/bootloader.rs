@@ -1,4 +1,5 @@
-//! Bootloader stage: systemd-boot installed by us, a command chrooted in the target, or none.
+//! Bootloader stage: systemd-boot installed by us, grub from the target ([`super::grub`]), a
+//! command chrooted in the target, or none.
 //!
 //! systemd-boot: `EFI/systemd/systemd-bootx64.efi` and the fallback `EFI/BOOT/BOOTX64.EFI`
 //! (from the target, the tools root or the payload, in that order), `loader/loader.conf`, and a
@@ -31,13 +32,28 @@ pub struct Entry {
 /// kept for a mirror) are not it.
 pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
     let mut esp = None;
-    let mut root = None;
     for d in &plan.disks {
         if let DiskAction::Repartition { parts, .. } = &d.action {
             for p in parts {
                 if p.type_name == "esp" && esp.is_none() {
                     esp = p.mount.clone();
                 }
+            }
+        }
+    }
+    let esp = esp.ok_or_else(|| {
+        anyhow!("the bootloader (systemd-boot, or grub for UEFI) needs an ESP (type = \"esp\") with a mount point in anemos.toml")
+    })?;
+    Ok((esp, root_arg(plan)?))
+}
+
+/// The `root=` value: `PARTUUID=…` of the partition mounted at "/", or `UUID=…` of the
+/// filesystem when "/" is on an array or a LUKS volume (no PARTUUID).
+pub fn root_arg(plan: &Plan) -> Result<String> {
+    let mut root = None;
+    for d in &plan.disks {
+        if let DiskAction::Repartition { parts, .. } = &d.action {
+            for p in parts {
                 if p.mount.as_deref() == Some("/") {
                     root = Some(format!("PARTUUID={}", uuid_string(&p.part_uuid)));
                 }
@@ -55,13 +71,9 @@ pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
             root = Some(format!("UUID={}", uuid_string(&u)));
         }
     }
-    let esp = esp.ok_or_else(|| {
-        anyhow!("systemd-boot needs an ESP (type = \"esp\") with a mount point in anemos.toml")
-    })?;
-    let root = root.ok_or_else(|| {
-        anyhow!("systemd-boot needs a partition or array mounted at \"/\" for root=")
-    })?;
-    Ok((esp, root))
+    root.ok_or_else(|| {
+        anyhow!("the bootloader needs a partition, array or LUKS volume mounted at \"/\" for root=")
+    })
 }
 
 /// Finds `vmlinuz-<v>` (newest by version order) or `vmlinuz` in `boot`, and its initrd.
@@ -286,6 +298,23 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
             )?;
             ctx.entry = Some(e);
             super::bootentry::write_entries(plan, &title, super::bootentry::SYSTEMD_BOOT);
+        }
+        crate::config::Bootloader::Grub { firmware, options } => {
+            let e = super::grub::install(
+                plan,
+                Path::new(super::disks::TARGET),
+                *firmware,
+                options.as_deref(),
+            )?;
+            ctx.entry = Some(e);
+            if firmware.uefi {
+                let title = payload
+                    .config
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| "anemos".into());
+                super::bootentry::write_entries(plan, &title, super::grub::LOADER);
+            }
         }
         crate::config::Bootloader::Command { command } => {
             let target = Path::new(super::disks::TARGET);

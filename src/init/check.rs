@@ -14,6 +14,9 @@
 //!   payload files and kernel features the writing stages will use; [`stage`] looks each up
 //!   and reports every missing one at once. cryptsetup and the passphrase files are looked up
 //!   by `luks::check`, mdadm and the md personalities by the `verify` stage.
+//! - With `[bootloader] kind = "grub"`, the archive read here must hold grub-install,
+//!   grub-mkconfig and the modules of each firmware named (a warning only when a provision
+//!   script may still install them).
 
 use std::path::Path;
 use std::time::Instant;
@@ -139,9 +142,10 @@ pub fn needs(cfg: &Validated, install: Option<&Install>, plan: Option<&Plan>) ->
                 );
                 push(Need::SystemdBootEfi { archive });
             }
-            // The command runs chrooted in the target, which the install has not made yet.
-            Bootloader::Command { .. } | Bootloader::None => {} // Another bootloader kind adds what it needs from the tools root, the payload or
-                                                                // the archive here (e.g. its EFI image, like systemd-boot above).
+            // grub runs from the target: its tools are looked for while the archive is
+            // read (the stage below); the command runs chrooted in the target, which the
+            // install has not made yet.
+            Bootloader::Grub { .. } | Bootloader::Command { .. } | Bootloader::None => {}
         }
         if cfg.deploy.finish == Finish::Kexec {
             push(Need::Kexec);
@@ -280,7 +284,13 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
     let mut audit = None;
     if let Some(archive) = archive {
         let t = Instant::now();
-        let a = install::check_tar(&archive, ctx.plan.as_ref().map(capacity)).map_err(|e| {
+        let grub = match payload.config.bootloader {
+            Bootloader::Grub { firmware, .. } => Some(firmware),
+            _ => None,
+        };
+        let mut scan = super::grub::ArchiveScan::default();
+        let cap = ctx.plan.as_ref().map(capacity);
+        let a = install::check_tar_seeing(&archive, cap, &mut |p| scan.see(p)).map_err(|e| {
             e.context(format!(
                 "the rootfs archive {} is damaged, truncated or unsafe (read before any disk is written: nothing was written)",
                 archive.display()
@@ -293,6 +303,25 @@ pub(super) fn stage(ctx: &mut super::Ctx) -> Result<()> {
             a.bytes >> 20,
             t.elapsed().as_secs_f64()
         );
+        if let Some(firmware) = grub {
+            let provision = matches!(
+                inst,
+                Some(Install::Rootfs {
+                    provision: Some(_),
+                    ..
+                })
+            );
+            match scan.problem(firmware) {
+                None => log::info!(
+                    "check: the rootfs archive has grub for {}",
+                    firmware.describe()
+                ),
+                Some(p) if provision => log::warn!(
+                    "check: {p}; the provision step must install it, or the bootloader stage fails"
+                ),
+                Some(p) => anyhow::bail!("{p}; nothing was written"),
+            }
+        }
         ctx.archive_checked = Some((archive, a.entries));
         audit = Some(a);
     }

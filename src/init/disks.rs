@@ -277,6 +277,11 @@ pub(super) fn stage_plan(ctx: &mut super::Ctx) -> Result<()> {
         return Ok(());
     };
     let p = plan_stage(l)?;
+    if let Some(payload) = &ctx.payload {
+        for line in super::grub::describe(&payload.config.bootloader, &p) {
+            log::info!("plan: {line}");
+        }
+    }
     ctx.plan = Some(p);
     Ok(())
 }

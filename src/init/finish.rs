@@ -100,7 +100,7 @@ pub(super) fn stage(ctx: &mut Ctx) -> Result<()> {
             let e = ctx
                 .entry
                 .clone()
-                .ok_or_else(|| anyhow::anyhow!("finish = \"kexec\" needs a systemd-boot entry"))?;
+                .ok_or_else(|| anyhow::anyhow!("finish = \"kexec\" needs the kernel found by the bootloader setup (systemd-boot or grub)"))?;
             // Copy kernel and initrd to RAM first: the target is unmounted before the jump.
             std::fs::create_dir_all("/run/anemos/kexec")?;
             let k = Path::new("/run/anemos/kexec/kernel");

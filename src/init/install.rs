@@ -31,7 +31,7 @@ use crate::util::uuid_string;
 pub const PAYLOAD: &str = "/payload";
 
 // The archive checks live with the packer, which runs them on the workstation too.
-pub use crate::pack::tarcheck::{check_tar, TarAudit};
+pub use crate::pack::tarcheck::{check_tar, check_tar_seeing, TarAudit};
 
 /// The environment every builder gets (documented in docs/install.md).
 pub fn builder_env(

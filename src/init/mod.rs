@@ -15,6 +15,7 @@ pub mod download;
 pub mod early;
 pub mod espmirror;
 pub mod finish;
+pub mod grub;
 pub mod install;
 pub mod logger;
 pub mod luks;

@@ -176,6 +176,16 @@ impl TarAudit {
 /// compressed stream to its very end, so a damaged trailer or checksum is found too. Returns
 /// the audit: entry count, uncompressed bytes, which paths it has.
 pub fn check_tar(path: &Path, capacity: Option<u64>) -> Result<TarAudit> {
+    check_tar_seeing(path, capacity, &mut |_| {})
+}
+
+/// [`check_tar`], showing every entry's path (as stored) to `seen`, e.g. to look for the
+/// tools a later stage will run in the target.
+pub fn check_tar_seeing(
+    path: &Path,
+    capacity: Option<u64>,
+    seen: &mut dyn FnMut(&Path),
+) -> Result<TarAudit> {
     let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut ar = tar::Archive::new(crate::codec::auto_decoder(f)?);
     let mut audit = TarAudit::new(capacity);
@@ -191,6 +201,7 @@ pub fn check_tar(path: &Path, capacity: Option<u64>) -> Result<TarAudit> {
         if let Err(why) = audit.check(&e, &p) {
             bail!("{}: {why}", path.display());
         }
+        seen(&p);
     }
     // The tar reader stops at the end-of-archive blocks; what follows in the compressed stream
     // (gzip's CRC, xz's check, zstd's checksum) is read here.
