@@ -109,6 +109,12 @@ fn console_line_within_1s() -> bool {
 
 /// What a watcher's request means here.
 fn control_action(c: Control) -> Action {
+    if matches!(c, Control::Release | Control::Reboot | Control::Poweroff) {
+        // The request came over ssh (`anemos ctl`): give that session a moment to deliver its
+        // exit status and close before the power request takes the network down, so the
+        // watcher sees its request succeed rather than a dropped connection.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
     match c {
         Control::Release | Control::Reboot => Action::Power(PowerRequest::Reboot),
         Control::Poweroff => Action::Power(PowerRequest::Poweroff),
