@@ -18,8 +18,9 @@ Runs and what each must show:
                no deploy image started.
   deploy       both deploy; their deploy images run at overlapping times; recap changed=1 and
                failed=0 each; each boots its own payload's system (hostname fleet-a, fleet-b).
-  partial      fleet-a's payload fails before writing (its archive has a ../ entry, refused by
-               the check stage) while fleet-b's succeeds: fleet-a failed with the stage and the
+  partial      fleet-a's payload fails before writing (its root is xfs, which the deploy image
+               has no mkfs.xfs for: refused by its check stage; the workstation cannot know what
+               the image lacks) while fleet-b's succeeds: fleet-a failed with the stage and the
                error, its old system back and its disk byte-identical; fleet-b changed=1, boots.
   serial-stop  -e fleet_serial=1 -e fleet_max_fail_percentage=0, fleet-a (failing) first: the
                play stops after the first batch; fleet-b is not in the recap, never kexec'd, and
@@ -132,14 +133,14 @@ def need_tools():
 
 def prepare(anemos, modules_dir):
     """Builds what every run shares: the test key, the systems' archive, the base image (with
-    dropbear, so deploys are watched), the failing payload's archive and the old system's image."""
+    dropbear, so deploys are watched), the payloads' archives and the old system's image."""
     subs = h.placeholders(anemos)
     out, cache = h.OUT, h.CACHE
     h.call([str(REPO / "scripts" / "build-example.sh")], check=True, stdout=subprocess.DEVNULL)
     h.call([str(h.HERE / "fixtures" / "build-ssh-rootfs.sh"), str(anemos), str(out)], check=True)
     for host in HOSTS:
         shutil.copy(h.HERE / "payloads" / "deploy-ssh" / "rootfs.tar.zst", PAYLOADS / host / "rootfs.tar.zst")
-    h.call(["python3", str(h.HERE / "fixtures" / "make-evil-tar.py"), str(PAYLOADS / "broken" / "evil.tar")], check=True)
+    shutil.copy(h.HERE / "payloads" / "deploy-ssh" / "rootfs.tar.zst", PAYLOADS / "broken" / "rootfs.tar.zst")
     base = OUT / "base.img"
     h.call([str(h.HERE / "fixtures" / "build-watch-base.sh"), str(anemos), subs["busybox"], str(modules_dir), str(base),
             "virtio_pci", "virtio_blk", "virtio_net", "vfat", "nls_cp437", "nls_ascii"], check=True)
@@ -301,7 +302,7 @@ def run_partial(ctx):
     check_recap(r, "fleet-a", text, failed=1)
     check_recap(r, "fleet-b", text, changed=1, failed=0)
     expect("fatal: [fleet-a]" in text and "anemos deploy failed in stage check: " in text
-           and "escapes the target root" in text, "partial: fleet-a failed with the stage (check) and the error", text)
+           and "mkfs.xfs not found in the image's tools root" in text, "partial: fleet-a failed with the stage (check) and the error", text)
     expect('"failed_stage": "check"' in text and '"disks_written": false' in text,
            "partial: fleet-a's result has failed_stage and disks_written", text)
     expect(same["fleet-a"], "partial: fleet-a's disk is byte-identical")
