@@ -6,13 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PINS=(ansible-core==2.18.12 pytest==8.3.5)
 venv="$PWD/qemu-tests/cache/ansible-venv"
-stamp="$venv/.pins"
-if [[ -x "$venv/bin/ansible-playbook" && -f "$stamp" && "$(cat "$stamp")" == "${PINS[*]}" ]]; then
-    echo "$venv"; exit 0
-fi
-rm -rf "$venv"
-mkdir -p "$(dirname "$venv")"
-python3 -m venv "$venv" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}" >&2
-echo "${PINS[*]}" > "$stamp"
-echo "$venv"
+# shellcheck source=scripts/lib/venv.sh
+. scripts/lib/venv.sh
+pinned_venv "$venv" ansible-playbook "${PINS[@]}"
