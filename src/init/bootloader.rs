@@ -28,22 +28,14 @@ pub struct Entry {
 
 /// (ESP mount point in the target, the `root=` value: `PARTUUID=…` of the partition mounted at
 /// "/", or `UUID=…` of the filesystem when "/" is on an array, which has no PARTUUID). The ESP
-/// is the first one with a mount point, in disk order; ESPs without one (a second disk's,
-/// kept for a mirror) are not it.
+/// is the plan's mounted one ([`crate::disk::plan::esps`]: the first with a mount point, in
+/// disk order); ESPs without one (a second disk's, kept as a mirror) are not it.
 pub fn esp_and_root(plan: &Plan) -> Result<(String, String)> {
-    let mut esp = None;
-    for d in &plan.disks {
-        if let DiskAction::Repartition { parts, .. } = &d.action {
-            for p in parts {
-                if p.type_name == "esp" && esp.is_none() {
-                    esp = p.mount.clone();
-                }
-            }
-        }
-    }
-    let esp = esp.ok_or_else(|| {
-        anyhow!("the bootloader (systemd-boot, or grub for UEFI) needs an ESP (type = \"esp\") with a mount point in anemos.toml")
-    })?;
+    let esp = crate::disk::plan::esps(plan)
+        .and_then(|(main, _)| main.part.mount.clone())
+        .ok_or_else(|| {
+            anyhow!("the bootloader (systemd-boot, or grub for UEFI) needs an ESP (type = \"esp\") with a mount point in anemos.toml")
+        })?;
     Ok((esp, root_arg(plan)?))
 }
 
